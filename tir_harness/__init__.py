@@ -1,0 +1,1 @@
+"""tir-harness: evaluate language models on math problems with a Python tool."""

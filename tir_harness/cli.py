@@ -1,0 +1,48 @@
+"""`tir-harness`: the commands that run outside pytest.
+
+Each subcommand lives in the module of its concept and is imported only when called, so that
+`tir-harness regrade` does not pay for vLLM and `tir-harness serve` does not pay for sympy.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "regrade": ("tir_harness.grading.regrade:main", "re-grade a JSONL of responses or a report"),
+    "report": ("tir_harness.summary:main", "rebuild summaries and plots from trajectories.jsonl"),
+    "compare": ("tir_harness.compare:main", "compare two runs: paired accuracy, flips, McNemar"),
+    "annotate": ("tir_harness.annotate:annotate_main", "export trajectories as chat training data"),
+    "pairs": ("tir_harness.annotate:pairs_main", "build preference pairs (correct vs incorrect)"),
+    "serve": ("tir_harness.serve:main", "start one vLLM OpenAI server per GPU (group)"),
+    "prepare-model": ("tir_harness.models:main", "resolve a --model alias once (e.g. convert a GGUF)"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: tir-harness COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<14} {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Evaluation itself runs under pytest: pytest benchmarks/ --model NAME"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"tir-harness: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module_name, func_name = COMMANDS[name][0].split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    try:
+        return int(func(rest) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

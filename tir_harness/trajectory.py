@@ -1,0 +1,88 @@
+"""What one run of the TIR loop produced: turns, the final response, and how it ended.
+
+A `Trajectory` turns into one JSONL record (`to_record`), the unit that reports, the result store,
+baselines and training-data export all read.  Records hold plain builtins only (xdist and JSON need that).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+# Why a trajectory stopped.
+END_ANSWER = "answer"  # a \boxed{} answer was written
+END_NO_CODE = "no_code"  # the model stopped without a box and without code
+END_MAX_TOOL_CALLS = "max_tool_calls"
+END_LENGTH = "length"  # max_tokens or the context length was hit
+END_ERROR = "error"  # the engine failed for this request
+
+
+@dataclass
+class Turn:
+    text: str  # what the model generated in this turn (without the stop string)
+    finish_reason: str
+    stop_reason: str | int | None = None
+    code: str | None = None
+    observation: str | None = None  # what was appended for the model to read
+    exec_status: str | None = None  # the executor's status for `code`
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int | None = None
+    gen_seconds: float = 0.0
+    exec_seconds: float = 0.0
+
+
+@dataclass
+class Trajectory:
+    prompt: str  # the first prompt, exactly as sent
+    turns: list[Turn] = field(default_factory=list)
+    end_reason: str = ""
+    error: str | None = None
+    seconds: float = 0.0
+    final_prompt: str = ""  # the last prompt sent: the whole conversation so far
+
+    @property
+    def response(self) -> str:
+        """Everything the model wrote, observations included, as one text to extract the answer from."""
+        parts: list[str] = []
+        for turn in self.turns:
+            parts.append(turn.text)
+            if turn.observation is not None:
+                parts.append(f"\n```output\n{turn.observation}\n```\n")
+        return "".join(parts)
+
+    @property
+    def tool_calls(self) -> int:
+        return sum(1 for t in self.turns if t.code is not None)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(t.prompt_tokens for t in self.turns)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(t.completion_tokens for t in self.turns)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(
+            response=self.response,
+            tool_calls=self.tool_calls,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+        )
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Trajectory:
+        turns = [Turn(**t) for t in data.get("turns", [])]
+        return cls(
+            prompt=data["prompt"],
+            turns=turns,
+            end_reason=data.get("end_reason", ""),
+            error=data.get("error"),
+            seconds=data.get("seconds", 0.0),
+            final_prompt=data.get("final_prompt", ""),
+        )
