@@ -1,1 +1,144 @@
-"""pytest plugin (placeholder while the skeleton is built)."""
+"""The pytest plugin: options, problem parametrization, the `solve` fixture, and wiring of the run's parts.
+
+Hooks stay thin; the state lives in two plugin objects registered in `pytest_configure`: the `Runner`
+(starts the engine, solves this process's problems) and, in the controlling process only, the `Reporter`
+(writes the run's files).  A benchmark test reads:
+
+    @pytest.mark.tir_dataset("gsm8k", split="test")
+    def test_gsm8k(problem, solve):
+        assert solve(problem).answer == problem.answer
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tir_harness import options as _options
+from tir_harness.problems import DataError, Problem, load, load_jsonl
+from tir_harness.reports import Reporter, default_run_id
+from tir_harness.results import Result
+from tir_harness.runner import PROBLEM_FIXTURE, Runner
+
+runner_key = pytest.StashKey[Runner]()
+reporter_key = pytest.StashKey[Reporter]()
+
+MARKERS = {
+    "tir_dataset(name, split='test')": "parametrize `problem` with every problem of a dataset split",
+    "tir_jsonl(path, **fields)": "parametrize `problem` from a JSONL file (fields: question=, answer=, id=, ...)",
+    "smoke": "the packaged smoke problems",
+    **{f"level{n}": f"MATH difficulty level {n}" for n in range(1, 6)},
+    **{name: f"problems of the {name} dataset" for name in ("gsm8k", "math", "math500", "svamp", "gsm_hard")},
+    **{
+        subject: f"MATH subject {subject}"
+        for subject in (
+            "algebra", "counting_and_probability", "geometry", "intermediate_algebra",
+            "number_theory", "prealgebra", "precalculus",
+        )  # fmt: skip
+    },
+}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    _options.addoption(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    # Only once pytest-xdist is there to call it; it hands each worker its whole share at once.
+    if pluginmanager.has_plugin("xdist"):
+        from tir_harness import xdist
+
+        pluginmanager.register(xdist.XdistHooks(), "tir-harness-xdist")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker, help_ in MARKERS.items():
+        config.addinivalue_line("markers", f"{marker}: {help_}")
+    opts = _options.HarnessOptions.from_config(config)
+    worker = getattr(config, "workerinput", None)
+    run_dir = Path(opts.report_dir) if opts.report_dir else config.rootpath / "reports" / default_run_id(opts.model)
+    runner = Runner(config, opts, run_dir.name)
+    config.stash[runner_key] = runner
+    config.pluginmanager.register(runner, "tir-harness-runner")
+    if worker is None and not config.option.collectonly:
+        reporter = Reporter(config, opts, run_dir)
+        config.stash[reporter_key] = reporter
+        config.pluginmanager.register(reporter, "tir-harness-reporter")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for key in (runner_key, reporter_key):
+        plugin = config.stash.get(key, None)
+        if plugin is not None:
+            config.pluginmanager.unregister(plugin)
+            del config.stash[key]
+
+
+_MARK_CACHE: dict[str, pytest.MarkDecorator] = {}
+
+
+def _marks(problem: Problem) -> tuple[pytest.MarkDecorator, ...]:
+    names = [problem.dataset]
+    if problem.subject:
+        names.append(problem.subject)
+    if problem.level is not None:
+        names.append(f"level{problem.level}")
+    return tuple(_MARK_CACHE.setdefault(n, getattr(pytest.mark, n)) for n in names)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if PROBLEM_FIXTURE not in metafunc.fixturenames:
+        return
+    runner = metafunc.config.stash[runner_key]
+    try:
+        problems = _problems_for(metafunc, runner)
+    except DataError as exc:
+        # A CollectError prints as its message alone: one line naming the file and line, no traceback.
+        raise pytest.Collector.CollectError(f"tir-harness: {exc}") from None
+    if problems is None:
+        return
+    metafunc.parametrize(
+        PROBLEM_FIXTURE,
+        [pytest.param(p, id=p.param_id, marks=_marks(p)) for p in problems],
+    )
+
+
+def _problems_for(metafunc: pytest.Metafunc, runner: Runner) -> list[Problem] | None:
+    data_dir = runner.options.data_dir
+    mark = metafunc.definition.get_closest_marker("tir_dataset")
+    if mark is not None:
+        return load(*mark.args, data_dir=data_dir, **mark.kwargs)
+    mark = metafunc.definition.get_closest_marker("tir_jsonl")
+    if mark is not None:
+        path = Path(mark.args[0])
+        if not path.is_absolute():
+            path = Path(metafunc.definition.path).parent / path
+        return load_jsonl(path, **mark.kwargs)
+    return None
+
+
+@pytest.fixture
+def solve(request: pytest.FixtureRequest) -> Callable[[Problem], Result]:
+    """Solve a problem with the run's model and tool; returns its `Result` (answer, records, trajectories)."""
+    runner = request.config.stash[runner_key]
+    return lambda problem: runner.solve(problem, request.node)
+
+
+@pytest.fixture(scope="session")
+def tir_engine(request: pytest.FixtureRequest) -> Any:
+    """The run's engine, started once (for tests that drive it directly)."""
+    runner = request.config.stash[runner_key]
+    if runner.engine is None:
+        runner.start()
+    return runner.engine
+
+
+def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> list[str] | None:
+    from tir_harness.grading import Answer, explain
+
+    if op == "==" and (isinstance(left, Answer) or isinstance(right, Answer)):
+        return explain(left, right)
+    return None

@@ -36,6 +36,11 @@ class GenerationRequest:
     prompt: str
     sampling: SamplingConfig
     request_id: str = ""
+    # Chat prompts carry their own <bos>; plain completion prompts let the tokenizer add it.
+    add_special_tokens: bool = False
+    # The request whose prompt and output this prompt extends: engines that tokenize may reuse its token ids
+    # so that the prefix cache sees exactly the tokens it computed.
+    continues: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,424 @@
+"""Training data from stored trajectories: chat conversations (SFT, KTO) and preference pairs (DPO).
+
+Inputs are run directories (`reports/<run>/trajectories.jsonl`), JSONL files of records, or result stores
+(a store folder or its `.sqlite3` file).  Records are deduplicated by their key across all inputs, so
+several runs and seeds that accumulated into one store are read once each.  Formats: docs/store.md.
+
+A conversation is ``user`` (the question), then for each turn of the loop an ``assistant`` message (what the
+model wrote, the stop string excluded) followed, when its code ran, by an observation message whose content
+is ``"```output\\n" + observation + "\\n```"``, the text the loop appended for the model to read.
+Observations have role ``tool`` by default, or ``user`` for trainers that only know user/assistant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tir_harness.store import STORE_FILENAME, ResultStore, StoreError
+
+__all__ = [
+    "EXEC_OK_STATUSES",
+    "AnnotateError",
+    "annotate",
+    "annotate_main",
+    "exec_error",
+    "iter_records",
+    "no_answer",
+    "pairs",
+    "pairs_main",
+    "to_messages",
+]
+
+OBSERVATION_ROLES = ("tool", "user")
+# Executor statuses that are not errors: "output_limit" means the code ran and its output was cut.
+EXEC_OK_STATUSES = frozenset({"ok", "output_limit"})
+_REQUIRED = ("key", "problem_id", "sample", "question", "turns")
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class AnnotateError(ValueError):
+    """Bad input; the message is one line naming the file (and line)."""
+
+
+# ------------------------------------------------------------------------------------------- records
+
+
+def iter_records(sources: Iterable[str | os.PathLike[str]], *, model: str | None = None) -> Iterator[dict]:
+    """Records of all sources in order, each key once (the first occurrence wins), optionally of one model."""
+    seen: set[str] = set()
+    for source in sources:
+        for where, record in _iter_source(Path(source)):
+            _validate(record, where)
+            if record["key"] in seen or (model is not None and record.get("model") != model):
+                continue
+            seen.add(record["key"])
+            yield record
+
+
+def _iter_source(path: Path) -> Iterator[tuple[str, dict]]:
+    if path.is_dir():
+        if (path / "trajectories.jsonl").is_file():
+            yield from _iter_jsonl(path / "trajectories.jsonl")
+        elif (path / STORE_FILENAME).is_file():
+            yield from _iter_store(path)
+        else:
+            raise AnnotateError(
+                f"{path}: neither a run directory (no trajectories.jsonl) "
+                f"nor a result store (no {STORE_FILENAME})"
+            )
+    elif path.is_file():
+        with path.open("rb") as fh:
+            magic = fh.read(len(_SQLITE_MAGIC))
+        yield from _iter_store(path) if magic == _SQLITE_MAGIC else _iter_jsonl(path)
+    else:
+        raise AnnotateError(f"{path}: no such file or directory")
+
+
+def _iter_store(path: Path) -> Iterator[tuple[str, dict]]:
+    try:
+        store = ResultStore(path, create=False)
+    except StoreError as exc:
+        raise AnnotateError(str(exc)) from exc
+    try:
+        for record in store.records():
+            yield f"{store.path} (key {str(record.get('key'))[:12]})", record
+    finally:
+        store.close()
+
+
+def _iter_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
+    try:
+        fh = path.open(encoding="utf-8")
+    except OSError as exc:
+        raise AnnotateError(f"{path}: cannot read ({exc.strerror})") from exc
+    with fh:
+        line_no = 0
+        pending: tuple[int, str] | None = None
+        for line in fh:
+            line_no += 1
+            if pending is not None:
+                yield _parse_line(path, *pending)
+                pending = None
+            if line.strip():
+                pending = (line_no, line)
+        if pending is not None:
+            number, text = pending
+            # A run killed while writing leaves its last line cut short: skip it, the store has the record.
+            if not text.endswith("\n") and not _is_json(text):
+                print(f"{path}:{number}: skipped an incomplete last line (interrupted run?)", file=sys.stderr)
+            else:
+                yield _parse_line(path, number, text)
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_line(path: Path, number: int, text: str) -> tuple[str, dict]:
+    where = f"{path}:{number}"
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AnnotateError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
+    if not isinstance(record, dict):
+        raise AnnotateError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    return where, record
+
+
+def _validate(record: dict, where: str) -> None:
+    for name in _REQUIRED:
+        if name not in record:
+            raise AnnotateError(f"{where}: record has no {name!r}")
+    if not isinstance(record["key"], str) or not record["key"]:
+        raise AnnotateError(f"{where}: 'key' must be a non-empty string")
+    if not isinstance(record["question"], str):
+        raise AnnotateError(f"{where}: 'question' must be a string")
+    turns = record["turns"]
+    if not isinstance(turns, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("text"), str) for t in turns
+    ):
+        raise AnnotateError(f"{where}: 'turns' must be a list of objects with a 'text' string")
+    for turn in turns:
+        if turn.get("observation") is not None and not isinstance(turn["observation"], str):
+            raise AnnotateError(f"{where}: a turn's 'observation' must be a string or null")
+
+
+# ------------------------------------------------------------------------------------------- messages
+
+
+def to_messages(record: Mapping[str, Any], *, observation_role: str = "tool") -> list[dict[str, str]]:
+    """The trajectory as chat messages: user question, then assistant turns and observations.
+
+    The assistant content is the turn's text exactly as generated.  Two turns without an observation in
+    between (not produced by the current loop) are joined into one assistant message, so roles alternate.
+    A trajectory that ended right after an observation (tool-call limit) ends with that observation.
+    """
+    if observation_role not in OBSERVATION_ROLES:
+        raise ValueError(f"observation_role must be one of {OBSERVATION_ROLES}, got {observation_role!r}")
+    messages = [{"role": "user", "content": record["question"]}]
+    for turn in record["turns"]:
+        if messages[-1]["role"] == "assistant":
+            messages[-1]["content"] += turn["text"]
+        else:
+            messages.append({"role": "assistant", "content": turn["text"]})
+        if turn.get("observation") is not None:
+            messages.append({"role": observation_role, "content": f"```output\n{turn['observation']}\n```"})
+    return messages
+
+
+def exec_error(record: Mapping[str, Any]) -> bool:
+    """Whether any code block failed in the executor (error, timeout, memory, killed, ...)."""
+    return any(
+        t.get("exec_status") is not None and t.get("exec_status") not in EXEC_OK_STATUSES
+        for t in record["turns"]
+    )
+
+
+def no_answer(record: Mapping[str, Any]) -> bool:
+    """Whether no final answer was extracted (none, or an empty ``\\boxed{}``)."""
+    prediction = record.get("prediction")
+    return prediction is None or not str(prediction).strip()
+
+
+def annotate(
+    records: Iterable[Mapping[str, Any]],
+    *,
+    correct_only: bool = False,
+    drop_exec_errors: bool = False,
+    drop_no_answer: bool = False,
+    observation_role: str = "tool",
+) -> Iterator[dict[str, Any]]:
+    """One training row per trajectory that passes the filters (format in docs/store.md)."""
+    for record in records:
+        row = _row(record, observation_role)
+        if correct_only and row["correct"] is not True:
+            continue
+        if (drop_exec_errors and row["exec_error"]) or (drop_no_answer and row["no_answer"]):
+            continue
+        yield row
+
+
+def _row(record: Mapping[str, Any], observation_role: str) -> dict[str, Any]:
+    sampling = record.get("sampling") or {}
+    end_reason = record.get("end_reason")
+    temperature = sampling.get("temperature")
+    return {
+        "id": record["key"],
+        "problem_id": record["problem_id"],
+        "dataset": record.get("dataset"),
+        "subject": record.get("subject"),
+        "level": record.get("level"),
+        "sample": record["sample"],
+        "run_id": record.get("run_id"),
+        "model": record.get("model"),
+        "prompt_format": record.get("prompt_format"),
+        "prompt_type": record.get("prompt_type"),
+        "seed": sampling.get("seed"),
+        "temperature": None if temperature is None else float(temperature),
+        "question": record["question"],
+        "messages": to_messages(record, observation_role=observation_role),
+        "prediction": record.get("prediction"),
+        "gold": record.get("gold"),
+        "correct": record.get("correct"),
+        "grader_version": record.get("grader_version"),
+        "end_reason": end_reason,
+        "tool_calls": sum(1 for t in record["turns"] if t.get("code") is not None),
+        "exec_error": exec_error(record),
+        "no_answer": no_answer(record),
+        "max_tool_calls_reached": end_reason == "max_tool_calls",
+        "truncated": end_reason == "length",
+        "engine_error": end_reason == "error",
+    }
+
+
+# ----------------------------------------------------------------------------------------------- pairs
+
+
+def pairs(
+    records: Iterable[Mapping[str, Any]],
+    *,
+    max_pairs_per_problem: int = 1,
+    observation_role: str = "tool",
+) -> Iterator[dict[str, Any]]:
+    """Preference pairs: a correct (chosen) and an incorrect (rejected) trajectory of the same problem.
+
+    The rule, deterministic whatever the input order:
+    - a problem is a (model, problem_id, question) group: pairs never mix models;
+    - trajectories that ended in an engine error or were never graded take no part; of trajectories with
+      the same text (turns and observations) only the one with the smallest key is kept;
+    - chosen candidates are ordered clean-first (no executor error), then by key; rejected candidates by key
+      (keys are hashes, so this is a fixed pseudo-random order, unrelated to sample index or seed);
+    - with C chosen and R rejected candidates, pair i (0 <= i < n, n = min(max_pairs_per_problem, max(C, R)))
+      is chosen[i mod C] with rejected[i mod R]: only the smaller side is reused, evenly, and only as far
+      as the larger side needs;
+    - problems are emitted in (model, problem_id) order.
+    """
+    if max_pairs_per_problem < 1:
+        raise ValueError(f"max_pairs_per_problem must be >= 1, got {max_pairs_per_problem}")
+    groups: dict[tuple[str, str, str], dict[str, Mapping[str, Any]]] = {}
+    for record in records:
+        if record.get("end_reason") == "error" or not isinstance(record.get("correct"), bool):
+            continue
+        group = groups.setdefault(
+            (str(record.get("model")), str(record["problem_id"]), record["question"]), {}
+        )
+        text = json.dumps([[t["text"], t.get("observation")] for t in record["turns"]])
+        if text not in group or record["key"] < group[text]["key"]:
+            group[text] = record
+    for group_key in sorted(groups):
+        candidates = groups[group_key].values()
+        chosen = sorted((r for r in candidates if r["correct"]), key=lambda r: (exec_error(r), r["key"]))
+        rejected = sorted((r for r in candidates if not r["correct"]), key=lambda r: r["key"])
+        if not chosen or not rejected:
+            continue
+        for i in range(min(max_pairs_per_problem, max(len(chosen), len(rejected)))):
+            yield _pair(chosen[i % len(chosen)], rejected[i % len(rejected)], observation_role)
+
+
+def _pair(chosen: Mapping[str, Any], rejected: Mapping[str, Any], observation_role: str) -> dict[str, Any]:
+    good = to_messages(chosen, observation_role=observation_role)
+    bad = to_messages(rejected, observation_role=observation_role)
+    return {
+        "id": hashlib.sha256(f"{chosen['key']}:{rejected['key']}".encode()).hexdigest(),
+        "problem_id": chosen["problem_id"],
+        "model": chosen.get("model"),
+        "question": chosen["question"],
+        "gold": chosen.get("gold"),
+        "prompt": good[:1],
+        "chosen": good[1:],
+        "rejected": bad[1:],
+        "chosen_id": chosen["key"],
+        "rejected_id": rejected["key"],
+        "chosen_prediction": chosen.get("prediction"),
+        "rejected_prediction": rejected.get("prediction"),
+        "rejected_exec_error": exec_error(rejected),
+        "rejected_no_answer": no_answer(rejected),
+    }
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+def _parser(command: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=f"tir-harness {command}", description=description)
+    parser.add_argument(
+        "sources",
+        nargs="+",
+        metavar="RUN",
+        help="run directory, trajectories.jsonl, or result store (folder or .sqlite3); several are merged",
+    )
+    parser.add_argument("--output", "-o", required=True, help="output file (JSONL; '-' for stdout) or folder")
+    parser.add_argument("--format", choices=("jsonl", "datasets"), default="jsonl", help="default: jsonl")
+    parser.add_argument("--model", help="only trajectories of this model (the record's 'model')")
+    parser.add_argument("--observation-role", choices=OBSERVATION_ROLES, default="tool")
+    return parser
+
+
+def annotate_main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser("annotate", "Export trajectories as chat conversations for training.")
+    parser.add_argument("--correct-only", action="store_true", help="only correctly answered trajectories")
+    parser.add_argument("--drop-exec-errors", action="store_true", help="drop trajectories whose code failed")
+    parser.add_argument("--drop-no-answer", action="store_true", help="drop trajectories without an answer")
+    args = parser.parse_args(argv)
+    rows = annotate(
+        iter_records(args.sources, model=args.model),
+        correct_only=args.correct_only,
+        drop_exec_errors=args.drop_exec_errors,
+        drop_no_answer=args.drop_no_answer,
+        observation_role=args.observation_role,
+    )
+    return _run("annotate", rows, args, "trajectories")
+
+
+def pairs_main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser("pairs", "Build preference pairs (a correct and an incorrect trajectory per problem).")
+    parser.add_argument(
+        "--max-pairs-per-problem", type=_positive_int, default=1, metavar="N", help="default: 1"
+    )
+    args = parser.parse_args(argv)
+    rows = pairs(
+        iter_records(args.sources, model=args.model),
+        max_pairs_per_problem=args.max_pairs_per_problem,
+        observation_role=args.observation_role,
+    )
+    return _run("pairs", rows, args, "pairs")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _run(command: str, rows: Iterator[dict[str, Any]], args: argparse.Namespace, what: str) -> int:
+    try:
+        count = _write(rows, args.output, args.format)
+    except (AnnotateError, StoreError) as exc:
+        print(f"tir-harness {command}: error: {exc}", file=sys.stderr)
+        return 1
+    if args.output != "-":
+        print(f"tir-harness {command}: wrote {count} {what} to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _write(rows: Iterator[dict[str, Any]], output: str, fmt: str) -> int:
+    if fmt == "datasets":
+        return _write_dataset(list(rows), output)
+    if output == "-":
+        count = 0
+        for row in rows:
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+        return count
+    # Written beside the target and renamed at the end: a failed export never leaves half a file.
+    target = Path(output)
+    if target.is_dir():
+        raise AnnotateError(f"{target}: is a directory; give a file name for JSONL output")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as exc:
+        raise AnnotateError(f"{target}: cannot write ({exc.strerror})") from exc
+    try:
+        count = 0
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+                count += 1
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count
+
+
+def _write_dataset(rows: list[dict[str, Any]], output: str) -> int:
+    try:
+        import datasets
+    except ImportError as exc:
+        raise AnnotateError(
+            "--format datasets needs the 'datasets' package (pip install 'tir-harness[hub]')"
+        ) from exc
+    if output == "-":
+        raise AnnotateError("--format datasets writes a folder; '-' (stdout) is for JSONL")
+    try:
+        datasets.Dataset.from_list(rows).save_to_disk(output)
+    except (ValueError, TypeError, OSError) as exc:
+        raise AnnotateError(f"{output}: cannot save the dataset ({exc})") from exc
+    return len(rows)

@@ -1,0 +1,225 @@
+"""vLLM in-process, driven request by request so that new turns join running batches.
+
+One engine thread owns the `LLM` (built and stepped from the same thread, which is measurably faster) and
+feeds it from a queue: a request is added the moment it is submitted and its future resolves the moment it
+finishes, so no trajectory waits for another's turn (continuous batching, no barrier between rounds).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tir_harness.engines.base import Completion, EngineError, GenerationRequest
+
+
+@dataclass(frozen=True)
+class VLLMConfig:
+    model: str
+    revision: str | None = None
+    dtype: str = "auto"
+    max_model_len: int | None = None
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float | None = None
+    kv_cache_memory_bytes: int | None = None
+    enforce_eager: bool = False
+    seed: int = 0
+    enable_prefix_caching: bool = True
+
+
+@dataclass
+class _Pending:
+    request: GenerationRequest
+    future: Future[Completion]
+    started: float
+
+
+_STOP = object()
+
+
+class VLLMEngine:
+    """`Engine` over `vllm.LLM`; construction blocks until the model is loaded or raises EngineError."""
+
+    def __init__(self, config: VLLMConfig) -> None:
+        self.config = config
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._pending: dict[str, _Pending] = {}
+        self._history: dict[str, tuple[str, list[int]]] = {}  # request id -> (full text, its token ids)
+        self._ids = itertools.count()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._closed = False
+        self._version = ""
+        self.busy_seconds = 0.0  # time with at least one request in the engine (for the perf benchmark)
+        self.cached_tokens = 0
+        self._thread = threading.Thread(target=self._run, name="tir-vllm-engine", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._error is not None:
+            raise EngineError(f"vLLM could not start {config.model}: {_first_line(self._error)}") from self._error
+
+    def submit(self, request: GenerationRequest) -> Future[Completion]:
+        future: Future[Completion] = Future()
+        if self._closed:
+            future.set_exception(EngineError("the engine is closed"))
+        else:
+            self._queue.put((request, future))
+        return future
+
+    def info(self) -> dict[str, Any]:
+        return {"kind": "vllm", "vllm_version": self._version, **asdict(self.config)}
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join()
+
+    # -- the engine thread ---------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            llm = self._build()
+        except BaseException as exc:  # reported by __init__
+            self._error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        engine, tokenizer = llm.llm_engine, llm.get_tokenizer()
+        try:
+            while True:
+                busy = engine.has_unfinished_requests()
+                if not self._admit(engine, tokenizer, block=not busy):
+                    break
+                if engine.has_unfinished_requests():
+                    start = time.perf_counter()
+                    outputs = engine.step()
+                    self.busy_seconds += time.perf_counter() - start
+                    for output in outputs:
+                        if output.finished:
+                            self._finish(output, tokenizer)
+        except BaseException as exc:
+            self._fail_all(EngineError(f"vLLM failed: {_first_line(exc)}"))
+            raise
+        finally:
+            self._fail_all(EngineError("the engine was closed before this request finished"))
+            del engine, llm
+
+    def _build(self) -> Any:
+        # Before vllm is imported: keep the engine core in this process (much faster on few CPU cores).
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        import vllm
+
+        self._version = vllm.__version__
+        cfg = self.config
+        kwargs: dict[str, Any] = {
+            "model": cfg.model,
+            "revision": cfg.revision,
+            "dtype": cfg.dtype,
+            "max_model_len": cfg.max_model_len,
+            "tensor_parallel_size": cfg.tensor_parallel_size,
+            "enforce_eager": cfg.enforce_eager,
+            "seed": cfg.seed,
+            "enable_prefix_caching": cfg.enable_prefix_caching,
+            # Keep blocks that hold generated tokens reusable: turn N+1 extends turn N's output.
+            "prefix_cache_retention_interval": None,
+        }
+        if cfg.gpu_memory_utilization is not None:
+            kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
+        if cfg.kv_cache_memory_bytes is not None:
+            kwargs["kv_cache_memory_bytes"] = cfg.kv_cache_memory_bytes
+        return vllm.LLM(**{k: v for k, v in kwargs.items() if v is not None or k == "prefix_cache_retention_interval"})
+
+    def _admit(self, engine: Any, tokenizer: Any, block: bool) -> bool:
+        """Move submitted requests into the engine; False once close() was called."""
+        from vllm import SamplingParams, TokensPrompt
+        from vllm.sampling_params import RequestOutputKind
+
+        while True:
+            try:
+                item = self._queue.get(block=block)
+            except queue.Empty:
+                return True
+            block = False
+            if item is _STOP:
+                engine.abort_request(list(self._pending))
+                return False
+            request, future = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            rid = f"{request.request_id or 'req'}#{next(self._ids)}"
+            try:
+                ids = self._token_ids(request, tokenizer)
+                s = request.sampling
+                params = SamplingParams(
+                    temperature=s.temperature,
+                    top_p=s.top_p,
+                    max_tokens=s.max_tokens,
+                    seed=s.seed,
+                    stop=list(s.stop),
+                    skip_special_tokens=False,
+                    output_kind=RequestOutputKind.FINAL_ONLY,
+                )
+                engine.add_request(rid, TokensPrompt(prompt_token_ids=ids), params)
+            except Exception as exc:  # a bad request (e.g. too long) fails alone; the engine keeps running
+                future.set_exception(EngineError(_first_line(exc)))
+                continue
+            self._pending[rid] = _Pending(request, future, time.perf_counter())
+
+    def _token_ids(self, request: GenerationRequest, tokenizer: Any) -> list[int]:
+        previous = self._history.pop(request.continues, None) if request.continues else None
+        if previous is not None and request.prompt.startswith(previous[0]):
+            rest = request.prompt[len(previous[0]) :]
+            return previous[1] + tokenizer.encode(rest, add_special_tokens=False)
+        return tokenizer.encode(request.prompt, add_special_tokens=request.add_special_tokens)
+
+    def _finish(self, output: Any, tokenizer: Any) -> None:
+        pending = self._pending.pop(output.request_id, None)
+        if pending is None:
+            return
+        result = output.outputs[0]
+        cached = getattr(output, "num_cached_tokens", None)
+        self.cached_tokens += cached or 0
+        if pending.request.request_id:
+            # What the prompt plus everything generated decodes to; the next turn extends exactly this text.
+            ids = list(output.prompt_token_ids) + list(result.token_ids)
+            decoded = tokenizer.decode(result.token_ids, skip_special_tokens=False)
+            self._history[pending.request.request_id] = (pending.request.prompt + decoded, ids)
+            if len(self._history) > 4096:  # turns that never continue (final answers) must not pile up
+                self._history.pop(next(iter(self._history)))
+        pending.future.set_result(
+            Completion(
+                text=result.text,
+                finish_reason=result.finish_reason or "stop",
+                stop_reason=result.stop_reason,
+                prompt_tokens=len(output.prompt_token_ids),
+                completion_tokens=len(result.token_ids),
+                cached_tokens=cached,
+                seconds=time.perf_counter() - pending.started,
+            )
+        )
+
+    def _fail_all(self, error: EngineError) -> None:
+        for pending in self._pending.values():
+            if not pending.future.done():
+                pending.future.set_exception(error)
+        self._pending.clear()
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _STOP and item[1].set_running_or_notify_cancel():
+                item[1].set_exception(error)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

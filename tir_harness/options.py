@@ -1,0 +1,131 @@
+"""Command-line options of the pytest plugin, parsed once into a frozen `HarnessOptions`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tir_harness.prompts import FORMATS, PROMPT_TYPES
+
+GROUP = "tir-harness"
+
+
+def _size(text: str) -> int:
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*", text.lower())
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 536870912, 512M, 2G)")
+    factor = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[match.group(2)]
+    return int(float(match.group(1)) * factor)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value
+
+
+def addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup(GROUP, "tir-harness: evaluate a model on math problems with a Python tool")
+    add = group.addoption
+    add("--model", default=os.environ.get("TIR_MODEL"), help="alias, local folder or Hugging Face id (env TIR_MODEL)")
+    add("--revision", default=None, help="model revision on the hub")
+    add("--prompt-format", choices=[*FORMATS, "chat-template"], default=None,
+        help="prompt format; default: the alias's, else guessed from the model name")  # fmt: skip
+    add("--prompt-type", choices=list(PROMPT_TYPES), default=None,
+        help="tora (reason with code), cot (no tool) or tora-fewshot (base models); default: the alias's or tora")  # fmt: skip
+    add("--data-dir", default=None, help="folder with <dataset>/<split>.jsonl (env TIR_DATA_DIR); else the hub")
+    add("--server-url", action="append", default=[],
+        help="OpenAI-compatible server(s) instead of in-process vLLM; repeat or comma-separate")  # fmt: skip
+    add("--max-tool-calls", type=int, default=4, help="code executions per trajectory (default 4)")
+    add("--max-tokens", type=_positive_int, default=1024, help="tokens per model turn (default 1024)")
+    add("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
+    add("--top-p", type=_probability, default=1.0)
+    add("--seed", type=int, default=0)
+    add("--samples", type=_positive_int, default=1, help="trajectories per problem (pass@k, maj@k)")
+    add("--dtype", default="auto", help="vLLM dtype (auto, bfloat16, float16, float32)")
+    add("--max-model-len", type=_positive_int, default=None)
+    add("--tensor-parallel-size", type=_positive_int, default=1)
+    add("--gpu-memory-utilization", type=_probability, default=None)
+    add("--kv-cache-memory", type=_size, default=None, help="KV cache size for vLLM, e.g. 512M (needed on CPU)")
+    add("--enforce-eager", action="store_true", help="disable CUDA graphs / compilation in vLLM")
+    add("--max-inflight", type=_positive_int, default=256, help="trajectories in flight per process")
+    add("--gpu-per-worker", action="store_true",
+        help="with pytest-xdist: worker N sees only GPU N (CUDA_VISIBLE_DEVICES)")  # fmt: skip
+    add("--exec-timeout", type=float, default=10.0, help="seconds per code execution (default 10)")
+    add("--exec-memory-mb", type=_positive_int, default=2048, help="address-space limit per execution")
+    add("--report-dir", default=None, help="where this run's reports go (default reports/<model>-<time>)")
+    add("--store-dir", default=None, help="result store (env TIR_STORE_DIR; default in the pytest cache dir)")
+    add("--refresh", action="store_true", help="regenerate even when the store holds a result")
+    add("--baseline", default=None, help="a previous trajectories.jsonl (or run dir) to compare against")
+    add("--gate", action="store_true", help="exit status from the baseline comparison, not from single problems")
+    add("--max-drop", type=float, default=0.0, help="with --gate: tolerated accuracy drop in points")
+    add("--alpha", type=_probability, default=0.05, help="with --gate: significance level of McNemar's test")
+
+
+@dataclass(frozen=True)
+class HarnessOptions:
+    model: str | None
+    revision: str | None
+    prompt_format: str | None
+    prompt_type: str | None
+    data_dir: Path | None
+    server_urls: tuple[str, ...]
+    max_tool_calls: int
+    max_tokens: int
+    temperature: float
+    top_p: float
+    seed: int
+    samples: int
+    dtype: str
+    max_model_len: int | None
+    tensor_parallel_size: int
+    gpu_memory_utilization: float | None
+    kv_cache_memory: int | None
+    enforce_eager: bool
+    max_inflight: int
+    gpu_per_worker: bool
+    exec_timeout: float
+    exec_memory_mb: int
+    report_dir: str | None
+    store_dir: str | None
+    refresh: bool
+    baseline: str | None
+    gate: bool
+    max_drop: float
+    alpha: float
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> HarnessOptions:
+        get = config.getoption
+        urls = tuple(u.strip() for value in get("server_url") for u in value.split(",") if u.strip())
+        for url in urls:
+            if not re.match(r"^https?://[^/\s]+", url):
+                raise pytest.UsageError(f"--server-url {url}: expected http://host:port")
+        if get("max_tool_calls") < 0:
+            raise pytest.UsageError("--max-tool-calls must be 0 or more")
+        if get("gate") and not get("baseline"):
+            raise pytest.UsageError("--gate needs --baseline (the run to compare against)")
+        data_dir = get("data_dir") or os.environ.get("TIR_DATA_DIR")
+        if data_dir and not Path(data_dir).expanduser().is_dir():
+            source = "--data-dir" if get("data_dir") else "TIR_DATA_DIR"
+            raise pytest.UsageError(f"{source} {data_dir}: no such folder")
+        values: dict[str, Any] = {
+            name: get(name)
+            for name in cls.__dataclass_fields__
+            if name not in ("server_urls", "data_dir")
+        }
+        return cls(server_urls=urls, data_dir=Path(data_dir).expanduser() if data_dir else None, **values)

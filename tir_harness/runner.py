@@ -1,0 +1,285 @@
+"""Solves the selected problems of this process: the whole run, or one pytest-xdist worker's share.
+
+Once collection is final (after -k, -m, --lf and every other filter), the runner knows exactly which
+problems its tests will ask for.  At the start of the test loop it starts the engine and the executor once,
+takes what the result store already holds, and submits everything else to the scheduler at once; each test
+then waits only for its own problem's trajectories.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+
+from tir_harness.engines.base import Engine, EngineError, SamplingConfig
+from tir_harness.loop import LOOP_VERSION, LoopConfig, run_trajectory
+from tir_harness.models import ModelError, ModelSpec, resolve_model
+from tir_harness.options import HarnessOptions
+from tir_harness.problems import Problem
+from tir_harness.prompts import FORMATS, PROMPT_TYPES, ChatTemplateFormat, PromptFormat, format_for_model
+from tir_harness.results import Result, RunContext, make_record, regrade
+from tir_harness.scheduler import Scheduler
+
+PROBLEM_FIXTURE = "problem"
+
+
+class StartupError(Exception):
+    """The run cannot start (model, engine, store); the message is one line for the user."""
+
+
+class Runner:
+    def __init__(self, config: pytest.Config, options: HarnessOptions, run_id: str) -> None:
+        self.config = config
+        self.options = options
+        self.run_id = run_id
+        self.work: list[Problem] = []
+        self.engine: Engine | None = None
+        self.executor: Any = None
+        self.store: Any = None
+        self.scheduler: Scheduler | None = None
+        self.context: RunContext | None = None
+        self.engine_info: dict[str, Any] = {}
+        self._loop: dict[int, LoopConfig] = {}
+        self._futures: dict[tuple[str, int], Future[dict[str, Any]]] = {}
+        self._startup_error: str | None = None
+        self._started = False
+        self._reported_info = False
+
+    # -- hooks ---------------------------------------------------------------------------------------------
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        items = session.items
+        worker = getattr(self.config, "workerinput", None)
+        if worker is not None:
+            # Our xdist scheduler gives worker k the items k, k+n, k+2n, ...: the same rule, computed here.
+            index, count = _worker_index(worker["workerid"]), int(worker["workercount"])
+            items = [item for i, item in enumerate(items) if i % count == index]
+        seen: set[str] = set()
+        for item in items:
+            problem = _problem_of(item)
+            if problem is not None and problem.id not in seen:
+                seen.add(problem.id)
+                self.work.append(problem)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        if not self.work or self.config.option.collectonly or session.testsfailed:
+            return
+        try:
+            self.start()
+        except StartupError as exc:
+            if hasattr(self.config, "workerinput"):
+                self._startup_error = str(exc)  # each test fails with it: a worker cannot stop the session
+            else:
+                raise pytest.UsageError(str(exc)) from None
+
+    def pytest_sessionfinish(self) -> None:
+        self.close(cancel=True)
+
+    # -- the run -------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        opts = self.options
+        if not opts.model and not opts.server_urls:
+            raise StartupError("tir-harness: no --model given (e.g. --model gemma-3-270m, or --server-url URL)")
+        if opts.gpu_per_worker and hasattr(self.config, "workerinput"):
+            os.environ["CUDA_VISIBLE_DEVICES"] = str(_worker_index(self.config.workerinput["workerid"]))
+        spec = self._model_spec()
+        self.engine = self._start_engine(spec)
+        model_name = opts.model or str(self.engine.info().get("served_model", "server"))
+        fmt = self._prompt_format(spec, model_name)
+        prompt_type = PROMPT_TYPES[opts.prompt_type or spec.prompt_type or "tora"]
+        self.executor = self._start_executor()
+        self.store = self._open_store()
+        sampling = SamplingConfig(
+            temperature=opts.temperature,
+            top_p=opts.top_p,
+            max_tokens=opts.max_tokens,
+            seed=opts.seed,
+            stop=fmt.stop,
+        )
+        base = LoopConfig(fmt, prompt_type, sampling, opts.max_tool_calls)
+        self._loop = {
+            s: dataclasses.replace(base, sampling=dataclasses.replace(sampling, seed=opts.seed + s))
+            for s in range(opts.samples)
+        }
+        self.engine_info = {**self.engine.info(), "model_identity": spec.identity}
+        self.context = RunContext(
+            run_id=self.run_id,
+            model=model_name,
+            prompt_format=fmt.name,
+            prompt_type=prompt_type.name,
+            sampling=sampling.to_dict(),
+            max_tool_calls=opts.max_tool_calls,
+            executor=self._executor_settings(),
+        )
+        self._model_identity = spec.identity or model_name
+        self.scheduler = Scheduler(opts.max_inflight)
+        for problem in self.work:
+            for sample in range(opts.samples):
+                self._submit(problem, sample)
+
+    def _model_spec(self) -> ModelSpec:
+        opts = self.options
+        if opts.model is None:
+            return ModelSpec(name="", path="")
+        try:
+            return resolve_model(opts.model, opts.revision)
+        except ModelError as exc:
+            raise StartupError(f"tir-harness: {exc}") from None
+
+    def _start_engine(self, spec: ModelSpec) -> Engine:
+        opts = self.options
+        try:
+            if opts.server_urls:
+                from tir_harness.engines.openai import OpenAIEngine
+
+                engine = OpenAIEngine(list(opts.server_urls), model=None, max_inflight_per_server=opts.max_inflight)
+                engine.check()
+                return engine
+            from tir_harness.engines.vllm import VLLMConfig, VLLMEngine
+
+            return VLLMEngine(
+                VLLMConfig(
+                    model=spec.path,
+                    revision=spec.revision,
+                    dtype=opts.dtype,
+                    max_model_len=opts.max_model_len,
+                    tensor_parallel_size=opts.tensor_parallel_size,
+                    gpu_memory_utilization=opts.gpu_memory_utilization,
+                    kv_cache_memory_bytes=opts.kv_cache_memory,
+                    enforce_eager=opts.enforce_eager,
+                    seed=opts.seed,
+                )
+            )
+        except EngineError as exc:
+            raise StartupError(f"tir-harness: --model {opts.model}: {exc}") from None
+        except ImportError as exc:
+            raise StartupError(f"tir-harness: the engine cannot be imported ({exc}); pip install -e '.[cpu]'") from None
+
+    def _prompt_format(self, spec: ModelSpec, model_name: str) -> PromptFormat:
+        name = self.options.prompt_format or spec.prompt_format or format_for_model(model_name)
+        if name != "chat-template":
+            return FORMATS[name]
+        try:
+            return ChatTemplateFormat.from_tokenizer(spec.path or model_name)
+        except Exception as exc:
+            raise StartupError(f"tir-harness: --prompt-format chat-template: {exc}") from None
+
+    def _start_executor(self) -> Any:
+        from tir_harness.executor import Executor
+
+        return Executor(timeout=self.options.exec_timeout, memory_mb=self.options.exec_memory_mb)
+
+    def _executor_settings(self) -> dict[str, Any]:
+        config = getattr(self.executor, "config", None)
+        return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
+
+    def _open_store(self) -> Any:
+        from tir_harness.store import ResultStore, resolve_store_path
+
+        path = resolve_store_path(self.options.store_dir, self.config.cache.mkdir("tir-harness"))
+        return ResultStore(path)
+
+    def _key(self, problem: Problem, sample: int) -> str:
+        from tir_harness.store import KeyParts, trajectory_key
+
+        loop = self._loop[sample]
+        assert self.context is not None
+        return trajectory_key(
+            KeyParts(
+                model=self._model_identity,
+                prompt_format=loop.prompt_format.name,
+                prompt_type=loop.prompt_type.name,
+                question=problem.question,
+                sampling=loop.sampling.to_dict(),
+                sample=sample,
+                max_tool_calls=loop.max_tool_calls,
+                executor=self.context.executor,
+                loop_version=LOOP_VERSION,
+            )
+        )
+
+    def _submit(self, problem: Problem, sample: int) -> Future[dict[str, Any]]:
+        assert self.scheduler is not None and self.context is not None
+        key = self._key(problem, sample)
+        cached = None if self.options.refresh else self.store.get(key)
+        if cached is not None:
+            future: Future[dict[str, Any]] = Future()
+            future.set_result({**regrade(cached, problem.dataset), "run_id": self.run_id, "cached": True})
+        else:
+            future = self.scheduler.submit(lambda: self._solve_one(problem, sample, key))
+        self._futures[(problem.id, sample)] = future
+        return future
+
+    def _solve_one(self, problem: Problem, sample: int, key: str) -> dict[str, Any]:
+        assert self.engine is not None and self.context is not None
+        trajectory = run_trajectory(
+            problem.question, self._loop[sample], self.engine, self.executor.session, f"{problem.id}#s{sample}"
+        )
+        record = make_record(problem, sample, trajectory, self.context, key)
+        if trajectory.end_reason != "error":  # an engine failure is retried by the next run, not remembered
+            self.store.put(key, record)
+        return record
+
+    def solve(self, problem: Problem, item: pytest.Item) -> Result:
+        """Wait for a problem's samples; publish them on the test report for the controller's reporter."""
+        if self._startup_error:
+            pytest.fail(self._startup_error, pytrace=False)
+        if not self._started:
+            self.work.append(problem)
+            try:
+                self.start()
+            except StartupError as exc:
+                pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+        records = []
+        for sample in range(self.options.samples):
+            future = self._futures.get((problem.id, sample)) or self._submit(problem, sample)
+            records.append({**future.result(), "test_id": item.nodeid})
+        result = Result(problem, records)
+        props = item.user_properties
+        props.append(("tir_records", json.dumps(records)))
+        if not self._reported_info:
+            self._reported_info = True
+            props.append(("tir_engine", json.dumps(self.engine_info)))
+        first = records[0]
+        props += [
+            ("prediction", str(result.answer.text)),
+            ("gold", problem.answer),
+            ("turns", str(len(first["turns"]))),
+            ("tool_calls", str(first["tool_calls"])),
+            ("end_reason", first["end_reason"]),
+        ]
+        return result
+
+    def close(self, cancel: bool) -> None:
+        if self.scheduler is not None:
+            for future in self._futures.values():
+                future.cancel()
+        # The engine first: requests in flight fail at once, so trajectory threads end instead of waiting.
+        for part in (self.engine, self.scheduler, self.executor, self.store):
+            if part is None:
+                continue
+            if isinstance(part, Scheduler):
+                part.close(cancel=cancel)
+            else:
+                part.close()
+        self.engine = self.scheduler = self.executor = self.store = None
+
+
+def _problem_of(item: pytest.Item) -> Problem | None:
+    callspec = getattr(item, "callspec", None)
+    value = callspec.params.get(PROBLEM_FIXTURE) if callspec is not None else None
+    return value if isinstance(value, Problem) else None
+
+
+def _worker_index(worker_id: str) -> int:
+    return int(worker_id.removeprefix("gw"))
