@@ -23,7 +23,7 @@ from tir_harness.store import (
     ResultStore,
     StoreError,
     default_store_dir,
-    resolve_store_dir,
+    resolve_store_path,
     store_file,
     trajectory_key,
 )
@@ -131,6 +131,13 @@ def test_equal_values_give_equal_keys() -> None:
     assert trajectory_key(**{**BASE_PARTS, "sampling": config}) == trajectory_key(**as_dict)
 
 
+def test_keyparts_object_or_keywords() -> None:
+    assert trajectory_key(KeyParts(**BASE_PARTS)) == trajectory_key(**BASE_PARTS)
+    assert trajectory_key(**{**BASE_PARTS, "loop_version": 1}) != trajectory_key(**BASE_PARTS)
+    with pytest.raises(TypeError):
+        trajectory_key(KeyParts(**BASE_PARTS), seed=1)
+
+
 def test_grading_is_not_a_key_part_and_no_part_may_be_missing() -> None:
     with pytest.raises(TypeError):
         trajectory_key(**BASE_PARTS, correct=True)
@@ -164,11 +171,11 @@ def test_bad_key_parts_are_refused(bad: dict[str, Any]) -> None:
 
 def test_store_location_precedence(tmp_path: Path) -> None:
     cache = tmp_path / ".pytest_cache"
-    assert default_store_dir(cache) == cache / "d" / "tir-harness-store"
-    assert resolve_store_dir(None, cache, environ={}) == default_store_dir(cache)
-    assert resolve_store_dir(None, cache, environ={STORE_ENV: " "}) == default_store_dir(cache)
-    assert resolve_store_dir(None, cache, environ={STORE_ENV: str(tmp_path / "env")}) == tmp_path / "env"
-    got = resolve_store_dir(str(tmp_path / "opt"), cache, environ={STORE_ENV: str(tmp_path / "env")})
+    assert default_store_dir(cache) == cache / "store"
+    assert resolve_store_path(None, cache, environ={}) == default_store_dir(cache)
+    assert resolve_store_path(None, cache, environ={STORE_ENV: " "}) == default_store_dir(cache)
+    assert resolve_store_path(None, cache, environ={STORE_ENV: str(tmp_path / "env")}) == tmp_path / "env"
+    got = resolve_store_path(str(tmp_path / "opt"), cache, environ={STORE_ENV: str(tmp_path / "env")})
     assert got == tmp_path / "opt"
     assert store_file(tmp_path / "s") == tmp_path / "s" / "results.sqlite3"
     assert store_file(tmp_path / "x.sqlite3") == tmp_path / "x.sqlite3"

@@ -41,6 +41,23 @@ OBSERVATION_ROLES = ("tool", "user")
 # Executor statuses that are not errors: "output_limit" means the code ran and its output was cut.
 EXEC_OK_STATUSES = frozenset({"ok", "output_limit"})
 _REQUIRED = ("key", "problem_id", "sample", "question", "turns")
+
+# Column types of the `datasets` output, fixed so that exports of different runs (or empty ones) always load
+# and concatenate: inferred types would differ, e.g. when every prediction of a run is null.
+_ROW_TYPES = {
+    "id": "string", "problem_id": "string", "dataset": "string", "subject": "string", "level": "int64",
+    "sample": "int64", "run_id": "string", "model": "string", "prompt_format": "string",
+    "prompt_type": "string", "seed": "int64", "temperature": "float64", "question": "string",
+    "messages": "messages", "prediction": "string", "gold": "string", "correct": "bool",
+    "grader_version": "string", "end_reason": "string", "tool_calls": "int64", "exec_error": "bool",
+    "no_answer": "bool", "max_tool_calls_reached": "bool", "truncated": "bool", "engine_error": "bool",
+}  # fmt: skip
+_PAIR_TYPES = {
+    "id": "string", "problem_id": "string", "model": "string", "question": "string", "gold": "string",
+    "prompt": "messages", "chosen": "messages", "rejected": "messages", "chosen_id": "string",
+    "rejected_id": "string", "chosen_prediction": "string", "rejected_prediction": "string",
+    "rejected_exec_error": "bool", "rejected_no_answer": "bool",
+}  # fmt: skip
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -339,7 +356,7 @@ def annotate_main(argv: Sequence[str] | None = None) -> int:
         drop_no_answer=args.drop_no_answer,
         observation_role=args.observation_role,
     )
-    return _run("annotate", rows, args, "trajectories")
+    return _run("annotate", rows, args, "trajectories", _ROW_TYPES)
 
 
 def pairs_main(argv: Sequence[str] | None = None) -> int:
@@ -353,7 +370,7 @@ def pairs_main(argv: Sequence[str] | None = None) -> int:
         max_pairs_per_problem=args.max_pairs_per_problem,
         observation_role=args.observation_role,
     )
-    return _run("pairs", rows, args, "pairs")
+    return _run("pairs", rows, args, "pairs", _PAIR_TYPES)
 
 
 def _positive_int(text: str) -> int:
@@ -366,9 +383,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _run(command: str, rows: Iterator[dict[str, Any]], args: argparse.Namespace, what: str) -> int:
+def _run(
+    command: str, rows: Iterator[dict[str, Any]], args: argparse.Namespace, what: str, types: dict[str, str]
+) -> int:
     try:
-        count = _write(rows, args.output, args.format)
+        count = (
+            _write_dataset(list(rows), args.output, types)
+            if args.format == "datasets"
+            else _write(rows, args.output)
+        )
     except (AnnotateError, StoreError) as exc:
         print(f"tir-harness {command}: error: {exc}", file=sys.stderr)
         return 1
@@ -377,14 +400,17 @@ def _run(command: str, rows: Iterator[dict[str, Any]], args: argparse.Namespace,
     return 0
 
 
-def _write(rows: Iterator[dict[str, Any]], output: str, fmt: str) -> int:
-    if fmt == "datasets":
-        return _write_dataset(list(rows), output)
+def _write(rows: Iterator[dict[str, Any]], output: str) -> int:
     if output == "-":
         count = 0
-        for row in rows:
-            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
+        try:
+            for row in rows:
+                sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+                count += 1
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # The reader (`| head`) has gone: stop quietly, and keep Python from complaining at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return count
     # Written beside the target and renamed at the end: a failed export never leaves half a file.
     target = Path(output)
@@ -393,6 +419,7 @@ def _write(rows: Iterator[dict[str, Any]], output: str, fmt: str) -> int:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make the export private
     except OSError as exc:
         raise AnnotateError(f"{target}: cannot write ({exc.strerror})") from exc
     try:
@@ -408,7 +435,7 @@ def _write(rows: Iterator[dict[str, Any]], output: str, fmt: str) -> int:
     return count
 
 
-def _write_dataset(rows: list[dict[str, Any]], output: str) -> int:
+def _write_dataset(rows: list[dict[str, Any]], output: str, types: dict[str, str]) -> int:
     try:
         import datasets
     except ImportError as exc:
@@ -417,8 +444,23 @@ def _write_dataset(rows: list[dict[str, Any]], output: str) -> int:
         ) from exc
     if output == "-":
         raise AnnotateError("--format datasets writes a folder; '-' (stdout) is for JSONL")
+    if rows and set(rows[0]) != set(types):  # the column list has fallen behind the row builder
+        raise RuntimeError(f"dataset columns {sorted(types)} differ from row fields {sorted(rows[0])}")
+    message = {"role": datasets.Value("string"), "content": datasets.Value("string")}
+    features = datasets.Features(
+        {name: [message] if kind == "messages" else datasets.Value(kind) for name, kind in types.items()}
+    )
     try:
-        datasets.Dataset.from_list(rows).save_to_disk(output)
+        columns = {name: [row[name] for row in rows] for name in types}
+        dataset = datasets.Dataset.from_dict(columns, features=features)
+        bars = datasets.is_progress_bar_enabled()
+        datasets.disable_progress_bars()  # the command prints its own one-line summary
+        try:
+            # One shard at least: `datasets` saves an empty dataset as zero shards, then cannot load it.
+            dataset.save_to_disk(output, num_shards=None if rows else 1)
+        finally:
+            if bars:
+                datasets.enable_progress_bars()
     except (ValueError, TypeError, OSError) as exc:
         raise AnnotateError(f"{output}: cannot save the dataset ({exc})") from exc
     return len(rows)

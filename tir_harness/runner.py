@@ -21,7 +21,14 @@ from tir_harness.loop import LOOP_VERSION, LoopConfig, run_trajectory
 from tir_harness.models import ModelError, ModelSpec, resolve_model
 from tir_harness.options import HarnessOptions
 from tir_harness.problems import Problem
-from tir_harness.prompts import FORMATS, PROMPT_TYPES, ChatTemplateFormat, PromptFormat, format_for_model
+from tir_harness.prompts import (
+    FORMATS,
+    PROMPT_TYPES,
+    ChatTemplateFormat,
+    PromptFormat,
+    first_messages,
+    format_for_model,
+)
 from tir_harness.results import Result, RunContext, make_record, regrade
 from tir_harness.scheduler import Scheduler
 
@@ -68,7 +75,7 @@ class Runner:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
-        if not self.work or self.config.option.collectonly or session.testsfailed:
+        if not self.work or self.config.option.collectonly:
             return
         try:
             self.start()
@@ -88,12 +95,15 @@ class Runner:
             return
         self._started = True
         opts = self.options
-        if not opts.model and not opts.server_urls:
-            raise StartupError("tir-harness: no --model given (e.g. --model gemma-3-270m, or --server-url URL)")
+        custom = self.config.hook.pytest_tir_make_engine(config=self.config, model=opts.model)
+        if custom is None and not opts.model and not opts.server_urls:
+            raise StartupError(
+                "tir-harness: no --model given (e.g. --model gemma-3-270m, or --server-url URL)"
+            )
         if opts.gpu_per_worker and hasattr(self.config, "workerinput"):
             os.environ["CUDA_VISIBLE_DEVICES"] = str(_worker_index(self.config.workerinput["workerid"]))
-        spec = self._model_spec()
-        self.engine = self._start_engine(spec)
+        spec = ModelSpec(name=opts.model or "", path=opts.model or "") if custom else self._model_spec()
+        self.engine = custom or self._start_engine(spec)
         model_name = opts.model or str(self.engine.info().get("served_model", "server"))
         fmt = self._prompt_format(spec, model_name)
         prompt_type = PROMPT_TYPES[opts.prompt_type or spec.prompt_type or "tora"]
@@ -121,11 +131,12 @@ class Runner:
             max_tool_calls=opts.max_tool_calls,
             executor=self._executor_settings(),
         )
-        self._model_identity = spec.identity or model_name
+        self._model = spec
         self.scheduler = Scheduler(opts.max_inflight)
-        for problem in self.work:
-            for sample in range(opts.samples):
-                self._submit(problem, sample)
+        keys = {(p, s): self._key(p, s) for p in self.work for s in range(opts.samples)}
+        stored = {} if opts.refresh else self.store.get_many(list(keys.values()))
+        for (problem, sample), key in keys.items():
+            self._submit(problem, sample, key, stored.get(key))
 
     def _model_spec(self) -> ModelSpec:
         opts = self.options
@@ -142,7 +153,9 @@ class Runner:
             if opts.server_urls:
                 from tir_harness.engines.openai import OpenAIEngine
 
-                engine = OpenAIEngine(list(opts.server_urls), model=None, max_inflight_per_server=opts.max_inflight)
+                engine = OpenAIEngine(
+                    list(opts.server_urls), model=None, max_inflight_per_server=opts.max_inflight
+                )
                 engine.check()
                 return engine
             from tir_harness.engines.vllm import VLLMConfig, VLLMEngine
@@ -163,7 +176,9 @@ class Runner:
         except EngineError as exc:
             raise StartupError(f"tir-harness: --model {opts.model}: {exc}") from None
         except ImportError as exc:
-            raise StartupError(f"tir-harness: the engine cannot be imported ({exc}); pip install -e '.[cpu]'") from None
+            raise StartupError(
+                f"tir-harness: the engine cannot be imported ({exc}); pip install -e '.[cpu]'"
+            ) from None
 
     def _prompt_format(self, spec: ModelSpec, model_name: str) -> PromptFormat:
         name = self.options.prompt_format or spec.prompt_format or format_for_model(model_name)
@@ -196,11 +211,13 @@ class Runner:
         assert self.context is not None
         return trajectory_key(
             KeyParts(
-                model=self._model_identity,
+                model=self._model.identity or self.context.model,
+                model_revision=self._model.revision,
                 prompt_format=loop.prompt_format.name,
                 prompt_type=loop.prompt_type.name,
-                question=problem.question,
+                prompt=loop.prompt_format.render(first_messages(problem.question, loop.prompt_type)),
                 sampling=loop.sampling.to_dict(),
+                seed=loop.sampling.seed,
                 sample=sample,
                 max_tool_calls=loop.max_tool_calls,
                 executor=self.context.executor,
@@ -208,11 +225,12 @@ class Runner:
             )
         )
 
-    def _submit(self, problem: Problem, sample: int) -> Future[dict[str, Any]]:
-        assert self.scheduler is not None and self.context is not None
-        key = self._key(problem, sample)
-        cached = None if self.options.refresh else self.store.get(key)
+    def _submit(
+        self, problem: Problem, sample: int, key: str, cached: dict[str, Any] | None
+    ) -> Future[dict[str, Any]]:
+        assert self.scheduler is not None
         if cached is not None:
+            # Stored trajectories are graded again: a better grader re-scores without regenerating.
             future: Future[dict[str, Any]] = Future()
             future.set_result({**regrade(cached, problem.dataset), "run_id": self.run_id, "cached": True})
         else:
@@ -223,7 +241,11 @@ class Runner:
     def _solve_one(self, problem: Problem, sample: int, key: str) -> dict[str, Any]:
         assert self.engine is not None and self.context is not None
         trajectory = run_trajectory(
-            problem.question, self._loop[sample], self.engine, self.executor.session, f"{problem.id}#s{sample}"
+            problem.question,
+            self._loop[sample],
+            self.engine,
+            self.executor.session,
+            f"{problem.id}#s{sample}",
         )
         record = make_record(problem, sample, trajectory, self.context, key)
         if trajectory.end_reason != "error":  # an engine failure is retried by the next run, not remembered
@@ -242,7 +264,12 @@ class Runner:
                 pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
         records = []
         for sample in range(self.options.samples):
-            future = self._futures.get((problem.id, sample)) or self._submit(problem, sample)
+            future = self._futures.get((problem.id, sample))
+            if future is None:  # a problem the collection did not announce (e.g. built inside the test)
+                key = self._key(problem, sample)
+                future = self._submit(
+                    problem, sample, key, None if self.options.refresh else self.store.get(key)
+                )
             records.append({**future.result(), "test_id": item.nodeid})
         result = Result(problem, records)
         props = item.user_properties

@@ -41,8 +41,10 @@ def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, fl
     z2 = z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    # Clamp: at p == 0 or 1 rounding can leave a bound a hair outside [0, 1].
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # At p == 0 or 1 the bound is exactly 0 or 1; rounding would leave it a hair off.
+    lower = 0.0 if successes == 0 else max(0.0, centre - half)
+    upper = 1.0 if successes == n else min(1.0, centre + half)
+    return (lower, upper)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

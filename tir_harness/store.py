@@ -35,7 +35,7 @@ __all__ = [
     "ResultStore",
     "StoreError",
     "default_store_dir",
-    "resolve_store_dir",
+    "resolve_store_path",
     "store_file",
     "trajectory_key",
 ]
@@ -71,13 +71,14 @@ class KeyParts:
     - `model`: the model's identity as resolved (`ModelSpec.identity`, e.g. ``google/gemma-3-270m@main``).
     - `model_revision`: the hub revision or a hash of the weights; None only when neither exists.
     - `prompt_format`, `prompt_type`: the chat format and the prompt (few-shot) type.
-    - `prompt`: the first prompt exactly as sent to the engine; it contains the problem text.
+    - `prompt`: the first prompt exactly as sent to the engine; it contains the problem text.  Keying on
+      the bare problem text instead would reuse trajectories across edits of a few-shot prompt.
     - `sampling`: the sampling parameters as a mapping or dataclass (`SamplingConfig`): temperature,
       top_p, max_tokens, stop strings, ...
     - `seed`: the run's seed (--seed); `sample`: the sample index 0..N-1 (--samples N).
     - `max_tool_calls`: the tool-call limit of the loop.
     - `executor`: the executor settings that can change an observation (limits, output cap, format).
-    - `loop_version`: the TIR loop's version; bump it when the loop changes what it generates.
+    - `loop_version`: the TIR loop's version (str or int); bump it when the loop changes what it generates.
 
     Numbers are compared by value (temperature 1 and 1.0 give the same key), tuples equal lists, mapping
     order does not matter.  Strings are taken exactly: a one-character change of the prompt is a new key.
@@ -93,10 +94,12 @@ class KeyParts:
     sample: int
     max_tool_calls: int
     executor: Mapping[str, Any]
-    loop_version: str
+    loop_version: str | int
 
     def __post_init__(self) -> None:
-        for name in ("model", "prompt_format", "prompt_type", "prompt", "loop_version"):
+        if isinstance(self.loop_version, bool) or not isinstance(self.loop_version, (str, int)):
+            raise TypeError(f"KeyParts.loop_version must be a str or int, got {self.loop_version!r}")
+        for name in ("model", "prompt_format", "prompt_type", "prompt"):
             if not isinstance(getattr(self, name), str):
                 raise TypeError(f"KeyParts.{name} must be a str, got {type(getattr(self, name)).__name__}")
         if self.model_revision is not None and not isinstance(self.model_revision, str):
@@ -129,9 +132,16 @@ class KeyParts:
         return hashlib.sha256(self.canonical_json().encode("ascii")).hexdigest()
 
 
-def trajectory_key(**parts: Any) -> str:
-    """sha256 hex of the canonical JSON of `KeyParts(**parts)`; a missing or unknown part is a TypeError."""
-    return KeyParts(**parts).key()
+def trajectory_key(parts: KeyParts | None = None, /, **kwargs: Any) -> str:
+    """sha256 hex of the canonical JSON of `parts`, or of `KeyParts(**kwargs)`.
+
+    A missing or unknown part is a TypeError: grading fields, for one, are refused.
+    """
+    if parts is None:
+        return KeyParts(**kwargs).key()
+    if kwargs or not isinstance(parts, KeyParts):
+        raise TypeError("trajectory_key takes one KeyParts or the parts as keywords, not both")
+    return parts.key()
 
 
 def _canonical(value: Any, where: str) -> Any:
@@ -161,14 +171,14 @@ def _canonical(value: Any, where: str) -> Any:
 
 
 def default_store_dir(cache_dir: str | os.PathLike[str]) -> Path:
-    """The store folder under pytest's cache dir: the folder `config.cache.mkdir("tir-harness-store")` gives.
+    """The default store folder inside `cache_dir`, meant to be `config.cache.mkdir("tir-harness")`.
 
-    Note that `pytest --cache-clear` deletes it with the rest of the cache.
+    Under pytest's cache dir, `pytest --cache-clear` deletes the store with the rest of the cache.
     """
-    return Path(cache_dir) / "d" / "tir-harness-store"
+    return Path(cache_dir) / "store"
 
 
-def resolve_store_dir(
+def resolve_store_path(
     option: str | os.PathLike[str] | None,
     cache_dir: str | os.PathLike[str],
     environ: Mapping[str, str] | None = None,

