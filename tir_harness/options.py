@@ -50,7 +50,7 @@ def addoption(parser: pytest.Parser) -> None:
     add("--prompt-format", choices=[*FORMATS, "chat-template"], default=None,
         help="prompt format; default: the alias's, else guessed from the model name")  # fmt: skip
     add("--prompt-type", choices=list(PROMPT_TYPES), default=None,
-        help="tora (reason with code), cot (no tool), tora-fewshot (base models); default: the alias's or tora")  # fmt: skip
+        help="tora (code), cot (no tool), tora-fewshot (base models); default: the alias's, else tora")  # fmt: skip
     add(
         "--data-dir",
         default=None,
@@ -134,6 +134,8 @@ class HarnessOptions:
                 raise pytest.UsageError(f"--server-url {url}: expected http://host:port")
         if get("max_tool_calls") < 0:
             raise pytest.UsageError("--max-tool-calls must be 0 or more")
+        if get("max_drop") < 0:
+            raise pytest.UsageError(f"--max-drop {get('max_drop')}: must be 0 or more (points of accuracy)")
         if get("gate") and not get("baseline"):
             raise pytest.UsageError("--gate needs --baseline (the run to compare against)")
         data_dir = get("data_dir") or os.environ.get("TIR_DATA_DIR")

@@ -133,9 +133,7 @@ def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
             values.append(value)
             errors[0].append(max(0.0, value - 100 * lo))
             errors[1].append(max(0.0, 100 * hi - value))
-        left.barh(
-            [y + offset for y in ys], values, height=height, xerr=errors, capsize=3, color=color, label=label
-        )
+        left.barh([y + offset for y in ys], values, height=height, xerr=errors, capsize=3, color=color, label=label)
     left.set_yticks(ys, [f"{r[0]} (n={sum(r[1:])})" for r in rows])
     left.set_xlim(0, 100)
     left.set_xlabel("accuracy on matched pairs (%)")
@@ -154,9 +152,7 @@ def plot_comparison(comparison: Comparison, path: str | Path) -> Path:
     return _save(figure, Path(path))
 
 
-def write_plots(
-    run_dir: str | Path, summary: dict[str, Any], comparison: Comparison | None = None
-) -> list[Path]:
+def write_plots(run_dir: str | Path, summary: dict[str, Any], comparison: Comparison | None = None) -> list[Path]:
     """All plots of a run into `run_dir`; returns the files written."""
     run_dir = Path(run_dir)
     written = []

@@ -51,7 +51,8 @@ class Reporter:
     def _open(self) -> IO[str]:
         if self._file is None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.run_dir / "trajectories.jsonl", "a", encoding="utf-8")
+            # One run per folder: a rerun into the same --report-dir rewrites it whole (the store resumes it).
+            self._file = open(self.run_dir / "trajectories.jsonl", "w", encoding="utf-8")
             self.manifest = run_manifest(self.options, self.run_id)
             self._write_manifest()
         return self._file
@@ -117,11 +118,14 @@ class Reporter:
         baseline = self._baseline_records()
         self.summary = write_summary(self.run_dir, self.records, baseline=baseline)
         if baseline is not None:
-            from tir_harness.compare import compare, gate
+            from tir_harness.compare import GateResult, compare, gate
 
             self.comparison = compare(self.records, baseline)
             if self.options.gate:
-                self.gate_result = gate(self.comparison, self.options.max_drop, self.options.alpha)
+                if self.comparison.n == 0:
+                    self.gate_result = GateResult(False, "no problem of this run is in the baseline")
+                else:
+                    self.gate_result = gate(self.comparison, self.options.max_drop, self.options.alpha)
                 # The gate decides the job, not individual problems: a real, significant drop fails it.
                 session.exitstatus = 0 if self.gate_result.passed else 1
 

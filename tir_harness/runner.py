@@ -51,6 +51,8 @@ class Runner:
         self.scheduler: Scheduler | None = None
         self.context: RunContext | None = None
         self.engine_info: dict[str, Any] = {}
+        self._model = ModelSpec(name="", path="")
+        self._executor_config: Any = None
         self._loop: dict[int, LoopConfig] = {}
         self._futures: dict[tuple[str, int], Future[dict[str, Any]]] = {}
         self._startup_error: str | None = None
@@ -97,31 +99,28 @@ class Runner:
         opts = self.options
         custom = self.config.hook.pytest_tir_make_engine(config=self.config, model=opts.model)
         if custom is None and not opts.model and not opts.server_urls:
-            raise StartupError(
-                "tir-harness: no --model given (e.g. --model gemma-3-270m, or --server-url URL)"
-            )
+            raise StartupError("tir-harness: no --model given (e.g. --model gemma-3-270m, or --server-url URL)")
         if opts.gpu_per_worker and hasattr(self.config, "workerinput"):
             os.environ["CUDA_VISIBLE_DEVICES"] = str(_worker_index(self.config.workerinput["workerid"]))
-        spec = ModelSpec(name=opts.model or "", path=opts.model or "") if custom else self._model_spec()
-        self.engine = custom or self._start_engine(spec)
-        model_name = opts.model or str(self.engine.info().get("served_model", "server"))
-        fmt = self._prompt_format(spec, model_name)
-        prompt_type = PROMPT_TYPES[opts.prompt_type or spec.prompt_type or "tora"]
-        self.executor = self._start_executor()
+        self._model = ModelSpec(name=opts.model or "", path=opts.model or "") if custom else self._model_spec()
+        self.engine = custom
+        if self.engine is None and not opts.model:
+            self.engine = self._start_engine(self._model)  # only the server knows the model's name
+        model_name = opts.model or str(self.engine.info().get("served_model", "server"))  # type: ignore[union-attr]
+        fmt = self._prompt_format(self._model, model_name)
+        prompt_type = PROMPT_TYPES[opts.prompt_type or self._model.prompt_type or "tora"]
+        from tir_harness.executor import ExecutorConfig
+
+        self._executor_config = ExecutorConfig(timeout=opts.exec_timeout, memory_mb=opts.exec_memory_mb)
         self.store = self._open_store()
         sampling = SamplingConfig(
-            temperature=opts.temperature,
-            top_p=opts.top_p,
-            max_tokens=opts.max_tokens,
-            seed=opts.seed,
-            stop=fmt.stop,
+            temperature=opts.temperature, top_p=opts.top_p, max_tokens=opts.max_tokens, seed=opts.seed, stop=fmt.stop
         )
         base = LoopConfig(fmt, prompt_type, sampling, opts.max_tool_calls)
         self._loop = {
             s: dataclasses.replace(base, sampling=dataclasses.replace(sampling, seed=opts.seed + s))
             for s in range(opts.samples)
         }
-        self.engine_info = {**self.engine.info(), "model_identity": spec.identity}
         self.context = RunContext(
             run_id=self.run_id,
             model=model_name,
@@ -129,14 +128,28 @@ class Runner:
             prompt_type=prompt_type.name,
             sampling=sampling.to_dict(),
             max_tool_calls=opts.max_tool_calls,
-            executor=self._executor_settings(),
+            executor=dataclasses.asdict(self._executor_config),
         )
-        self._model = spec
         self.scheduler = Scheduler(opts.max_inflight)
         keys = {(p, s): self._key(p, s) for p in self.work for s in range(opts.samples)}
         stored = {} if opts.refresh else self.store.get_many(list(keys.values()))
+        if len(stored) < len(keys):
+            self._start_generation()  # a run the store already holds needs no engine at all
         for (problem, sample), key in keys.items():
             self._submit(problem, sample, key, stored.get(key))
+
+    def _start_generation(self) -> None:
+        if self.engine is None:
+            self.engine = self._start_engine(self._model)
+        if self.executor is None:
+            from tir_harness.executor import Executor
+
+            self.executor = Executor(config=self._executor_config)
+        self.engine_info = {
+            **self.engine.info(),
+            "model_identity": self._model.identity,
+            "executor_isolation": self.executor.isolation,
+        }
 
     def _model_spec(self) -> ModelSpec:
         opts = self.options
@@ -153,9 +166,7 @@ class Runner:
             if opts.server_urls:
                 from tir_harness.engines.openai import OpenAIEngine
 
-                engine = OpenAIEngine(
-                    list(opts.server_urls), model=None, max_inflight_per_server=opts.max_inflight
-                )
+                engine = OpenAIEngine(list(opts.server_urls), model=None, max_inflight_per_server=opts.max_inflight)
                 engine.check()
                 return engine
             from tir_harness.engines.vllm import VLLMConfig, VLLMEngine
@@ -176,9 +187,7 @@ class Runner:
         except EngineError as exc:
             raise StartupError(f"tir-harness: --model {opts.model}: {exc}") from None
         except ImportError as exc:
-            raise StartupError(
-                f"tir-harness: the engine cannot be imported ({exc}); pip install -e '.[cpu]'"
-            ) from None
+            raise StartupError(f"tir-harness: the engine cannot be imported ({exc}); pip install -e '.[cpu]'") from None
 
     def _prompt_format(self, spec: ModelSpec, model_name: str) -> PromptFormat:
         name = self.options.prompt_format or spec.prompt_format or format_for_model(model_name)
@@ -188,15 +197,6 @@ class Runner:
             return ChatTemplateFormat.from_tokenizer(spec.path or model_name)
         except Exception as exc:
             raise StartupError(f"tir-harness: --prompt-format chat-template: {exc}") from None
-
-    def _start_executor(self) -> Any:
-        from tir_harness.executor import Executor
-
-        return Executor(timeout=self.options.exec_timeout, memory_mb=self.options.exec_memory_mb)
-
-    def _executor_settings(self) -> dict[str, Any]:
-        config = getattr(self.executor, "config", None)
-        return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
 
     def _open_store(self) -> Any:
         from tir_harness.store import ResultStore, resolve_store_path
@@ -225,9 +225,7 @@ class Runner:
             )
         )
 
-    def _submit(
-        self, problem: Problem, sample: int, key: str, cached: dict[str, Any] | None
-    ) -> Future[dict[str, Any]]:
+    def _submit(self, problem: Problem, sample: int, key: str, cached: dict[str, Any] | None) -> Future[dict[str, Any]]:
         assert self.scheduler is not None
         if cached is not None:
             # Stored trajectories are graded again: a better grader re-scores without regenerating.
@@ -266,10 +264,9 @@ class Runner:
         for sample in range(self.options.samples):
             future = self._futures.get((problem.id, sample))
             if future is None:  # a problem the collection did not announce (e.g. built inside the test)
+                self._start_generation()
                 key = self._key(problem, sample)
-                future = self._submit(
-                    problem, sample, key, None if self.options.refresh else self.store.get(key)
-                )
+                future = self._submit(problem, sample, key, None if self.options.refresh else self.store.get(key))
             records.append({**future.result(), "test_id": item.nodeid})
         result = Result(problem, records)
         props = item.user_properties

@@ -101,8 +101,7 @@ def binomial_two_sided_half(k: int, n: int) -> float:
         tail = Fraction(total, 2**n)
         return float(min(Fraction(1), 2 * tail))
     log_terms = [
-        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
-        for i in range(m + 1)
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2) for i in range(m + 1)
     ]
     top = max(log_terms)
     log_tail = top + math.log(sum(math.exp(t - top) for t in log_terms))

@@ -76,9 +76,7 @@ def _grouped(problems: dict[str, list[Record]], key: Any) -> dict[str, dict[str,
         name = key(samples[0])
         if name is not None:
             groups[str(name)].append(samples)
-    return {
-        name: _group(members) for name, members in sorted(groups.items(), key=lambda kv: _sort_key(kv[0]))
-    }
+    return {name: _group(members) for name, members in sorted(groups.items(), key=lambda kv: _sort_key(kv[0]))}
 
 
 def _group(members: Sequence[Sequence[Record]]) -> dict[str, Any]:
@@ -297,6 +295,12 @@ def _cost_line(summary: dict[str, Any]) -> str:
     )
 
 
+def _terminal_row(name: str, group: dict[str, Any], cells: dict[str, Any], levels: Sequence[str]) -> str:
+    by_level = "".join(f" {_short_pct(cells[lv]['accuracy']) if lv in cells else '-':>5}" for lv in levels)
+    row = f"  {name[:24]:<24} {group['n']:>5} {_pct(group['accuracy']):>6} {_ci(group):<13}{by_level}"
+    return row.rstrip()
+
+
 def format_terminal(summary: dict[str, Any]) -> list[str]:
     """A compact table for the end of a pytest run."""
     acc = summary["accuracy"]
@@ -306,27 +310,25 @@ def format_terminal(summary: dict[str, Any]) -> list[str]:
         f"accuracy {_pct(overall['accuracy']):>6} {_ci(overall)}  {_count(overall)}",
     ]
     if len(acc["by_dataset"]) > 1:
-        lines += [
-            f"  {name:<16} {g['n']:>5} {_pct(g['accuracy']):>6} {_ci(g)}"
-            for name, g in acc["by_dataset"].items()
-        ]
+        lines.append(f"  {'dataset':<24} {'n':>5} {'acc':>6} 95% CI")
+        lines += [_terminal_row(name, g, {}, []) for name, g in acc["by_dataset"].items()]
     levels = _levels(summary)
     if acc["by_subject"]:
-        header = f"  {'subject':<24} {'n':>5} {'acc':>6} {'95% CI':<13}"
-        lines.append(header + "".join(f" {'L' + lv:>5}" for lv in levels))
-        rows = list(acc["by_subject"].items())
-        if levels:
-            rows.append(("(all subjects)", overall))
-        for name, g in rows:
-            cells = acc["by_subject_level"].get(name, acc["by_level"] if name == "(all subjects)" else {})
-            by_level = "".join(
-                f" {_short_pct(cells[lv]['accuracy']) if lv in cells else '-':>5}" for lv in levels
-            )
-            lines.append(f"  {name[:24]:<24} {g['n']:>5} {_pct(g['accuracy']):>6} {_ci(g):<13}{by_level}")
-    elif levels:
         lines.append(
-            "  by level: " + ", ".join(f"L{lv} {_pct(g['accuracy'])}" for lv, g in acc["by_level"].items())
+            f"  {'subject':<24} {'n':>5} {'acc':>6} {'95% CI':<13}" + "".join(f" {'L' + lv:>5}" for lv in levels)
         )
+        lines += [
+            _terminal_row(name, g, acc["by_subject_level"].get(name, {}), levels)
+            for name, g in acc["by_subject"].items()
+        ]
+        if levels:
+            # The level columns of this row cover every problem with a level, with or without a subject.
+            every = sum(g["n"] for g in acc["by_subject"].values()) == overall["n"]
+            lines.append(
+                _terminal_row("(all subjects)" if every else "(all problems)", overall, acc["by_level"], levels)
+            )
+    elif levels:
+        lines.append("  by level: " + ", ".join(f"L{lv} {_pct(g['accuracy'])}" for lv, g in acc["by_level"].items()))
     if summary["pass_at_k"]:
         lines.append(_k_line("pass@k", summary["pass_at_k"]))
         lines.append(_k_line("maj@k", summary["maj_at_k"]))
@@ -366,9 +368,7 @@ def _md_groups(title: str, groups: dict[str, dict[str, Any]]) -> list[str]:
     return [f"## {title}", ""] + _md_table((title.split()[-1], "n", "accuracy", "95% CI", "correct"), rows)
 
 
-def format_markdown(
-    summary: dict[str, Any], comparison: Comparison | None = None, plots: Sequence[str] = ()
-) -> str:
+def format_markdown(summary: dict[str, Any], comparison: Comparison | None = None, plots: Sequence[str] = ()) -> str:
     """summary.md: the same numbers as summary.json, as tables."""
     run, acc = summary["run"], summary["accuracy"]
     lines = [f"# tir-harness report: {_headline(summary)}", ""]
@@ -405,10 +405,7 @@ def format_markdown(
         for subject, cells in acc["by_subject_level"].items():
             rows.append(
                 [subject]
-                + [
-                    f"{_pct(cells[lv]['accuracy'])} (n={cells[lv]['n']})" if lv in cells else "-"
-                    for lv in levels
-                ]
+                + [f"{_pct(cells[lv]['accuracy'])} (n={cells[lv]['n']})" if lv in cells else "-" for lv in levels]
             )
         lines += ["## Subject x level", ""] + _md_table(["subject"] + [f"level {lv}" for lv in levels], rows)
     if summary["pass_at_k"]:

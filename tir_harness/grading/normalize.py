@@ -30,7 +30,9 @@ _SIZING = re.compile(
 )
 _INVISIBLE = re.compile(r"\\(?:left|right|middle)\s*\.")
 _STYLE = re.compile(r"\\(?:displaystyle|textstyle|scriptstyle|limits|nolimits|hline|ldots|cdots|dots)(?![a-zA-Z])")
-_SPACES = re.compile(r"\\(?:qquad|quad|enspace|thinspace|medspace|thickspace|[,;:> ])")
+# Consuming `\\\\` (a matrix row break) first keeps `\\\\ ` from reading as `\\` + `\ `.
+_SPACES = re.compile(r"\\\\|\\(?:qquad|quad|enspace|thinspace|medspace|thickspace|[,;:> !])")
+_DELIMITERS = re.compile(r"\\\\|\\[()\[\]]")
 # Thousands written with an explicit LaTeX separator are unambiguous anywhere: 1{,}000, 11,\!111, 1\,000.
 _THOUSANDS_TEX = re.compile(r"(\d)\s*(?:\{\s*,\s*\}|,\s*\\[!,]|\\[,!])\s*(?=\d{3}(?!\d))")
 _THOUSANDS_COMMA = re.compile(r"(?<![\d.,])[1-9]\d{0,2}(?:,\d{3})+(?!\d|,\d)(?:\.\d+)?")
@@ -70,7 +72,7 @@ def clean(text: str) -> str:
         if boxed is not None:
             s = boxed
     s = s.replace("\\$", " ").replace("$", " ")
-    s = re.sub(r"\\[()\[\]]", " ", s)
+    s = _DELIMITERS.sub(_keep_row_breaks, s)
     s = _INVISIBLE.sub("", s)
     s = _SIZING.sub("", s)
     s = _STYLE.sub(" ", s)
@@ -83,7 +85,7 @@ def clean(text: str) -> str:
     s = _PERCENT_WORD.sub("%", s)
     s = _PMOD.sub(" ", s)
     s = _THOUSANDS_TEX.sub(r"\1", s)
-    s = _SPACES.sub(" ", s).replace("\\!", "").replace("~", " ")
+    s = _SPACES.sub(_keep_row_breaks, s).replace("~", " ")
     s = _unwrap_text(s)
     s = _top_level_thousands(s)
     s = _PY_INTERVAL.sub(lambda m: f"Interval{m.group(1).capitalize()}(", s)
@@ -91,6 +93,10 @@ def clean(text: str) -> str:
     s = _TRAILING_PUNCT.sub("", s)
     s = _LEADING_PUNCT.sub("", s)
     return re.sub(r"\s+", " ", s).strip()
+
+
+def _keep_row_breaks(match: re.Match[str]) -> str:
+    return match.group(0) if match.group(0) == "\\\\" else " "
 
 
 def _unwrap_text(s: str) -> str:

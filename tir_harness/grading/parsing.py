@@ -75,7 +75,7 @@ MULTI_ARG = {"gcd": "gcd", "lcm": "lcm", "max": "max", "min": "min", "binomial":
              "root": "root", "Rational": "rational", "Integer": "id", "Float": "id", "Matrix": "matrix",
              "Interval": "interval", "IntervalOpen": "interval_open", "IntervalRopen": "interval_ropen",
              "IntervalLopen": "interval_lopen", "FiniteSet": "finiteset", "Union": "union", "array": "id",
-             "Eq": "eq", "Tuple": "tuple", "sympify": "id", "S": "id", "N": "id", "float": "id", "int": "id"}
+             "Eq": "eq", "Tuple": "tuple", "sympify": "id", "float": "id", "int": "id"}
 FUNCTION_LETTERS = set("fghFGHPQWpq")
 GREEK = {
     "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "iota",
@@ -186,7 +186,7 @@ class _Parser:
             found = self.at_separator()
             if found is not None:
                 self.pos += 1
-                sep = ";" if found == ";" or sep == ";" else found
+                sep = found
                 continue
             items.append((sep, self.parse_relation()))
             sep = ","
@@ -355,7 +355,7 @@ class _Parser:
             elif self.at_op("_"):
                 self.pos += 1
                 node = self.subscripted(node)
-            elif self.at("cmd", "\\overline") and isinstance(node, Num) and node.decimals is not None:
+            elif self.at("cmd", "\\overline") and isinstance(node, Num) and self.tokens[self.pos - 1][1][-1:] in ".0123456789" and "." in self.tokens[self.pos - 1][1]:
                 self.pos += 1
                 node = _repeating(node, self.raw_group())
             else:
@@ -678,9 +678,9 @@ def _number(text: str) -> Num:
 
 def _repeating(num: Num, digits: str) -> Num:
     digits = digits.replace(" ", "")
-    if not digits.isdigit() or num.decimals is None:
+    if not digits.isdigit():
         raise ParseError("bad repeating decimal")
-    shift = Fraction(10) ** num.decimals
+    shift = Fraction(10) ** (num.decimals or 0)
     repeat = Fraction(int(digits), (10 ** len(digits) - 1)) / shift
     return Num(num.value + (repeat if num.value >= 0 else -repeat), None)
 
@@ -701,17 +701,20 @@ def _relation(parts: list[Node], ops: list[str]) -> Node:
     return parts[0] if not ops else Rel(tuple(parts), tuple(ops))
 
 
+def _is_int(node: Node) -> bool:
+    return isinstance(node, Num) and node.decimals is None and node.value.denominator == 1
+
+
 def _is_int_fraction(node: Node) -> bool:
+    if not (isinstance(node, Mul) and len(node.args) == 2):
+        return False
+    num, den = node.args
     return (
-        isinstance(node, Mul)
-        and len(node.args) == 2
-        and isinstance(node.args[0], Num)
-        and node.args[0].decimals is None
-        and node.args[0].value.denominator == 1
-        and node.args[0].value >= 0
-        and node.args[1] == Pow(node.args[1].base, NEG_ONE)  # type: ignore[union-attr]
-        and isinstance(node.args[1].base, Num)  # type: ignore[union-attr]
-        and node.args[1].base.decimals is None  # type: ignore[union-attr]
+        _is_int(num)
+        and num.value >= 0  # type: ignore[union-attr]
+        and isinstance(den, Pow)
+        and den.exp == NEG_ONE
+        and _is_int(den.base)
     )
 
 

@@ -1,0 +1,146 @@
+"""`pytest benchmarks/` on the real in-process vLLM engine with Gemma 3 270M on the CPU.
+
+The model is a small base model: it writes code with the few-shot prompt but is almost never right, so these
+tests check the whole tool loop and the files, never accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+
+import pytest
+from junitparser import JUnitXml
+
+from tests import realrun
+from tir_harness.grading import grade
+from tir_harness.prompts import FORMATS, PROMPT_TYPES, first_messages
+from tir_harness.store import ResultStore
+
+PLAIN = FORMATS["plain"]
+FIVE = "0000 or 0001 or 0002 or 0003 or 0004"
+
+
+def test_five_problems_leave_jsonl_and_junit(gemma, tmp_path, shared_data):
+    reports, junit = tmp_path / "run", tmp_path / "junit.xml"
+    result = realrun.run(
+        ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=160", "-k", FIVE,
+         f"--report-dir={reports}", f"--junitxml={junit}", f"--store-dir={tmp_path / 'store'}", "-v"],
+        tmp_path, shared_data,
+    )  # fmt: skip
+    lines = realrun.records(reports / "trajectories.jsonl")
+    assert len(lines) == 5, result.stdout[-3000:]
+    # A test run: exit 1 when any problem failed, 0 when all passed.
+    assert result.ret == (0 if all(r["correct"] for r in lines) else 1), result.stdout[-3000:]
+    assert "tir-harness summary" in result.stdout
+    problems = {p.id: p for p in _gsm8k(shared_data)}
+    tool_turns = 0
+    for record in lines:
+        problem = problems[record["problem_id"]]
+        # The first prompt is exactly the few-shot prompt for this question.
+        assert record["prompt"] == PLAIN.render(first_messages(problem.question, PROMPT_TYPES["tora-fewshot"]))
+        assert record["gold"] == problem.answer and record["model"] == "gemma-3-270m"
+        assert record["end_reason"] in {"answer", "no_code", "max_tool_calls", "length"}
+        for turn in record["turns"]:
+            assert not any(stop in turn["text"] for stop in PLAIN.stop)  # stop strings honoured
+            assert turn["stop_reason"] in (*PLAIN.stop, None)
+            assert turn["completion_tokens"] > 0 and turn["prompt_tokens"] > 0
+        for i, turn in enumerate(record["turns"]):
+            if turn["code"] is None:
+                continue
+            tool_turns += 1
+            assert "```python" in turn["text"] and turn["exec_status"] in {"ok", "error", "timeout"}
+            assert turn["observation"] is not None
+            following = record["turns"][i + 1] if i + 1 < len(record["turns"]) else None
+            if following is not None:  # the continuation was generated after the observation
+                assert following["prompt_tokens"] > turn["prompt_tokens"] + turn["completion_tokens"]
+        verdict = grade(record["response"], record["gold"])
+        assert (verdict.prediction, verdict.correct) == (record["prediction"], record["correct"])
+    assert tool_turns >= 3, "the few-shot prompt should make the base model write code"
+    cases = {case.name: case for suite in JUnitXml.fromfile(str(junit)) for case in suite}
+    assert len(cases) == 5
+    for record in lines:
+        case = cases[record["test_id"].split("::")[1]]
+        props = {p.name: p.value for p in case.properties()}
+        assert props["gold"] == record["gold"] and props["turns"] == str(len(record["turns"]))
+        assert props["prediction"] == str(record["prediction"])
+    manifest = json.loads((reports / "manifest.json").read_text())
+    assert manifest["engine"]["kind"] == "vllm" and manifest["engine"]["dtype"] == "float32"
+
+
+def _gsm8k(data_dir):
+    from tir_harness.problems import load
+
+    return load("gsm8k", "test", data_dir=data_dir)
+
+
+EIGHT = " or ".join(f"00{n:02d}" for n in range(10, 18))
+
+
+def test_kill_9_mid_run_loses_nothing_and_the_rerun_resumes(gemma, tmp_path, shared_data):
+    store = tmp_path / "store"
+    args = ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=128", "-k", EIGHT,
+            f"--store-dir={store}", "-v", "--max-inflight=2"]  # fmt: skip
+    process = realrun.start([*args, f"--report-dir={tmp_path / 'killed'}"], tmp_path, shared_data)
+    realrun.wait_for_results(process, 2)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    with sqlite3.connect(store / "results.sqlite3") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    with ResultStore(store) as results:
+        finished = len(results)
+    assert 2 <= finished < 8
+    resumed = realrun.run([*args, f"--report-dir={tmp_path / 'resumed'}"], tmp_path, shared_data)
+    after = realrun.records(tmp_path / "resumed" / "trajectories.jsonl")
+    assert len(after) == 8, resumed.stdout[-3000:]
+    assert sum(r["cached"] for r in after) == finished  # only the rest was generated
+    fresh = realrun.run(
+        [*args, f"--report-dir={tmp_path / 'fresh'}", f"--store-dir={tmp_path / 'other'}"], tmp_path, shared_data
+    )
+    clean = realrun.records(tmp_path / "fresh" / "trajectories.jsonl")
+    assert resumed.ret == fresh.ret
+    by_id = {r["problem_id"]: realrun.stable(r) for r in clean}
+    assert {r["problem_id"]: realrun.stable(r) for r in after} == by_id
+
+
+def test_ctrl_c_prints_the_summary_and_keeps_finished_work(gemma, tmp_path, shared_data):
+    store = tmp_path / "store"
+    args = ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=128", "-k", EIGHT,
+            f"--store-dir={store}", "-v", "--max-inflight=2", f"--report-dir={tmp_path / 'run'}"]  # fmt: skip
+    process = realrun.start(args, tmp_path, shared_data)
+    seen = realrun.wait_for_results(process, 1)
+    process.send_signal(signal.SIGINT)
+    rest, _ = process.communicate(timeout=120)  # ends promptly: in-flight work is cancelled
+    output = "".join(seen) + rest
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, output[-3000:]
+    assert "KeyboardInterrupt" in output and "tir-harness summary" in output
+    written = realrun.records(tmp_path / "run" / "trajectories.jsonl")
+    assert 1 <= len(written) < 8
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["interrupted"] and manifest["problems"] == len(written)
+    with ResultStore(store) as results:
+        assert len(results) >= len(written)
+
+
+def test_a_grader_change_regrades_without_regenerating(gemma, tmp_path, shared_data):
+    store = tmp_path / "store"
+    args = ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=128",
+            "-k", "0020 or 0021 or 0022", f"--store-dir={store}"]  # fmt: skip
+    realrun.run([*args, f"--report-dir={tmp_path / 'first'}"], tmp_path, shared_data)
+    first = realrun.records(tmp_path / "first" / "trajectories.jsonl")
+    assert len(first) == 3
+    # Pretend an older grader scored these: opposite verdicts, an old version.
+    with ResultStore(store) as results:
+        for record in list(results.records()):
+            results.put(record["key"], {**record, "correct": not record["correct"], "prediction": "stale",
+                                        "grader_version": "0"})  # fmt: skip
+    second = realrun.run([*args, f"--report-dir={tmp_path / 'second'}", "-v"], tmp_path, shared_data)
+    again = realrun.records(tmp_path / "second" / "trajectories.jsonl")
+    assert all(r["cached"] for r in again), second.stdout[-2000:]
+    assert "Loading weights" not in second.stdout + second.stderr  # no engine was even started
+    now = {r["problem_id"]: r for r in again}
+    for record in first:
+        regraded = now[record["problem_id"]]
+        assert regraded["turns"] == record["turns"]
+        assert (regraded["prediction"], regraded["correct"]) == (record["prediction"], record["correct"])

@@ -1,0 +1,95 @@
+"""`pytest benchmarks/` against a real vLLM OpenAI server started on 127.0.0.1 (Gemma 3 270M on the CPU)."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+from junitparser import JUnitXml
+
+from tests import realrun
+from tir_harness.serve import VLLMServer
+
+THREE = "0000 or 0001 or 0002"
+SIX = " or ".join(f"00{n:02d}" for n in range(30, 36))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _server(path: str, workdir) -> VLLMServer:
+    # float32: greedy output then does not depend on how requests were batched (checked below).
+    return VLLMServer(path, port=_free_port(), served_model_name="gemma-3-270m", workdir=workdir,
+                      extra_args=["--dtype", "float32"], env={"OMP_NUM_THREADS": "2"})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def server(gemma, tmp_path_factory):
+    with _server(gemma, tmp_path_factory.mktemp("server")) as running:
+        running.wait_ready(timeout=300)
+        yield running
+
+
+def _args(url: str, *extra: str) -> list[str]:
+    return ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", f"--server-url={url}", "--max-tokens=128", *extra]
+
+
+def test_a_run_against_the_server_leaves_jsonl_and_junit(server, tmp_path, shared_data):
+    junit = tmp_path / "junit.xml"
+    result = realrun.run(
+        _args(server.url, "-k", THREE, f"--report-dir={tmp_path / 'run'}", f"--junitxml={junit}",
+              f"--store-dir={tmp_path / 'store'}"),
+        tmp_path, shared_data,
+    )  # fmt: skip
+    records = realrun.records(tmp_path / "run" / "trajectories.jsonl")
+    assert len(records) == 3, result.stdout[-3000:]
+    assert result.ret == (0 if all(r["correct"] for r in records) else 1)
+    assert sum(t["code"] is not None for r in records for t in r["turns"]) >= 2
+    for record in records:
+        assert record["end_reason"] != "error" and all(t["completion_tokens"] > 0 for t in record["turns"])
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["engine"]["kind"] == "openai" and server.url in json.dumps(manifest["engine"])
+    assert len([case for suite in JUnitXml.fromfile(str(junit)) for case in suite]) == 3
+
+
+def test_two_xdist_workers_write_the_same_report_as_one_process(server, tmp_path, shared_data):
+    single = realrun.run(
+        _args(server.url, "-k", SIX, f"--report-dir={tmp_path / 'one'}", f"--store-dir={tmp_path / 's1'}"),
+        tmp_path, shared_data,
+    )  # fmt: skip
+    double = realrun.run(
+        _args(server.url, "-k", SIX, "-n", "2", f"--report-dir={tmp_path / 'two'}", f"--store-dir={tmp_path / 's2'}"),
+        tmp_path, shared_data,
+    )  # fmt: skip
+    one = realrun.records(tmp_path / "one" / "trajectories.jsonl")
+    two = realrun.records(tmp_path / "two" / "trajectories.jsonl")
+    assert len(one) == 6, single.stdout[-3000:]
+    assert len(two) == 6, double.stdout[-3000:]
+    assert "2 workers" in double.stdout
+    assert single.ret == double.ret
+    assert {r["problem_id"]: realrun.stable(r) for r in two} == {r["problem_id"]: realrun.stable(r) for r in one}
+    assert "tir-harness summary" in double.stdout
+
+
+def test_a_server_that_dies_mid_run_fails_its_problems_instead_of_hanging(gemma, tmp_path, shared_data):
+    with _server(gemma, tmp_path / "doomed") as doomed:
+        doomed.wait_ready(timeout=300)
+        process = realrun.start(
+            _args(doomed.url, "-k", SIX, "-v", "--max-inflight=1", f"--report-dir={tmp_path / 'run'}",
+                  f"--store-dir={tmp_path / 'store'}"),
+            tmp_path, shared_data,
+        )  # fmt: skip
+        seen = realrun.wait_for_results(process, 1)
+        doomed.stop()
+        rest, _ = process.communicate(timeout=300)
+    output = "".join(seen) + rest
+    assert process.returncode == pytest.ExitCode.TESTS_FAILED, output[-3000:]
+    records = realrun.records(tmp_path / "run" / "trajectories.jsonl")
+    assert len(records) == 6
+    errors = [r for r in records if r["end_reason"] == "error"]
+    assert errors and all(doomed.url in r["error"] for r in errors)
+    assert "tir-harness summary" in output
