@@ -38,9 +38,11 @@ import sys
 import traceback
 import types
 
+CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWUSER = 0x10000000
+MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 _HEADER = struct.Struct("!I")
@@ -56,6 +58,13 @@ def _check(ret: int) -> None:
 
 def _unshare(flags: int) -> None:
     _check(_LIBC.unshare(ctypes.c_int(flags)))
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None) -> None:
+    def c(text: str | None) -> bytes | None:
+        return None if text is None else text.encode()
+
+    _check(_LIBC.mount(c(source), c(target), c(fstype), ctypes.c_ulong(flags), c(data)))
 
 
 def _prctl(option: int, arg: int) -> None:
@@ -154,22 +163,26 @@ def clip(text: str, limit: int) -> list:
     return [text[:limit], text[limit:][-limit:], len(text)]
 
 
+def clean_exit(exc: BaseException) -> bool:
+    try:
+        return isinstance(exc, SystemExit) and exc.code in (None, 0)
+    except BaseException:  # a SystemExit subclass whose code misbehaves is just an error
+        return False
+
+
 def describe(exc: BaseException, limit: int) -> tuple[str, str, str]:
     """(status, traceback, last line) for an exception the snippet raised."""
-    if isinstance(exc, SystemExit) and exc.code in (None, 0):
+    if clean_exit(exc):
         return "ok", "", ""
     if isinstance(exc, OutputLimitExceeded):
         return "output_limit", "", ""
     status = "memory" if isinstance(exc, MemoryError) else "error"
     try:
-        if isinstance(exc, SyntaxError):
-            lines = traceback.format_exception_only(type(exc), exc)
-        else:
-            tb = exc.__traceback__
-            while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
-                tb = tb.tb_next
-            lines = traceback.format_exception(type(exc), exc, tb)
-        text = "".join(lines)
+        report = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
+        # The harness's own frames (exec, our stdout) are noise to the model; a syntax error has none.
+        frames = [] if isinstance(exc, SyntaxError) else [f for f in report.stack if f.filename != __file__]
+        report.stack = traceback.StackSummary.from_list(frames)
+        text = "".join(report.format())
         last = text.rstrip("\n").rsplit("\n", 1)[-1][-limit:]
     except BaseException:  # the snippet's __str__ may itself fail; the type name is always there
         text = last = type(exc).__name__
@@ -179,8 +192,8 @@ def describe(exc: BaseException, limit: int) -> tuple[str, str, str]:
 class Cells:
     """The snippets of one session, run one after the other in one `__main__` namespace."""
 
-    def __init__(self, sock: socket.socket, limit: int, abort: int) -> None:
-        self.sock, self.limit, self.abort = sock, limit, abort
+    def __init__(self, sock: socket.socket, limit: int, abort: int, cpu_seconds: int) -> None:
+        self.sock, self.limit, self.abort, self.cpu_seconds = sock, limit, abort, cpu_seconds
         self.pid = os.getpid()
         main = types.ModuleType("__main__")
         main.__dict__["__builtins__"] = builtins
@@ -209,7 +222,16 @@ class Cells:
         self.ns["_"] = value
         return repr(value)
 
+    def _arm_cpu(self) -> None:
+        # A backstop only (the snippet may raise a soft limit): the harness's watchdog is what binds.
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        soft = int(usage.ru_utime + usage.ru_stime) + self.cpu_seconds + 1
+        hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
     def run(self, code: str, n: int) -> dict:
+        self._arm_cpu()
         capture = Capture(self.limit, self.abort)
         saved = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = capture
@@ -219,7 +241,7 @@ class Cells:
         except BaseException as exc:  # whatever the snippet does is an observation, never our exit
             if os.getpid() != self.pid:
                 os._exit(0)
-            completed = isinstance(exc, SystemExit) and exc.code in (None, 0)
+            completed = clean_exit(exc)
             status, error, last = describe(exc, self.limit)
         if os.getpid() != self.pid:
             os._exit(0)  # a fork made by the snippet came back here: it must never speak the protocol
@@ -250,6 +272,14 @@ def _count_tasks_of(uid: int) -> int:
     return count
 
 
+def _lower(which: int, value: int) -> None:
+    """Set soft and hard limit to `value`, or keep a lower hard limit the harness already runs under."""
+    hard = resource.getrlimit(which)[1]
+    if hard != resource.RLIM_INFINITY:
+        value = min(value, hard)
+    resource.setrlimit(which, (value, value))
+
+
 def _vm_size() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[0]) * resource.getpagesize()
@@ -270,22 +300,15 @@ def setup_worker(cfg: dict, spec: dict, sock_fd: int, drop: bool) -> None:
         sys.modules["tempfile"].tempdir = None
     sys.argv = [""]
     mb = 1024 * 1024
-    cpu = int(cfg["cpu_seconds"])
-    limits = {
-        resource.RLIMIT_AS: _vm_size() + cfg["memory_mb"] * mb,
-        resource.RLIMIT_FSIZE: cfg["file_size_mb"] * mb,
-        resource.RLIMIT_CORE: 0,
-        resource.RLIMIT_NOFILE: cfg["max_open_files"],
-    }
-    for which, value in limits.items():
-        resource.setrlimit(which, (value, value))
-    # The harness re-arms the CPU limit before each call; only root can raise a hard limit again.
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu if cfg["cpu_hard"] else resource.RLIM_INFINITY))
-    if spec.get("nproc") == "uid":
-        resource.setrlimit(resource.RLIMIT_NPROC, (cfg["max_processes"], cfg["max_processes"]))
-    elif spec.get("nproc") == "shared":
-        n = _count_tasks_of(os.getuid()) + cfg["max_processes"]
-        resource.setrlimit(resource.RLIMIT_NPROC, (n, n))
+    _lower(resource.RLIMIT_AS, _vm_size() + cfg["memory_mb"] * mb)
+    _lower(resource.RLIMIT_FSIZE, cfg["file_size_mb"] * mb)
+    _lower(resource.RLIMIT_CORE, 0)
+    _lower(resource.RLIMIT_NOFILE, cfg["max_open_files"])
+    if not spec["cgroup"]:  # RLIMIT_NPROC counts every task of the real uid: exact for a worker's own uid
+        _lower(
+            resource.RLIMIT_NPROC,
+            cfg["max_processes"] - 1 if drop else _count_tasks_of(os.getuid()) + cfg["max_processes"],
+        )
     try:
         _prctl(PR_SET_NO_NEW_PRIVS, 1)
     except OSError:
@@ -305,7 +328,7 @@ def setup_worker(cfg: dict, spec: dict, sock_fd: int, drop: bool) -> None:
 def _enter_namespaces(cfg: dict) -> dict:
     """Network (and for non-root, user) namespace for the zygote and hence every worker: done once,
     before importing numpy, because unshare(CLONE_NEWUSER) needs a single-threaded process."""
-    facts = {"network_namespace": False, "user_namespace": False}
+    facts = {"network_namespace": False, "user_namespace": False, "hidden_dirs": []}
     if not cfg["namespaces"]:
         return facts
     net = 0 if cfg["network"] else CLONE_NEWNET
@@ -326,7 +349,58 @@ def _enter_namespaces(cfg: dict) -> dict:
             facts["user_namespace"] = True
         facts["network_namespace"] = bool(flags & CLONE_NEWNET)
         break
+    if os.geteuid() == 0 and not facts["user_namespace"] and cfg["uid_base"] is not None:
+        try:
+            _unshare(CLONE_NEWNS)
+            _mount(None, "/", None, MS_REC | MS_PRIVATE, None)  # nothing we mount reaches the host
+            facts["hidden_dirs"] = _expose(_python_paths())
+        except OSError:
+            pass
     return facts
+
+
+def _python_paths() -> list[str]:
+    paths = {sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable))}
+    paths.update(p for p in sys.path if p and os.path.isdir(p))
+    return sorted({os.path.realpath(p) for p in paths})
+
+
+def _expose(targets: list[str], directory: str = "/") -> list[str]:
+    """Let unprivileged uids reach `targets` (the interpreter may live in a 0700 home): each directory
+    on the way that others may not search is covered by a tmpfs that holds only bind mounts of the
+    ways on.  Everything else in it is hidden from the sandbox.  Returns the covered directories."""
+    below = [t for t in targets if t != directory]
+    children = sorted({os.path.relpath(t, directory).split("/")[0] for t in below})
+    covered = []
+    if not os.stat(directory).st_mode & 0o001:
+        if directory in targets:
+            raise PermissionError(f"{directory} is not readable by other users")
+        fds = {c: os.open(os.path.join(directory, c), os.O_PATH) for c in children}
+        _mount("tmpfs", directory, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
+        for child, fd in fds.items():
+            os.mkdir(os.path.join(directory, child))
+            _mount(f"/proc/self/fd/{fd}", os.path.join(directory, child), None, MS_BIND | MS_REC, None)
+            os.close(fd)
+        covered.append(directory)
+    for child in children:
+        path = os.path.join(directory, child)
+        covered += _expose([t for t in below if t == path or t.startswith(path + "/")], path)
+    return covered
+
+
+def _probe_unprivileged(uid: int) -> bool:
+    """Can a worker that drops to `uid` still import from the standard library?"""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            code = 0 if all(os.access(p, os.R_OK | os.X_OK) for p in _python_paths()) else 1
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
 def _report_error(w: int, text: str) -> None:
@@ -350,10 +424,22 @@ def _probe_pid_namespace() -> bool:
 
 
 class Zygote:
+    """Serves spawn/kill/shutdown requests from the harness and reports each worker's end."""
+
     def __init__(self, cfg: dict, ctrl: socket.socket, facts: dict) -> None:
         self.cfg, self.ctrl, self.facts = cfg, ctrl, facts
         self.workers: dict[int, dict] = {}  # W1 pid -> spec (+ "pid2")
-        self.drop = os.geteuid() == 0 and not facts["user_namespace"] and cfg["uid_base"] is not None
+        self.drop = facts["uid_drop"]
+        # A worker's own uid makes RLIMIT_NPROC exact; a cgroup v1 attach costs an RCU grace period.
+        self.cgroup = None if self.drop else cfg["cgroup"]
+        if self.cgroup:
+            facts["process_limit"] = "pids_cgroup_v1"
+        elif self.drop:
+            facts["process_limit"] = "rlimit_nproc_per_worker_uid"
+        elif os.geteuid() == 0 and not facts["user_namespace"]:
+            facts["process_limit"] = "none"  # RLIMIT_NPROC does not bind root
+        else:
+            facts["process_limit"] = "rlimit_nproc_shared_uid"
         self.wake_r, self.wake_w = os.pipe()
 
     def send(self, obj: dict) -> None:
@@ -399,7 +485,9 @@ class Zygote:
     # -- spawning
 
     def spawn(self, msg: dict, sock_fd: int) -> None:
-        spec = msg["spec"]
+        spec = dict(msg["spec"], workdir=os.path.join(self.cfg["base_dir"], msg["spec"]["name"]), cgroup=None)
+        if self.cgroup:
+            spec["cgroup"] = os.path.join(self.cgroup, spec["name"])
         try:
             os.mkdir(spec["workdir"], 0o700)
             if self.drop:
@@ -506,7 +594,8 @@ class Zygote:
                 os._exit(71)
         try:
             sock = socket.socket(fileno=sock_fd)
-            Cells(sock, self.cfg["max_output_chars"], self.cfg["abort_output_chars"]).serve()
+            cfg = self.cfg
+            Cells(sock, cfg["max_output_chars"], cfg["abort_output_chars"], cfg["cpu_seconds"]).serve()
         finally:
             os._exit(0)
 
@@ -607,10 +696,17 @@ def main() -> None:
         pass
     for name in cfg["preload"]:
         importlib.import_module(name)
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed()  # its first call imports and builds much: not in every worker
     gc.collect()
     gc.freeze()  # keep the collector from writing to (and so copying) every inherited page in each worker
     facts["pid_namespace"] = bool(cfg["namespaces"]) and _probe_pid_namespace()
-    facts["uid_drop"] = os.geteuid() == 0 and not facts["user_namespace"] and cfg["uid_base"] is not None
+    facts["uid_drop"] = (
+        os.geteuid() == 0
+        and not facts["user_namespace"]
+        and cfg["uid_base"] is not None
+        and _probe_unprivileged(cfg["uid_base"])
+    )
     Zygote(cfg, ctrl, facts).serve()
 
 

@@ -106,7 +106,7 @@ class Runner:
         self.engine = custom
         if self.engine is None and not opts.model:
             self.engine = self._start_engine(self._model)  # only the server knows the model's name
-        model_name = opts.model or str(self.engine.info().get("served_model", "server"))  # type: ignore[union-attr]
+        model_name = opts.model or str(self.engine.info().get("model") or "server")  # type: ignore[union-attr]
         fmt = self._prompt_format(self._model, model_name)
         prompt_type = PROMPT_TYPES[opts.prompt_type or self._model.prompt_type or "tora"]
         from tir_harness.executor import ExecutorConfig

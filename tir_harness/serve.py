@@ -107,8 +107,14 @@ def vllm_args(
 ) -> list[str]:
     """The api_server's arguments (after `python -m MODULE`); `extra_args` come last and win."""
     args = [
-        "--model", model_path, "--served-model-name", served_model_name,
-        "--host", host, "--port", str(port),
+        "--model",
+        model_path,
+        "--served-model-name",
+        served_model_name,
+        "--host",
+        host,
+        "--port",
+        str(port),
     ]
     if tensor_parallel_size > 1 and not _has_flag(extra_args, "--tensor-parallel-size"):
         args += ["--tensor-parallel-size", str(tensor_parallel_size)]
@@ -182,11 +188,17 @@ class VLLMServer:
         if cpu_defaults is None:
             cpu_defaults = not self.gpus and is_cpu_build()
         self.command = [python, "-m", VLLM_MODULE] + vllm_args(
-            self.model_path, served_model_name=self.served_model_name, host=host, port=port,
-            tensor_parallel_size=tensor_parallel_size, extra_args=extra_args, cpu_defaults=cpu_defaults,
+            self.model_path,
+            served_model_name=self.served_model_name,
+            host=host,
+            port=port,
+            tensor_parallel_size=tensor_parallel_size,
+            extra_args=extra_args,
+            cpu_defaults=cpu_defaults,
         )
         self._extra_env = dict(env or {})
         self._process: subprocess.Popen[bytes] | None = None
+        self._exit_code: int | None = None  # once stopped
 
     @property
     def url(self) -> str:
@@ -211,18 +223,24 @@ class VLLMServer:
         if self._process is not None:
             raise ServerError(f"vLLM server on port {self.port}: already started")
         env = self.environment()
+        self.workdir.mkdir(parents=True, exist_ok=True)
         for key in ("TMPDIR", "VLLM_CACHE_ROOT"):
             Path(env[key]).mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
-                self.command, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent(),
+                self.command,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent(),
             )
         return self
 
     def poll(self) -> int | None:
-        """The exit code once the process has ended, else None."""
-        return self._process.poll() if self._process is not None else None
+        """The exit code once the process has ended (or was stopped), else None."""
+        return self._process.poll() if self._process is not None else self._exit_code
 
     def is_healthy(self, timeout: float = 2.0) -> bool:
         conn = http.client.HTTPConnection(_connect_host(self.host).strip("[]"), self.port, timeout=timeout)
@@ -266,21 +284,23 @@ class VLLMServer:
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM the server's process group, SIGKILL what is left after `timeout`; returns the exit code."""
-        process, code = self._process, None
+        process, self._process = self._process, None
+        code = None
         if process is not None:
-            code = process.poll()
-            if code is None:
+            # The whole group: children (vLLM's engine core) may outlive a server that already exited.
+            if process.poll() is None or _group_alive(process.pid):
                 _signal_group(process.pid, signal.SIGTERM)
-                try:
-                    code = process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    _signal_group(process.pid, signal.SIGKILL)
-                    code = process.wait()
-            # Children the server left behind (vLLM's engine core) share its process group.
+            try:
+                code = process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                _signal_group(process.pid, signal.SIGKILL)
+                code = process.wait()
             deadline = time.monotonic() + min(timeout, 10.0)
             while _group_alive(process.pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            _signal_group(process.pid, signal.SIGKILL)
+            if _group_alive(process.pid):
+                _signal_group(process.pid, signal.SIGKILL)
+            self._exit_code = code
         shutil.rmtree(self.workdir / "tmp", ignore_errors=True)
         if self._owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -299,6 +319,17 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 
 def _group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs (zombies do not count: nothing may reap them)."""
+    proc = Path("/proc")
+    if proc.is_dir():
+        for stat in proc.glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+                return True
+        return False
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
@@ -332,18 +363,29 @@ def build_parser() -> argparse.ArgumentParser:
         "Arguments after `--` go to every vLLM server unchanged.",
     )
     parser.add_argument("model", help="a tir-harness model alias, a local model folder or a hub id")
-    parser.add_argument("--gpus", help="comma list of GPU ids, e.g. 0,1,2,3 (default: one server, "
-                        "CUDA_VISIBLE_DEVICES untouched)")
-    parser.add_argument("--tensor-parallel-size", "-tp", type=int, default=1, metavar="N",
-                        help="GPUs per server (default 1)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to bind (0.0.0.0 to serve other machines; default 127.0.0.1)")
+    parser.add_argument(
+        "--gpus", help="comma list of GPU ids, e.g. 0,1,2,3 (default: one server, CUDA_VISIBLE_DEVICES untouched)"
+    )
+    parser.add_argument(
+        "--tensor-parallel-size", "-tp", type=int, default=1, metavar="N", help="GPUs per server (default 1)"
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (0.0.0.0 to serve other machines; default 127.0.0.1)"
+    )
     parser.add_argument("--port", type=int, default=8000, help="first port; server i uses PORT+i")
     parser.add_argument("--served-model-name", help="the model name clients use (default: MODEL as given)")
-    parser.add_argument("--ready-timeout", type=float, default=1800.0, metavar="SECONDS",
-                        help="how long a server may take to load (default 1800, downloads included)")
-    parser.add_argument("--log-dir", help="where each server's folder (log, TMPDIR, cache) goes "
-                        "(default: a new temporary folder, kept for the logs)")
+    parser.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=1800.0,
+        metavar="SECONDS",
+        help="how long a server may take to load (default 1800, downloads included)",
+    )
+    parser.add_argument(
+        "--log-dir",
+        help="where each server's folder (log, TMPDIR, cache) goes "
+        "(default: a new temporary folder, kept for the logs)",
+    )
     return parser
 
 
@@ -413,8 +455,13 @@ def main(argv: Sequence[str]) -> int:
     served_name = args.served_model_name or args.model
     servers = [
         VLLMServer(
-            model_path, port=plan.port, host=args.host, served_model_name=served_name, gpus=plan.gpus,
-            tensor_parallel_size=args.tensor_parallel_size, extra_args=extra,
+            model_path,
+            port=plan.port,
+            host=args.host,
+            served_model_name=served_name,
+            gpus=plan.gpus,
+            tensor_parallel_size=args.tensor_parallel_size,
+            extra_args=extra,
             workdir=log_dir / f"server-{plan.port}",
         )
         for plan in plans
@@ -432,7 +479,6 @@ def main(argv: Sequence[str]) -> int:
 
 def _run(servers: list[VLLMServer], ready_timeout: float, log_dir: Path) -> int:
     for server in servers:
-        server.workdir.mkdir(parents=True, exist_ok=True)
         server.start()
         gpus = f" on GPU {','.join(server.gpus)}" if server.gpus else ""
         _say(f"starting vLLM on port {server.port}{gpus} (pid {server.pid}, log {server.log_path})")
@@ -458,7 +504,9 @@ def _run(servers: list[VLLMServer], ready_timeout: float, log_dir: Path) -> int:
         for server in servers:
             code = server.poll()
             if code is not None:
-                _fail(f"vLLM server on port {server.port} exited with code {code}; "
-                      f"last lines of {server.log_path}:\n{server.log_tail()}")
+                _fail(
+                    f"vLLM server on port {server.port} exited with code {code}; "
+                    f"last lines of {server.log_path}:\n{server.log_tail()}"
+                )
                 return 1
         time.sleep(1.0)

@@ -139,9 +139,8 @@ class _Link:
         cls = http.client.HTTPSConnection if self._endpoint.https else http.client.HTTPConnection
         conn = cls(self._endpoint.host, self._endpoint.port, timeout=self._connect_timeout)
         conn.connect()
-        # Connecting should be quick; a generation may legitimately take minutes.
-        assert conn.sock is not None
-        conn.sock.settimeout(self._timeout)
+        if conn.sock is not None:  # connecting should be quick; a generation may take minutes
+            conn.sock.settimeout(self._timeout)
         return conn
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
@@ -151,12 +150,12 @@ class _Link:
             headers["Content-Type"] = "application/json"
         for _ in range(2):
             reused = self._conn is not None
-            if self._conn is None:
-                conn = self._connect()
-                self._conn = conn
+            if not reused and not self._aborted:
+                self._conn = self._connect()
             if self._aborted:  # checked after connecting too: abort() may have missed the new socket
                 self.close()
                 raise ConnectionAbortedError("request aborted")
+            assert self._conn is not None
             try:
                 self._conn.request(method, self._endpoint.base_path + path, body, headers)
                 response = self._conn.getresponse()
@@ -281,7 +280,7 @@ class OpenAIEngine:
         self._checked = False
         self._check_error: EngineError | None = None
         self._check_lock = threading.Lock()
-        self._warnings: list[str] = []
+        self._check_warnings: list[str] = []
 
     # ------------------------------------------------------------------ session start
 
@@ -296,14 +295,14 @@ class OpenAIEngine:
             if self._check_error is not None:
                 raise self._check_error
             if self._checked:
-                return list(self._warnings)
+                return list(self._check_warnings)
             try:
-                warnings = self._check()
+                self._check_warnings = self._check()
             except EngineError as exc:
                 self._check_error = exc
                 raise
             self._checked = True
-            return warnings
+            return list(self._check_warnings)
 
     def _check(self) -> list[str]:
         causes: dict[str, str] = {}
@@ -317,8 +316,7 @@ class OpenAIEngine:
         self.model = self._settle_model(live)
         warnings: list[str] = []
         for url, cause in causes.items():
-            warnings.append(f"--server-url {url}: {cause}; continuing with {len(live)} of "
-                            f"{len(self._servers)} servers")
+            warnings.append(f"--server-url {url}: {cause}; continuing with {len(live)} of {len(self._servers)} servers")
         with self._lock:
             for server in self._servers:
                 if server.url in causes:
@@ -379,7 +377,6 @@ class OpenAIEngine:
         return names.pop()
 
     def _warn(self, message: str) -> None:
-        self._warnings.append(message)
         logger.warning("%s", message)
         if self._on_warning is not None:
             self._on_warning(message)
@@ -450,7 +447,9 @@ class OpenAIEngine:
             server.queue.append(job)
             if len(server.queue) > server.idle and len(server.workers) < self.max_inflight_per_server:
                 worker = threading.Thread(
-                    target=self._work, args=(server,), daemon=True,
+                    target=self._work,
+                    args=(server,),
+                    daemon=True,
                     name=f"openai-engine-{server.index}-{len(server.workers)}",
                 )
                 server.workers.append(worker)
@@ -495,10 +494,11 @@ class OpenAIEngine:
         """Serve one job on one server until it succeeds, fails, or must move elsewhere."""
         while True:
             with self._lock:
-                if self._closing:
-                    return self._finish(server, job, error=EngineError("the OpenAI engine was closed"))
-                if server.down is not None:
-                    return self._requeue(server, job)
+                closing, down = self._closing, server.down is not None
+            if closing:
+                return self._finish(server, job, error=EngineError("the OpenAI engine was closed"))
+            if down:
+                return self._requeue(server, job)
             started = time.monotonic()
             try:
                 status, body = link.request("POST", "/v1/completions", job.payload)
@@ -507,8 +507,9 @@ class OpenAIEngine:
                     error = EngineError(f"{server.url}: no answer within {self.request_timeout:g} s")
                     return self._finish(server, job, error=error)
                 # It neither generates nor answers a probe: no use waiting on it again.
-                self._mark_down(server, f"no answer within {self.request_timeout:g} s, and no answer "
-                                        "to GET /v1/models either")
+                self._mark_down(
+                    server, f"no answer within {self.request_timeout:g} s, and no answer to GET /v1/models either"
+                )
                 continue
             except (OSError, http.client.HTTPException) as exc:
                 cause = _describe(exc)
@@ -541,8 +542,7 @@ class OpenAIEngine:
             self._mark_down(server, cause)
             return True
         delay = min(self.backoff * 2 ** (job.attempts - 1), _MAX_DELAY)
-        logger.info("%s: %s; retry %d/%d in %.2g s", server.url, cause, job.attempts,
-                    self.connect_retries, delay)
+        logger.info("%s: %s; retry %d/%d in %.2g s", server.url, cause, job.attempts, self.connect_retries, delay)
         with self._lock:
             server.cond.wait_for(lambda: self._closing or server.down is not None, timeout=delay)
         return True
@@ -586,7 +586,11 @@ class OpenAIEngine:
         )
 
     def _finish(
-        self, server: _Server, job: _Job, *, completion: Completion | None = None,
+        self,
+        server: _Server,
+        job: _Job,
+        *,
+        completion: Completion | None = None,
         error: BaseException | None = None,
     ) -> None:
         with self._lock:
@@ -623,8 +627,7 @@ class OpenAIEngine:
                 link.abort()  # running requests there notice at once and move too
             server.cond.notify_all()
             left = sum(s.down is None for s in self._servers)
-        self._warn(f"--server-url {server.url} is down ({cause}); "
-                   f"{left} of {len(self._servers)} servers left")
+        self._warn(f"--server-url {server.url} is down ({cause}); {left} of {len(self._servers)} servers left")
         with self._lock:
             failures = self._dispatch_locked()
         self._fail(failures)

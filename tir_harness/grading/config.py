@@ -14,8 +14,10 @@ class GraderConfig:
     min_relative_precision: float = 1e-3
     # Floating-point noise allowed whenever one side is a decimal (Python's 1.4142135623730951 for sqrt(2)).
     float_noise: float = 1e-10
-    # Working precision of the numeric evaluator, in bits.
+    # Working precision of the numeric evaluator, in bits; constants that agree at it are checked again at
+    # `confirm_precision_bits` before they count as exactly equal.
     precision_bits: int = 256
+    confirm_precision_bits: int = 4096
     # Exact integers/fractions above this many bits are evaluated as high-precision floats instead.
     max_exact_bits: int = 20_000
     # Values whose binary exponent exceeds this are "too large to evaluate" (then compared by structure).

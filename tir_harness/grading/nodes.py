@@ -115,6 +115,10 @@ NEG_ONE = Num(Fraction(-1))
 def neg(x: Node) -> Node:
     if isinstance(x, Num):
         return Num(-x.value, x.decimals)
+    if isinstance(x, Percent):  # -5% is (-5)%: keep the unit outermost
+        return Percent(neg(x.x))
+    if isinstance(x, Degree):
+        return Degree(neg(x.x))
     return Mul((NEG_ONE, x))
 
 
@@ -148,7 +152,7 @@ def key(node: Node) -> str:
         return "U<" + ",".join(sorted(key(p) for p in node.parts)) + ">"
     if isinstance(node, Rel):
         out = key(node.parts[0])
-        for op, part in zip(node.ops, node.parts[1:]):
+        for op, part in zip(node.ops, node.parts[1:], strict=False):
             out += op + key(part)
         return out
     if isinstance(node, Matrix):
@@ -197,3 +201,70 @@ def contains(node: Node, kinds: tuple[type, ...]) -> bool:
     if isinstance(node, kinds):
         return True
     return any(contains(c, kinds) for c in children(node))
+
+
+def show(node: Node, limit: int = 60) -> str:
+    """A short human-readable rendering, for verdict reasons."""
+    text = _show(node)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _show(node: Node) -> str:
+    if isinstance(node, Num):
+        if node.decimals is not None and 0 < node.decimals <= 20 and abs(node.value) < 10**15:
+            return f"{float(node.value):.{node.decimals}f}"
+        v = node.value
+        if max(v.numerator.bit_length(), v.denominator.bit_length()) > 3000:
+            return "<a very large number>"  # and str() of it could exceed Python's int-to-str limit
+        return str(v.numerator) if v.denominator == 1 else f"{v.numerator}/{v.denominator}"
+    if isinstance(node, Sym):
+        return node.name
+    if isinstance(node, Const):
+        return {"pi": "pi", "e": "e", "i": "i", "inf": "oo"}[node.name]
+    if isinstance(node, Add):
+        out = _show(node.args[0])
+        for arg in node.args[1:]:
+            s = _show(arg)
+            out += f" - {s[1:]}" if s.startswith("-") else f" + {s}"
+        return out
+    if isinstance(node, Mul):
+        if node.args[0] == NEG_ONE:
+            return "-" + _wrap(Mul(node.args[1:]) if len(node.args) > 2 else node.args[1])
+        num = [a for a in node.args if not (isinstance(a, Pow) and a.exp == NEG_ONE)]
+        den = [a.base for a in node.args if isinstance(a, Pow) and a.exp == NEG_ONE]  # type: ignore[union-attr]
+        out = "*".join(_wrap(a) for a in num) or "1"
+        return out + "".join(f"/{_wrap(d)}" for d in den)
+    if isinstance(node, Pow):
+        if node.exp == NEG_ONE:
+            return f"1/{_wrap(node.base)}"
+        return f"{_wrap(node.base)}^{_wrap(node.exp)}"
+    if isinstance(node, Func):
+        return f"{node.name}({', '.join(_show(a) for a in node.args)})"
+    if isinstance(node, PM):
+        return f"{'' if node.a is None else _show(node.a) + ' '}± {_wrap(node.b)}"
+    if isinstance(node, Percent):
+        return f"{_wrap(node.x)}%"
+    if isinstance(node, Degree):
+        return f"{_wrap(node.x)}°"
+    if isinstance(node, Seq):
+        inner = (":" if node.kind == "ratio" else ", ").join(_show(i) for i in node.items)
+        return {"tuple": f"({inner})", "bracket": f"[{inner}]", "set": f"{{{inner}}}"}.get(node.kind, inner)
+    if isinstance(node, Interval):
+        return f"{'[' if node.lo_closed else '('}{_show(node.lo)}, {_show(node.hi)}{']' if node.hi_closed else ')'}"
+    if isinstance(node, Union):
+        return " U ".join(_show(p) for p in node.parts)
+    if isinstance(node, Rel):
+        out = _show(node.parts[0])
+        for op, part in zip(node.ops, node.parts[1:], strict=False):
+            out += f" {op} {_show(part)}"
+        return out
+    if isinstance(node, Matrix):
+        return "[" + "; ".join(", ".join(_show(c) for c in row) for row in node.rows) + "]"
+    if isinstance(node, Text):
+        return node.text
+    return type(node).__name__
+
+
+def _wrap(node: Node) -> str:
+    s = _show(node)
+    return f"({s})" if isinstance(node, (Add, Mul, PM, Rel)) or s.startswith("-") else s

@@ -8,20 +8,51 @@ unicode math symbols -> LaTeX. Each rule is listed in docs/grading.md.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from tir_harness.boxed import last_boxed
 
+# Bare answers are short; longer text is cut (the grader compares over-long answers as plain text anyway).
+MAX_CLEAN_CHARS = 5_000
 _DOUBLED = re.compile(r"(?<!\\)\\\\(?=[a-zA-Z])")
 
 _UNICODE = {
-    "\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": r"\times ", "\u00b7": r"\cdot ",
-    "\u22c5": r"\cdot ", "\u00f7": r"\div ", "\u03c0": r"\pi ", "\u221e": r"\infty ", "\u221a": r"\sqrt",
-    "\u2264": r"\le ", "\u2265": r"\ge ", "\u2260": r"\ne ", "\u222a": r"\cup ", "\u2229": r"\cap ",
-    "\u2208": r"\in ", "\u00b2": "^2", "\u00b3": "^3", "\u00ba": "°", "\uff0c": ",", "\uff1a": ":",
-    "\uff08": "(", "\uff09": ")", "\u200b": "", "\u00a0": " ", "\u2009": " ", "\u202f": " ",
-    "\u20ac": " ", "\u00a3": " ", "\u00a5": " ", "\u20b9": " ", "\u00b1": r"\pm ", "\u2213": r"\mp ",
-    "\u3002": ".", "\u2026": r"\ldots ",
+    "\u2212": "-",
+    "\u2013": "-",
+    "\u2014": "-",
+    "\u00d7": r"\times ",
+    "\u00b7": r"\cdot ",
+    "\u22c5": r"\cdot ",
+    "\u00f7": r"\div ",
+    "\u03c0": r"\pi ",
+    "\u221e": r"\infty ",
+    "\u221a": r"\sqrt",
+    "\u2264": r"\le ",
+    "\u2265": r"\ge ",
+    "\u2260": r"\ne ",
+    "\u222a": r"\cup ",
+    "\u2229": r"\cap ",
+    "\u2208": r"\in ",
+    "\u00b2": "^2",
+    "\u00b3": "^3",
+    "\u00ba": "°",
+    "\uff0c": ",",
+    "\uff1a": ":",
+    "\uff08": "(",
+    "\uff09": ")",
+    "\u200b": "",
+    "\u00a0": " ",
+    "\u2009": " ",
+    "\u202f": " ",
+    "\u20ac": " ",
+    "\u00a3": " ",
+    "\u00a5": " ",
+    "\u20b9": " ",
+    "\u00b1": r"\pm ",
+    "\u2213": r"\mp ",
+    "\u3002": ".",
+    "\u2026": r"\ldots ",
 }
 _UNICODE_RE = re.compile("|".join(re.escape(k) for k in _UNICODE))
 
@@ -49,11 +80,41 @@ _TEXT_COMMANDS = {"text", "textbf", "textit", "textrm", "textnormal", "textsf", 
 _SEPARATOR_WORDS = {"and", "or", "und", "et", "oder", ","}
 # Words that mean something in a math answer; anything else alphabetic after a number is a unit.
 MATH_WORDS = {
-    "sqrt", "pi", "sin", "cos", "tan", "sec", "csc", "cot", "log", "ln", "lg", "exp", "and", "or", "oo",
-    "inf", "infty", "infinity", "i", "e", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "mod",
+    "sqrt",
+    "pi",
+    "sin",
+    "cos",
+    "tan",
+    "sec",
+    "csc",
+    "cot",
+    "log",
+    "ln",
+    "lg",
+    "exp",
+    "and",
+    "or",
+    "oo",
+    "inf",
+    "infty",
+    "infinity",
+    "i",
+    "e",
+    "arcsin",
+    "arccos",
+    "arctan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "mod",
 }
-_TRAILING_WORDS = re.compile(r"(?<=[\d}).%°\]])\s*((?:[A-Za-z]{2,}\.?\s*)+)(?:\^\s*\{?\s*[23]\s*\}?)?\s*$")
-_TRAILING_PUNCT = re.compile(r"[\s.,;:]+$")
+# A unit glued to the number must have 3+ letters (`10weeks`): `10cm`, `10m` could be products with variables.
+_TRAILING_WORDS = re.compile(
+    r"(?<=[\d}).%°\]])(?:\s+(?=[A-Za-z]{2})|(?=[A-Za-z]{3}))((?:[A-Za-z]{2,}(?![A-Za-z])\.?\s*)+)"
+    r"(?:\^\s*\{?\s*[23]\s*\}?)?\s*$"
+)
+_MIXED_NUMBER = re.compile(r"(-?\d+)\s+(\d+)/(\d+)")
+_TRAILING_PUNCT = re.compile(r"(?:[\s.,;:]|(?<!\\)\\$)+$")  # also a dangling backslash: `185\`
 _LEADING_PUNCT = re.compile(r"^[\s=:,;]+")
 _PY_INTERVAL = re.compile(r"Interval\.(open|Ropen|Lopen)\(")
 
@@ -65,10 +126,10 @@ def undouble_backslashes(text: str) -> str:
 
 def clean(text: str) -> str:
     """Normalize a bare final answer (not a whole response) to a canonical LaTeX-ish string."""
-    s = undouble_backslashes(text).strip()
+    s = undouble_backslashes(text[:MAX_CLEAN_CHARS]).strip()
     s = _UNICODE_RE.sub(lambda m: _UNICODE[m.group(0)], s)
     if "\\boxed" in s or "\\fbox" in s:
-        boxed = last_boxed(s)
+        boxed = last_boxed(s[-MAX_CLEAN_CHARS:])
         if boxed is not None:
             s = boxed
     s = s.replace("\\$", " ").replace("$", " ")
@@ -92,7 +153,11 @@ def clean(text: str) -> str:
     s = _strip_trailing_units(s)
     s = _TRAILING_PUNCT.sub("", s)
     s = _LEADING_PUNCT.sub("", s)
-    return re.sub(r"\s+", " ", s).strip()
+    s = re.sub(r"\s+", " ", s).strip()
+    mixed = _MIXED_NUMBER.fullmatch(s)
+    if mixed:  # `1 1/2` written as a mixed number
+        s = f"{mixed.group(1)}\\frac{{{mixed.group(2)}}}{{{mixed.group(3)}}}"
+    return s
 
 
 def _keep_row_breaks(match: re.Match[str]) -> str:
@@ -102,7 +167,7 @@ def _keep_row_breaks(match: re.Match[str]) -> str:
 def _unwrap_text(s: str) -> str:
     # Innermost first, so `\text{\textbf{x}}` unwraps fully.
     for _ in range(10):
-        new = _TEXTLIKE.sub(lambda m: _text_replacement(m, s), s)
+        new = _TEXTLIKE.sub(functools.partial(_text_replacement, s=s), s)
         if new == s:
             break
         s = new
@@ -116,7 +181,9 @@ def _text_replacement(match: re.Match[str], s: str) -> str:
     if content.lower() in _SEPARATOR_WORDS or not content:
         return f" {content} "
     before = s[: match.start()].rstrip()
-    after_value = bool(before) and (before[-1].isdigit() or before[-1] in "})%°]")
+    after_value = bool(before) and (
+        before[-1].isdigit() or before[-1] in "})%°]" or re.search(r"\\[a-zA-Z]+$", before) is not None
+    )
     if command in _TEXT_COMMANDS or len(content) > 1:
         if after_value and re.fullmatch(r"[A-Za-z][A-Za-z .]*", content) and content.lower() not in MATH_WORDS:
             return " "  # a unit: \text{ cm}, \mbox{ cm}^2, \mathrm{kg}

@@ -3,7 +3,8 @@
 Integers and fractions stay exact (`fractions.Fraction`) while they are small; anything else is a
 high-precision mpmath number. Every value carries two error bounds:
 - `rad`: rounding error of the high-precision arithmetic (zero for exact values);
-- `aerr`: what the decimals in the expression leave open (`0.333` stands for anything in [0.3325, 0.3335)).
+- `aerr`: what the decimals in the expression leave open (`0.333` stands for anything within 0.001 of it,
+  as the model may have rounded or truncated).
 Two values are *exactly equal* when they agree within `rad`; `aerr` only matters for the tolerance rule.
 
 Bounded by construction: exact powers and factorials only up to `max_exact_bits`, numbers only up to a
@@ -43,11 +44,13 @@ _local = threading.local()
 
 def context(precision_bits: int) -> Any:
     """A private mpmath context per thread: mpmath's global one is shared state (sympy changes its precision)."""
-    ctx = getattr(_local, "ctx", None)
-    if ctx is None or ctx.prec != precision_bits:
-        ctx = mpmath.MPContext()
+    contexts = getattr(_local, "contexts", None)
+    if contexts is None:
+        contexts = _local.contexts = {}
+    ctx = contexts.get(precision_bits)
+    if ctx is None:
+        ctx = contexts[precision_bits] = mpmath.MPContext()
         ctx.prec = precision_bits
-        _local.ctx = ctx
     return ctx
 
 
@@ -213,11 +216,30 @@ class Evaluator:
     def _mp_function(self, name: str) -> Any:
         ctx = self.ctx
         table = {
-            "sin": ctx.sin, "cos": ctx.cos, "tan": ctx.tan, "sec": ctx.sec, "csc": ctx.csc, "cot": ctx.cot,
-            "asin": ctx.asin, "acos": ctx.acos, "atan": ctx.atan, "sinh": ctx.sinh, "cosh": ctx.cosh,
-            "tanh": ctx.tanh, "exp": ctx.exp, "log": _nonzero(ctx.ln), "log10": _nonzero(ctx.log10),
-            "sqrt": ctx.sqrt, "cbrt": ctx.cbrt, "abs": ctx.fabs if False else abs, "gamma": ctx.gamma,
-            "factorial": ctx.factorial, "re": ctx.re, "im": ctx.im, "arg": ctx.arg, "conj": ctx.conj,
+            "sin": ctx.sin,
+            "cos": ctx.cos,
+            "tan": ctx.tan,
+            "sec": ctx.sec,
+            "csc": ctx.csc,
+            "cot": ctx.cot,
+            "asin": ctx.asin,
+            "acos": ctx.acos,
+            "atan": ctx.atan,
+            "sinh": ctx.sinh,
+            "cosh": ctx.cosh,
+            "tanh": ctx.tanh,
+            "exp": ctx.exp,
+            "log": _nonzero(ctx.ln),
+            "log10": _nonzero(ctx.log10),
+            "sqrt": ctx.sqrt,
+            "cbrt": ctx.cbrt,
+            "abs": abs,
+            "gamma": ctx.gamma,
+            "factorial": ctx.factorial,
+            "re": ctx.re,
+            "im": ctx.im,
+            "arg": ctx.arg,
+            "conj": ctx.conj,
         }
         if name not in table:
             raise NotNumeric(name)
@@ -227,7 +249,8 @@ class Evaluator:
     def ev(self, node: Node) -> Ball:
         timeouts.check()
         if isinstance(node, Num):
-            aerr = Fraction(1, 2) * Fraction(10) ** -node.decimals if node.decimals is not None else 0
+            # A decimal may be rounded or truncated: it stands for values within one unit of its last digit.
+            aerr = Fraction(10) ** -node.decimals if node.decimals is not None else 0
             return Ball(node.value, 0, aerr)
         if isinstance(node, Sym):
             if node.name in self.env:
@@ -426,3 +449,38 @@ def _exact_unary(name: str, a: Ball, max_bits: int) -> Ball | None:
     if name == "im":
         return Ball(Fraction(0))
     return None
+
+
+def to_mpf(ctx: Any, x: Any) -> Any:
+    if isinstance(x, Fraction):
+        return ctx.mpf(x.numerator) / x.denominator
+    return ctx.mpf(x) if isinstance(x, int) else x
+
+
+def match(a: Ball, b: Ball, ev: Evaluator) -> str:
+    """ "exact" if a and b are the same number, "rounded" if they agree to the decimals shown, else ""."""
+    cfg = ev.config
+    if a.exact and b.exact:
+        if a.v == b.v:
+            return "exact"
+        if not (a.aerr or b.aerr):
+            return ""
+    ctx = ev.ctx
+    am, bm = ev.mp(a), ev.mp(b)
+    diff = abs(am.v - bm.v)
+    rad = to_mpf(ctx, am.rad) + to_mpf(ctx, bm.rad)
+    if not (a.exact and b.exact) and diff <= rad:
+        return "exact"
+    aerr = to_mpf(ctx, a.aerr) + to_mpf(ctx, b.aerr)
+    if not aerr:
+        return ""
+    magnitude = max(abs(am.v), abs(bm.v))
+    if aerr > cfg.min_relative_precision * magnitude:
+        return ""
+    return "rounded" if diff <= aerr + rad + cfg.float_noise * magnitude else ""
+
+
+def is_real(b: Ball, ctx: Any) -> bool:
+    if b.exact:
+        return True
+    return abs(ctx.im(b.v)) <= to_mpf(ctx, b.rad)

@@ -14,6 +14,7 @@ from fractions import Fraction
 from tir_harness.grading import timeouts
 from tir_harness.grading.nodes import (
     NEG_ONE,
+    PM,
     Add,
     Const,
     Degree,
@@ -24,7 +25,6 @@ from tir_harness.grading.nodes import (
     Node,
     Num,
     Percent,
-    PM,
     Pow,
     Rel,
     Seq,
@@ -56,36 +56,154 @@ _TOKEN = re.compile(
 Token = tuple[str, str]
 
 RELATIONS = {
-    "=": "=", "==": "=", "<": "<", ">": ">", "<=": "<=", ">=": ">=", "!=": "!=",
-    "\\le": "<=", "\\leq": "<=", "\\leqslant": "<=", "\\ge": ">=", "\\geq": ">=", "\\geqslant": ">=",
-    "\\lt": "<", "\\gt": ">", "\\ne": "!=", "\\neq": "!=", "\\approx": "~", "\\simeq": "~", "\\equiv": "=",
-    "\\in": "in", "\\Rightarrow": "=>", "\\implies": "=>", "\\to": "=>", "\\rightarrow": "=>", "=>": "=>",
+    "=": "=",
+    "==": "=",
+    "<": "<",
+    ">": ">",
+    "<=": "<=",
+    ">=": ">=",
+    "!=": "!=",
+    "\\le": "<=",
+    "\\leq": "<=",
+    "\\leqslant": "<=",
+    "\\ge": ">=",
+    "\\geq": ">=",
+    "\\geqslant": ">=",
+    "\\lt": "<",
+    "\\gt": ">",
+    "\\ne": "!=",
+    "\\neq": "!=",
+    "\\approx": "~",
+    "\\simeq": "~",
+    "\\equiv": "=",
+    "\\in": "in",
+    "\\Rightarrow": "=>",
+    "\\implies": "=>",
+    "\\to": "=>",
+    "\\rightarrow": "=>",
+    "=>": "=>",
 }
 SEPARATOR_WORDS = {"and", "or", "und", "et", "oder"}
 # LaTeX commands and Python names of functions of one argument, by canonical name.
 FUNCTIONS = {
-    "sin": "sin", "cos": "cos", "tan": "tan", "sec": "sec", "csc": "csc", "cot": "cot", "cosec": "csc",
-    "arcsin": "asin", "arccos": "acos", "arctan": "atan", "asin": "asin", "acos": "acos", "atan": "atan",
-    "sinh": "sinh", "cosh": "cosh", "tanh": "tanh", "exp": "exp", "ln": "log", "log": "log", "lg": "log10",
-    "sqrt": "sqrt", "cbrt": "cbrt", "abs": "abs", "Abs": "abs", "floor": "floor", "ceil": "ceil",
-    "ceiling": "ceil", "factorial": "factorial", "gamma": "gamma", "det": "det", "re": "re", "im": "im",
-    "arg": "arg", "conjugate": "conj",
+    "sin": "sin",
+    "cos": "cos",
+    "tan": "tan",
+    "sec": "sec",
+    "csc": "csc",
+    "cot": "cot",
+    "cosec": "csc",
+    "arcsin": "asin",
+    "arccos": "acos",
+    "arctan": "atan",
+    "asin": "asin",
+    "acos": "acos",
+    "atan": "atan",
+    "sinh": "sinh",
+    "cosh": "cosh",
+    "tanh": "tanh",
+    "exp": "exp",
+    "ln": "log",
+    "log": "log",
+    "lg": "log10",
+    "sqrt": "sqrt",
+    "cbrt": "cbrt",
+    "abs": "abs",
+    "Abs": "abs",
+    "floor": "floor",
+    "ceil": "ceil",
+    "ceiling": "ceil",
+    "factorial": "factorial",
+    "gamma": "gamma",
+    "det": "det",
+    "re": "re",
+    "im": "im",
+    "arg": "arg",
+    "conjugate": "conj",
 }
-MULTI_ARG = {"gcd": "gcd", "lcm": "lcm", "max": "max", "min": "min", "binomial": "binom", "binom": "binom",
-             "root": "root", "Rational": "rational", "Integer": "id", "Float": "id", "Matrix": "matrix",
-             "Interval": "interval", "IntervalOpen": "interval_open", "IntervalRopen": "interval_ropen",
-             "IntervalLopen": "interval_lopen", "FiniteSet": "finiteset", "Union": "union", "array": "id",
-             "Eq": "eq", "Tuple": "tuple", "sympify": "id", "float": "id", "int": "id"}
+MULTI_ARG = {
+    "gcd": "gcd",
+    "lcm": "lcm",
+    "max": "max",
+    "min": "min",
+    "binomial": "binom",
+    "binom": "binom",
+    "root": "root",
+    "Rational": "rational",
+    "Integer": "id",
+    "Float": "id",
+    "Matrix": "matrix",
+    "Interval": "interval",
+    "IntervalOpen": "interval_open",
+    "IntervalRopen": "interval_ropen",
+    "IntervalLopen": "interval_lopen",
+    "FiniteSet": "finiteset",
+    "Union": "union",
+    "array": "id",
+    "Eq": "eq",
+    "Tuple": "tuple",
+    "sympify": "id",
+    "float": "id",
+    "int": "id",
+}
 FUNCTION_LETTERS = set("fghFGHPQWpq")
 GREEK = {
-    "alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "iota",
-    "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi", "chi", "psi",
-    "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma", "Phi", "Psi", "Omega", "Pi", "ell",
-    "angle", "triangle", "measuredangle",
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "varepsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "vartheta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "rho",
+    "sigma",
+    "tau",
+    "upsilon",
+    "phi",
+    "varphi",
+    "chi",
+    "psi",
+    "omega",
+    "Gamma",
+    "Delta",
+    "Theta",
+    "Lambda",
+    "Xi",
+    "Sigma",
+    "Phi",
+    "Psi",
+    "Omega",
+    "Pi",
+    "ell",
+    "angle",
+    "triangle",
+    "measuredangle",
 }
 MATRIX_ENVS = {"pmatrix", "bmatrix", "Bmatrix", "vmatrix", "Vmatrix", "matrix", "smallmatrix", "array"}
-DECORATIONS = {"overline", "bar", "vec", "hat", "widehat", "tilde", "overrightarrow", "overleftrightarrow",
-               "underline", "dot", "ddot", "mathbf", "boldsymbol"}
+DECORATIONS = {
+    "overline",
+    "bar",
+    "vec",
+    "hat",
+    "widehat",
+    "tilde",
+    "overrightarrow",
+    "overleftrightarrow",
+    "underline",
+    "dot",
+    "ddot",
+    "mathbf",
+    "boldsymbol",
+}
 
 
 def tokenize(text: str) -> list[Token]:
@@ -190,8 +308,12 @@ class _Parser:
                 continue
             items.append((sep, self.parse_relation()))
             sep = ","
-            if self.peek() is not None and self.at_separator() is None and not (
-                self.peek()[0] in ("op", "cmd", "end") and self.peek()[1] in closers  # type: ignore[index]
+            if (
+                self.peek() is not None
+                and self.at_separator() is None
+                and not (
+                    self.peek()[0] in ("op", "cmd", "end") and self.peek()[1] in closers  # type: ignore[index]
+                )
             ):
                 raise ParseError(f"unexpected {self.peek()[1]!r}")  # type: ignore[index]
 
@@ -220,9 +342,7 @@ class _Parser:
     def parse_setexpr(self) -> Node:
         left = self.parse_ratio()
         parts = [left]
-        while self.at("cmd", "\\cup") or (
-            self.at("id", "U") and isinstance(parts[-1], (Interval, Seq))
-        ):
+        while self.at("cmd", "\\cup") or (self.at("id", "U") and isinstance(parts[-1], (Interval, Seq))):
             self.pos += 1
             parts.append(self.parse_ratio())
         while self.at("cmd", "\\cap", "\\setminus", "\\backslash"):
@@ -293,8 +413,19 @@ class _Parser:
             return True
         if kind == "cmd":
             return value not in RELATIONS and value not in (
-                "\\cdot", "\\times", "\\div", "\\pm", "\\mp", "\\cup", "\\cap", "\\setminus", "\\}", "\\ast",
-                "\\rfloor", "\\rceil", "\\backslash",
+                "\\cdot",
+                "\\times",
+                "\\div",
+                "\\pm",
+                "\\mp",
+                "\\cup",
+                "\\cap",
+                "\\setminus",
+                "\\}",
+                "\\ast",
+                "\\rfloor",
+                "\\rceil",
+                "\\backslash",
             )
         if kind == "op":
             if value in ("(", "{"):
@@ -355,7 +486,7 @@ class _Parser:
             elif self.at_op("_"):
                 self.pos += 1
                 node = self.subscripted(node)
-            elif self.at("cmd", "\\overline") and isinstance(node, Num) and self.tokens[self.pos - 1][1][-1:] in ".0123456789" and "." in self.tokens[self.pos - 1][1]:
+            elif self.at("cmd", "\\overline") and isinstance(node, Num) and "." in self.tokens[self.pos - 1][1]:
                 self.pos += 1
                 node = _repeating(node, self.raw_group())
             else:
@@ -473,6 +604,8 @@ class _Parser:
                 return nodes[0]
             return _collect(items, "tuple")
         if opener == "[" and closer == "]":
+            if len(nodes) == 1 and isinstance(nodes[0], Matrix):
+                return nodes[0]  # \left[\begin{array}...\end{array}\right]
             return _collect(items, "bracket", always=True)
         if len(nodes) != 2:
             raise ParseError("interval needs two endpoints")
@@ -492,7 +625,9 @@ class _Parser:
         if value in ("True", "False", "true", "false", "nan", "zoo", "None"):
             return Text(value.lower())
         if len(value) > 1:
-            # Juxtaposed letters multiply (`xy`, `AB`); push the rest back as its own run.
+            if len(value) >= 3 and not value.isupper():
+                raise ParseError(f"word {value!r}")  # prose, not a product of variables
+            # Juxtaposed letters multiply (`xy`, `AB`, point names `ABCD`); push the rest back.
             self.tokens.insert(self.pos, ("id", value[1:]))
             value = value[0]
         return self.identifier(value)
@@ -612,6 +747,19 @@ class _Parser:
             return Sym(name)  # unknown commands name something (`\zzz`); they compare by name only
         raise ParseError(f"unexpected {value}")
 
+    def cases(self) -> Node:
+        """A system `\\begin{cases} a+b=1 \\\\ a-b=2 \\end{cases}`: a list of its rows."""
+        rows: list[Node] = []
+        while not self.at("end"):
+            if self.at_op("\\\\", "&", ","):
+                self.pos += 1
+                continue
+            rows.append(self.parse_relation())
+        self.pos += 1
+        if not rows:
+            raise ParseError("empty cases")
+        return Seq("list", tuple(rows))
+
     def big_operator(self, name: str) -> Node:
         var: Node = Sym("?")
         lo: Node = Sym("?")
@@ -630,6 +778,8 @@ class _Parser:
         return Func(name, (var, lo, hi, body))
 
     def environment(self, env: str) -> Node:
+        if env == "cases":
+            return self.cases()
         if env not in MATRIX_ENVS:
             raise ParseError(f"unsupported environment {env}")
         if env == "array" and self.at_op("{"):

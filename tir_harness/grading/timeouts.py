@@ -33,5 +33,5 @@ def deadline(seconds: float) -> Iterator[None]:
 
 def check() -> None:
     until = getattr(_local, "until", None)
-    if until is not None and time.monotonic() > until:
+    if until is not None and time.monotonic() >= until:
         raise GradingTimeout
