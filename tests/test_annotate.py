@@ -175,9 +175,7 @@ def flag_records() -> dict[str, dict[str, Any]]:
         ),
         "empty_box": rec(1, 4, False, prediction=" ", turns=[answer_turn("\\boxed{ }")]),
         "right_timeout": rec(2, 0, True, turns=[code_turn("Timeout", "timeout"), answer_turn("\\boxed{5}")]),
-        "right_output_cut": rec(
-            2, 1, True, turns=[code_turn("5...", "output_limit"), answer_turn("\\boxed{5}")]
-        ),
+        "right_output_cut": rec(2, 1, True, turns=[code_turn("5...", "output_limit"), answer_turn("\\boxed{5}")]),
         "ungraded": rec(2, 2, None),
     }
 
@@ -328,9 +326,7 @@ def test_annotate_cli_writes_jsonl_with_filters(tmp_path: Path, capsys: pytest.C
     assert "wrote 2 trajectories" in capsys.readouterr().err
 
     out_all = tmp_path / "all.jsonl"
-    assert (
-        annotate_main([str(run), "-o", str(out_all), "--drop-no-answer", "--observation-role", "user"]) == 0
-    )
+    assert annotate_main([str(run), "-o", str(out_all), "--drop-no-answer", "--observation-role", "user"]) == 0
     rows = read_jsonl(out_all)
     assert len(rows) == len(records) - 2
     assert {m["role"] for row in rows for m in row["messages"]} == {"user", "assistant"}
@@ -442,9 +438,7 @@ def test_bad_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert "fake.sqlite3" in one_line_error(capsys)
 
 
-def test_an_incomplete_last_line_is_skipped_with_a_warning(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_an_incomplete_last_line_is_skipped_with_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     run.mkdir()
     full = json.dumps(rec(0, 0, True))

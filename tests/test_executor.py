@@ -41,9 +41,7 @@ def run1(ex: Executor, code: str) -> Observation:
 def test_config_is_frozen_plain_builtins() -> None:
     cfg = ExecutorConfig(timeout=3.0, network=True)
     data = dataclasses.asdict(cfg)
-    assert json.loads(json.dumps(data)) == {
-        k: list(v) if isinstance(v, tuple) else v for k, v in data.items()
-    }
+    assert json.loads(json.dumps(data)) == {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.timeout = 1.0  # type: ignore[misc]
 
@@ -148,9 +146,7 @@ def test_syntax_error(ex: Executor) -> None:
 
 
 def test_traceback_is_cut_to_its_tail(ex: Executor) -> None:
-    code = (
-        "import sys\nsys.setrecursionlimit(200)\ndef f(n):\n    return g(n)\ndef g(n):\n    return f(n)\nf(0)"
-    )
+    code = "import sys\nsys.setrecursionlimit(200)\ndef f(n):\n    return g(n)\ndef g(n):\n    return f(n)\nf(0)"
     obs = run1(ex, code)
     assert obs.status == "error"
     assert obs.text.startswith("[... ") and "characters cut ...]" in obs.text

@@ -32,9 +32,7 @@ CODE_TURN = "We compute.\n```python\nx = 6 * 7\nprint(x)\n```\n```output\nIGNORE
 
 
 def test_code_is_run_and_its_output_appended(executor):
-    engine = ScriptedEngine.by_question(
-        {"Q1": [CODE_TURN, "So the answer is \\boxed{42}.\n\n---\nQuestion: next"]}
-    )
+    engine = ScriptedEngine.by_question({"Q1": [CODE_TURN, "So the answer is \\boxed{42}.\n\n---\nQuestion: next"]})
     trajectory = run_trajectory("Q1", config(), engine, executor.session, "q1")
     first, second = engine.requests
     assert first.prompt.endswith("Question: Q1\nSolution:\n")

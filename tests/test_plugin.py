@@ -6,7 +6,7 @@ import json
 import textwrap
 
 import pytest
-from junitparser import JUnitXml
+from junitparser.xunit2 import JUnitXml  # the flavour whose test cases carry properties
 
 PROBLEMS = [
     {"id": "right", "question": "RIGHT: what is 6*7?", "answer": "42"},
@@ -70,15 +70,14 @@ def test_a_run_reports_every_problem(project: pytest.Pytester, tmp_path):
     store, reports = tmp_path / "store", tmp_path / "run"
     result = project.runpytest(
         "-p", "no:cacheprovider", f"--store-dir={store}", f"--report-dir={reports}",
-        f"--junitxml={tmp_path / 'junit.xml'}", "-v", "--model=scripted",
+        f"--junitxml={tmp_path / 'junit.xml'}", "-v", "--model=scripted", "--prompt-format=plain",
     )  # fmt: skip
     result.assert_outcomes(passed=3, failed=1)
     assert result.ret == 1
     # The failure explains itself: prediction, gold and the grader's reason.
     failure = result.stdout.str()
-    assert (
-        "test_mine[wrong]" in failure and "prediction: 3" in failure.lower() and "gold: 2" in failure.lower()
-    )
+    assert "test_mine[wrong]" in failure and "prediction: '3'" in failure and "gold:       '2'" in failure
+    assert "different values: 3 vs 2" in failure
     records = {r["problem_id"]: r for r in read_jsonl(reports / "trajectories.jsonl")}
     assert set(records) == {f"problems/file/{p['id']}" for p in PROBLEMS}
     code = records["problems/file/code"]
@@ -99,7 +98,7 @@ def test_a_run_reports_every_problem(project: pytest.Pytester, tmp_path):
 
 def test_only_selected_problems_are_generated(project: pytest.Pytester, tmp_path):
     result = project.runpytest("-p", "no:cacheprovider", f"--store-dir={tmp_path}", "-k", "code or right",
-                               "--model=scripted")  # fmt: skip
+                               "--model=scripted", "--prompt-format=plain")  # fmt: skip
     result.assert_outcomes(passed=2, deselected=2)
     assert sorted(requests_made(project)) == [
         "problems/file/code#s0#t0",
@@ -109,22 +108,20 @@ def test_only_selected_problems_are_generated(project: pytest.Pytester, tmp_path
 
 
 def test_a_rerun_reuses_the_store_and_refresh_regenerates(project: pytest.Pytester, tmp_path):
-    args = ["-p", "no:cacheprovider", f"--store-dir={tmp_path / 'store'}", "--model=scripted"]
+    args = ["-p", "no:cacheprovider", f"--store-dir={tmp_path / 'store'}", "--model=scripted", "--prompt-format=plain"]
     project.runpytest(*args, f"--report-dir={tmp_path / 'a'}").assert_outcomes(passed=3, failed=1)
     first = len(requests_made(project))
     project.runpytest(*args, f"--report-dir={tmp_path / 'b'}").assert_outcomes(passed=3, failed=1)
     assert len(requests_made(project)) == first  # nothing generated again
     again = read_jsonl(tmp_path / "b" / "trajectories.jsonl")
     assert all(r["cached"] for r in again) and len(again) == 4
-    project.runpytest(*args, "--refresh", f"--report-dir={tmp_path / 'c'}").assert_outcomes(
-        passed=3, failed=1
-    )
+    project.runpytest(*args, "--refresh", f"--report-dir={tmp_path / 'c'}").assert_outcomes(passed=3, failed=1)
     assert len(requests_made(project)) == 2 * first
 
 
 def test_samples_run_as_independent_trajectories(project: pytest.Pytester, tmp_path):
-    result = project.runpytest("-p", "no:cacheprovider", f"--store-dir={tmp_path}", "--samples=3",
-                               f"--report-dir={tmp_path / 'r'}", "-k", "right", "--model=scripted")  # fmt: skip
+    result = project.runpytest("-p", "no:cacheprovider", f"--store-dir={tmp_path}", "--samples=3", "-k", "right",
+                               f"--report-dir={tmp_path / 'r'}", "--model=scripted", "--prompt-format=plain")  # fmt: skip
     result.assert_outcomes(passed=1, deselected=3)
     records = read_jsonl(tmp_path / "r" / "trajectories.jsonl")
     assert sorted(r["sample"] for r in records) == [0, 1, 2]
@@ -157,7 +154,7 @@ def test_unreachable_server_is_a_one_line_usage_error(pytester: pytest.Pytester)
 
 def test_malformed_jsonl_is_a_one_line_collection_error(project: pytest.Pytester):
     project.path.joinpath("problems.jsonl").write_text(json.dumps(PROBLEMS[0]) + "\n{oops\n")
-    result = project.runpytest("-p", "no:cacheprovider", "--model=scripted")
+    result = project.runpytest("-p", "no:cacheprovider", "--model=scripted", "--prompt-format=plain")
     assert result.ret == pytest.ExitCode.INTERRUPTED
     result.stdout.fnmatch_lines(["*problems.jsonl:2: not valid JSON*"])
     assert "Traceback" not in result.stdout.str()
@@ -183,9 +180,7 @@ def test_markers_select_subjects_and_levels(pytester: pytest.Pytester, shared_da
             """
         )
     )
-    result = pytester.runpytest(
-        "--collect-only", "-q", f"--data-dir={shared_data}", "-m", "level5 and algebra"
-    )
+    result = pytester.runpytest("--collect-only", "-q", f"--data-dir={shared_data}", "-m", "level5 and algebra")
     lines = [line for line in result.stdout.lines if "::test_math[" in line]
     assert len(lines) == 307  # counted from math/test.jsonl: Algebra, Level 5
     assert "test_math.py::test_math[algebra-1]" not in lines  # a level 3 problem

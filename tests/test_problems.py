@@ -102,9 +102,7 @@ def test_any_jsonl_with_a_field_mapping(tmp_path):
         {"q": "2+2?", "sol": r"\boxed{4}", "uid": "b", "topic": "Algebra", "lvl": 5},
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    problems = load_jsonl(
-        path, question="q", answer="sol", id="uid", subject="topic", level="lvl", gold="boxed"
-    )
+    problems = load_jsonl(path, question="q", answer="sol", id="uid", subject="topic", level="lvl", gold="boxed")
     assert [(p.id, p.answer, p.subject, p.level) for p in problems] == [
         ("mine/file/a", "2", "number_theory", 3),
         ("mine/file/b", "4", "algebra", 5),

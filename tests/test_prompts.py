@@ -35,14 +35,10 @@ def test_gemma_matches_the_reference_layout():
     fmt = FORMATS["gemma"]
     first = fmt.render(first_messages(Q, PROMPT_TYPES["tora"]))
     assert first == f"<bos><start_of_turn>user\n{TORA}<end_of_turn>\n<start_of_turn>model\n"
-    messages = fmt.with_observation(
-        [*first_messages(Q, PROMPT_TYPES["tora"]), Message("assistant", CODE)], "5", False
-    )
+    messages = fmt.with_observation([*first_messages(Q, PROMPT_TYPES["tora"]), Message("assistant", CODE)], "5", False)
     second = fmt.render(messages)
     assert second == (
-        first
-        + CODE
-        + "<end_of_turn>\n<start_of_turn>user\n```output\n5\n```<end_of_turn>\n<start_of_turn>model\n"
+        first + CODE + "<end_of_turn>\n<start_of_turn>user\n```output\n5\n```<end_of_turn>\n<start_of_turn>model\n"
     )
     assert fmt.stop == ("<end_of_turn>", "```output")
 

@@ -6,7 +6,7 @@ import json
 import socket
 
 import pytest
-from junitparser import JUnitXml
+from junitparser.xunit2 import JUnitXml  # the flavour whose test cases carry properties
 
 from tests import realrun
 from tir_harness.serve import VLLMServer

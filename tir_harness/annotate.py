@@ -88,8 +88,7 @@ def _iter_source(path: Path) -> Iterator[tuple[str, dict]]:
             yield from _iter_store(path)
         else:
             raise AnnotateError(
-                f"{path}: neither a run directory (no trajectories.jsonl) "
-                f"nor a result store (no {STORE_FILENAME})"
+                f"{path}: neither a run directory (no trajectories.jsonl) nor a result store (no {STORE_FILENAME})"
             )
     elif path.is_file():
         with path.open("rb") as fh:
@@ -163,9 +162,7 @@ def _validate(record: dict, where: str) -> None:
     if not isinstance(record["question"], str):
         raise AnnotateError(f"{where}: 'question' must be a string")
     turns = record["turns"]
-    if not isinstance(turns, list) or not all(
-        isinstance(t, dict) and isinstance(t.get("text"), str) for t in turns
-    ):
+    if not isinstance(turns, list) or not all(isinstance(t, dict) and isinstance(t.get("text"), str) for t in turns):
         raise AnnotateError(f"{where}: 'turns' must be a list of objects with a 'text' string")
     for turn in turns:
         if turn.get("observation") is not None and not isinstance(turn["observation"], str):
@@ -198,8 +195,7 @@ def to_messages(record: Mapping[str, Any], *, observation_role: str = "tool") ->
 def exec_error(record: Mapping[str, Any]) -> bool:
     """Whether any code block failed in the executor (error, timeout, memory, killed, ...)."""
     return any(
-        t.get("exec_status") is not None and t.get("exec_status") not in EXEC_OK_STATUSES
-        for t in record["turns"]
+        t.get("exec_status") is not None and t.get("exec_status") not in EXEC_OK_STATUSES for t in record["turns"]
     )
 
 
@@ -288,9 +284,7 @@ def pairs(
     for record in records:
         if record.get("end_reason") == "error" or not isinstance(record.get("correct"), bool):
             continue
-        group = groups.setdefault(
-            (str(record.get("model")), str(record["problem_id"]), record["question"]), {}
-        )
+        group = groups.setdefault((str(record.get("model")), str(record["problem_id"]), record["question"]), {})
         text = json.dumps([[t["text"], t.get("observation")] for t in record["turns"]])
         if text not in group or record["key"] < group[text]["key"]:
             group[text] = record
@@ -361,9 +355,7 @@ def annotate_main(argv: Sequence[str] | None = None) -> int:
 
 def pairs_main(argv: Sequence[str] | None = None) -> int:
     parser = _parser("pairs", "Build preference pairs (a correct and an incorrect trajectory per problem).")
-    parser.add_argument(
-        "--max-pairs-per-problem", type=_positive_int, default=1, metavar="N", help="default: 1"
-    )
+    parser.add_argument("--max-pairs-per-problem", type=_positive_int, default=1, metavar="N", help="default: 1")
     args = parser.parse_args(argv)
     rows = pairs(
         iter_records(args.sources, model=args.model),
@@ -388,9 +380,7 @@ def _run(
 ) -> int:
     try:
         count = (
-            _write_dataset(list(rows), args.output, types)
-            if args.format == "datasets"
-            else _write(rows, args.output)
+            _write_dataset(list(rows), args.output, types) if args.format == "datasets" else _write(rows, args.output)
         )
     except (AnnotateError, StoreError) as exc:
         print(f"tir-harness {command}: error: {exc}", file=sys.stderr)
@@ -439,9 +429,7 @@ def _write_dataset(rows: list[dict[str, Any]], output: str, types: dict[str, str
     try:
         import datasets
     except ImportError as exc:
-        raise AnnotateError(
-            "--format datasets needs the 'datasets' package (pip install 'tir-harness[hub]')"
-        ) from exc
+        raise AnnotateError("--format datasets needs the 'datasets' package (pip install 'tir-harness[hub]')") from exc
     if output == "-":
         raise AnnotateError("--format datasets writes a folder; '-' (stdout) is for JSONL")
     if rows and set(rows[0]) != set(types):  # the column list has fallen behind the row builder

@@ -128,9 +128,7 @@ def _join(texts: list[str]) -> str:
 
 def _compose(reply: dict, limit: int, style: str, abort: int) -> str:
     stopped = reply["status"] == "output_limit" and not reply["completed"]
-    tail = (
-        [f"OutputLimitError: more than {abort} characters of output; the code was stopped"] if stopped else []
-    )
+    tail = [f"OutputLimitError: more than {abort} characters of output; the code was stopped"] if stopped else []
     if style == "reference":
         if reply["status"] in ("error", "memory"):
             return reply["error_line"]
@@ -400,9 +398,7 @@ class Executor:
         if self._closed:
             raise ExecutorClosed("Executor.session(): the executor is closed")
         if os.getpid() != self._owner:
-            raise RuntimeError(
-                "Executor.session(): an Executor cannot be used after fork(); make one per process"
-            )
+            raise RuntimeError("Executor.session(): an Executor cannot be used after fork(); make one per process")
         return Session(self)
 
     @property

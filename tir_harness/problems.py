@@ -62,9 +62,7 @@ def _math(dataset: str) -> Parser:
         if isinstance(level, str):
             digits = level.removeprefix("Level ").strip()
             level = int(digits) if digits.isdigit() else None
-        return Problem(
-            f"{dataset}/{split}/{subject}/{name}", dataset, split, row["problem"], gold, subject, level
-        )
+        return Problem(f"{dataset}/{split}/{subject}/{name}", dataset, split, row["problem"], gold, subject, level)
 
     return parse
 
@@ -86,9 +84,7 @@ def _svamp(row: dict[str, Any], index: int, split: str) -> Problem:
 
 
 def _gsm_hard(row: dict[str, Any], index: int, split: str) -> Problem:
-    return Problem(
-        f"gsm_hard/{split}/{index:04d}", "gsm_hard", split, row["input"], _number_text(row["target"])
-    )
+    return Problem(f"gsm_hard/{split}/{index:04d}", "gsm_hard", split, row["input"], _number_text(row["target"]))
 
 
 @dataclass(frozen=True)
@@ -106,9 +102,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "math": DatasetSpec("math", ("test", "train"), _math("math"), "EleutherAI/hendrycks_math"),
     "math500": DatasetSpec("math500", ("test",), _math("math500"), "HuggingFaceH4/MATH-500"),
     "svamp": DatasetSpec("svamp", ("test",), _svamp, "ChilleD/SVAMP"),
-    "gsm_hard": DatasetSpec(
-        "gsm_hard", ("test",), _gsm_hard, "reasoning-machines/gsm-hard", None, {"test": "train"}
-    ),
+    "gsm_hard": DatasetSpec("gsm_hard", ("test",), _gsm_hard, "reasoning-machines/gsm-hard", None, {"test": "train"}),
 }
 _MATH_SUBJECTS = (
     "algebra", "counting_and_probability", "geometry", "intermediate_algebra",

@@ -169,9 +169,7 @@ FORMATS: dict[str, PromptFormat] = {
 class ChatTemplateFormat(PromptFormat):
     """The tokenizer's own chat template, for models that match no built-in format."""
 
-    def __init__(
-        self, apply_template: Callable[[list[dict[str, str]], bool], str], eos: Sequence[str]
-    ) -> None:
+    def __init__(self, apply_template: Callable[[list[dict[str, str]], bool], str], eos: Sequence[str]) -> None:
         super().__init__("chat-template", "", "", "", "", (*eos, OUTPUT_STOP))
         object.__setattr__(self, "_apply", apply_template)
 
@@ -189,9 +187,7 @@ class ChatTemplateFormat(PromptFormat):
 
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         if not tokenizer.chat_template:
-            raise ValueError(
-                f"--prompt-format chat-template: the tokenizer of {model_path} has no chat template"
-            )
+            raise ValueError(f"--prompt-format chat-template: the tokenizer of {model_path} has no chat template")
 
         def apply(messages: list[dict[str, str]], generation: bool) -> str:
             return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)

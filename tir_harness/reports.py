@@ -62,26 +62,23 @@ class Reporter:
         tmp.write_text(json.dumps(self.manifest, indent=2, default=str) + "\n")
         os.replace(tmp, self.run_dir / "manifest.json")
 
-    # Before junitxml: the records are for us, not for the XML (the readable properties stay).
+    # Before junitxml: the records are for us, not for the XML (the readable properties stay).  Every phase's
+    # report carries a copy of the test's properties; the records are taken from the call phase only.
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        payload = None
-        for i, (name, value) in enumerate(report.user_properties):
-            if name == RECORDS_PROPERTY:
-                payload = value
-                del report.user_properties[i]
-                break
-        for i, (name, value) in enumerate(report.user_properties):
-            if name == ENGINE_PROPERTY:
-                del report.user_properties[i]
-                self._open()
-                self.manifest["engine"] = json.loads(value)
-                self._write_manifest()
-                break
-        if payload is None:
+        taken = {name: value for name, value in report.user_properties if name in (RECORDS_PROPERTY, ENGINE_PROPERTY)}
+        if not taken:
+            return
+        report.user_properties = [p for p in report.user_properties if p[0] not in taken]
+        if report.when != "call":
             return
         handle = self._open()
-        records = json.loads(payload)
+        if ENGINE_PROPERTY in taken:
+            self.manifest["engine"] = json.loads(taken[ENGINE_PROPERTY])
+            self._write_manifest()
+        if RECORDS_PROPERTY not in taken:
+            return
+        records = json.loads(taken[RECORDS_PROPERTY])
         for record in records:
             record["run_id"] = self.run_id
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -179,9 +176,7 @@ def run_manifest(options: HarnessOptions, run_id: str) -> dict[str, Any]:
         "run_id": run_id,
         "started": dt.datetime.now().isoformat(timespec="seconds"),
         "argv": sys.argv,
-        "options": {
-            k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(options).items()
-        },
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(options).items()},
         "versions": {"python": platform.python_version(), **versions},
         "git_revision": _git_revision(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "host": platform.node()},

@@ -21,13 +21,12 @@ class RunContext:
     model: str
     prompt_format: str
     prompt_type: str
-    sampling: dict[str, Any]
     max_tool_calls: int
     executor: dict[str, Any]
 
 
 def make_record(
-    problem: Problem, sample: int, trajectory: Trajectory, context: RunContext, key: str
+    problem: Problem, sample: int, trajectory: Trajectory, context: RunContext, key: str, sampling: dict[str, Any]
 ) -> dict[str, Any]:
     record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -44,7 +43,7 @@ def make_record(
         "model": context.model,
         "prompt_format": context.prompt_format,
         "prompt_type": context.prompt_type,
-        "sampling": context.sampling,
+        "sampling": sampling,  # per sample: each has its own seed
         "max_tool_calls": context.max_tool_calls,
         "executor": context.executor,
         **trajectory.to_dict(),
@@ -65,7 +64,7 @@ def regrade(record: dict[str, Any], dataset: str | None = None) -> dict[str, Any
             "grade_reason": f"engine error: {record['error']}",
         }
     else:
-        verdict = grade(record["response"], record["gold"])
+        verdict = grade(record["response"], record["gold"], dataset=dataset or record.get("dataset"))
         verdict_fields = {
             "prediction": verdict.prediction,
             "correct": verdict.correct,

@@ -126,7 +126,6 @@ class Runner:
             model=model_name,
             prompt_format=fmt.name,
             prompt_type=prompt_type.name,
-            sampling=sampling.to_dict(),
             max_tool_calls=opts.max_tool_calls,
             executor=dataclasses.asdict(self._executor_config),
         )
@@ -166,8 +165,15 @@ class Runner:
             if opts.server_urls:
                 from tir_harness.engines.openai import OpenAIEngine
 
-                engine = OpenAIEngine(list(opts.server_urls), model=None, max_inflight_per_server=opts.max_inflight)
-                engine.check()
+                # vLLM queues beyond a few dozen requests anyway; more would only add client threads.
+                engine = OpenAIEngine(
+                    list(opts.server_urls),
+                    model=None,
+                    max_inflight_per_server=min(opts.max_inflight, 64),
+                    on_warning=self._warn,
+                )
+                for warning in engine.check():
+                    self._warn(warning)
                 return engine
             from tir_harness.engines.vllm import VLLMConfig, VLLMEngine
 
@@ -185,9 +191,16 @@ class Runner:
                 )
             )
         except EngineError as exc:
-            raise StartupError(f"tir-harness: --model {opts.model}: {exc}") from None
+            prefix = "" if opts.server_urls else f"--model {opts.model}: "
+            raise StartupError(f"tir-harness: {prefix}{exc}") from None
         except ImportError as exc:
             raise StartupError(f"tir-harness: the engine cannot be imported ({exc}); pip install -e '.[cpu]'") from None
+
+    def _warn(self, message: str) -> None:
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            terminal.ensure_newline()
+            terminal.write_line(f"tir-harness: {message}", yellow=True)
 
     def _prompt_format(self, spec: ModelSpec, model_name: str) -> PromptFormat:
         name = self.options.prompt_format or spec.prompt_format or format_for_model(model_name)
@@ -201,7 +214,11 @@ class Runner:
     def _open_store(self) -> Any:
         from tir_harness.store import ResultStore, resolve_store_path
 
-        path = resolve_store_path(self.options.store_dir, self.config.cache.mkdir("tir-harness"))
+        cache = getattr(self.config, "cache", None)  # absent with -p no:cacheprovider
+        cache_dir = (
+            cache.mkdir("tir-harness") if cache else self.config.rootpath / ".pytest_cache" / "d" / "tir-harness"
+        )
+        path = resolve_store_path(self.options.store_dir, cache_dir)
         return ResultStore(path)
 
     def _key(self, problem: Problem, sample: int) -> str:
@@ -245,7 +262,7 @@ class Runner:
             self.executor.session,
             f"{problem.id}#s{sample}",
         )
-        record = make_record(problem, sample, trajectory, self.context, key)
+        record = make_record(problem, sample, trajectory, self.context, key, self._loop[sample].sampling.to_dict())
         if trajectory.end_reason != "error":  # an engine failure is retried by the next run, not remembered
             self.store.put(key, record)
         return record

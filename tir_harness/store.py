@@ -115,9 +115,7 @@ class KeyParts:
             if is_dataclass(value) and not isinstance(value, type):
                 value = asdict(value)
             if not isinstance(value, Mapping):
-                raise TypeError(
-                    f"KeyParts.{name} must be a mapping or a dataclass, got {type(value).__name__}"
-                )
+                raise TypeError(f"KeyParts.{name} must be a mapping or a dataclass, got {type(value).__name__}")
             # Canonicalise now so that bad values fail at construction, where the caller is.
             object.__setattr__(self, name, _canonical(value, f"KeyParts.{name}"))
 
@@ -279,9 +277,7 @@ class ResultStore:
                 raise StoreError(f"{self.path}: cannot create the store folder ({exc.strerror})") from exc
         try:
             # isolation_level=None: transactions are ours (BEGIN IMMEDIATE), never the module's implicit ones.
-            conn = sqlite3.connect(
-                self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False
-            )
+            conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot open the store ({exc})") from exc
         try:
@@ -331,9 +327,7 @@ class ResultStore:
         if row is None:
             raise StoreError(f"{self.path}: not a tir-harness result store (no trajectories table)")
         if int(row[0]) > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path}: store schema {row[0]} is newer than this tir-harness's ({SCHEMA_VERSION})"
-            )
+            raise StoreError(f"{self.path}: store schema {row[0]} is newer than this tir-harness's ({SCHEMA_VERSION})")
 
     def _retry(self, action: Callable[[], Any]) -> Any:
         """Run `action`, retrying while another process holds a lock SQLite's busy handler gave up on."""

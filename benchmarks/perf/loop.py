@@ -82,9 +82,7 @@ class RoundBarrier:
         pass
 
 
-def run(
-    mode: str, engine: Any, executor: Executor, config: LoopConfig, questions: list[str]
-) -> dict[str, Any]:
+def run(mode: str, engine: Any, executor: Executor, config: LoopConfig, questions: list[str]) -> dict[str, Any]:
     engine.reset_prefix_cache()
     busy0 = engine.busy_seconds
     scheduler = Scheduler(max_inflight=len(questions))
@@ -141,9 +139,7 @@ def collection_time(data_dir: Path) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--problems", type=int, default=64)
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--data-dir", default=os.environ.get("TIR_DATA_DIR", "../shared/data"))

@@ -412,7 +412,7 @@ class OpenAIEngine:
             "n": 1,
             # vLLM extras: the harness renders <bos> and chat markup itself, and wants them kept
             # in the output; the stop string is reported in stop_reason, never in the text.
-            "add_special_tokens": False,
+            "add_special_tokens": request.add_special_tokens,
             "skip_special_tokens": False,
             "include_stop_str_in_output": False,
         }

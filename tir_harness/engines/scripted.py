@@ -19,9 +19,7 @@ Responder = Callable[[GenerationRequest], str]
 class ScriptedEngine:
     def __init__(self, responder: Responder, *, threaded: bool = True) -> None:
         self.responder = responder
-        self.threaded = (
-            threaded  # answer from a thread of its own, like a real engine, so responders may block
-        )
+        self.threaded = threaded  # answer from a thread of its own, like a real engine, so responders may block
         self.requests: list[GenerationRequest] = []
         self._lock = threading.Lock()
 

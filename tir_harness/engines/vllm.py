@@ -63,9 +63,7 @@ class VLLMEngine:
         self._thread.start()
         self._ready.wait()
         if self._error is not None:
-            raise EngineError(
-                f"vLLM could not start {config.model}: {_first_line(self._error)}"
-            ) from self._error
+            raise EngineError(f"vLLM could not start {config.model}: {_first_line(self._error)}") from self._error
 
     def submit(self, request: GenerationRequest) -> Future[Completion]:
         future: Future[Completion] = Future()
@@ -144,9 +142,7 @@ class VLLMEngine:
             kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
         if cfg.kv_cache_memory_bytes is not None:
             kwargs["kv_cache_memory_bytes"] = cfg.kv_cache_memory_bytes
-        return vllm.LLM(
-            **{k: v for k, v in kwargs.items() if v is not None or k == "prefix_cache_retention_interval"}
-        )
+        return vllm.LLM(**{k: v for k, v in kwargs.items() if v is not None or k == "prefix_cache_retention_interval"})
 
     def _admit(self, engine: Any, tokenizer: Any, block: bool) -> bool:
         """Move submitted requests into the engine; False once close() was called."""
