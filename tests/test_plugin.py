@@ -120,8 +120,8 @@ def test_a_rerun_reuses_the_store_and_refresh_regenerates(project: pytest.Pytest
 
 
 def test_samples_run_as_independent_trajectories(project: pytest.Pytester, tmp_path):
-    result = project.runpytest("-p", "no:cacheprovider", f"--store-dir={tmp_path}", "--samples=3", "-k", "right",
-                               f"--report-dir={tmp_path / 'r'}", "--model=scripted", "--prompt-format=plain")  # fmt: skip
+    args = ["--samples=3", "-k", "right", f"--report-dir={tmp_path / 'r'}", "--model=scripted", "--prompt-format=plain"]
+    result = project.runpytest("-p", "no:cacheprovider", f"--store-dir={tmp_path}", *args)
     result.assert_outcomes(passed=1, deselected=3)
     records = read_jsonl(tmp_path / "r" / "trajectories.jsonl")
     assert sorted(r["sample"] for r in records) == [0, 1, 2]

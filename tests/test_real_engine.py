@@ -32,7 +32,7 @@ def test_five_problems_leave_jsonl_and_junit(gemma, tmp_path, shared_data):
     lines = realrun.records(reports / "trajectories.jsonl")
     assert len(lines) == 5, result.stdout[-3000:]
     # A test run: exit 1 when any problem failed, 0 when all passed.
-    assert result.ret == (0 if all(r["correct"] for r in lines) else 1), result.stdout[-3000:]
+    assert result.returncode == (0 if all(r["correct"] for r in lines) else 1), result.stdout[-3000:]
     assert "tir-harness summary" in result.stdout
     problems = {p.id: p for p in _gsm8k(shared_data)}
     tool_turns = 0
@@ -99,7 +99,7 @@ def test_kill_9_mid_run_loses_nothing_and_the_rerun_resumes(gemma, tmp_path, sha
         [*args, f"--report-dir={tmp_path / 'fresh'}", f"--store-dir={tmp_path / 'other'}"], tmp_path, shared_data
     )
     clean = realrun.records(tmp_path / "fresh" / "trajectories.jsonl")
-    assert resumed.ret == fresh.ret
+    assert resumed.returncode == fresh.returncode
     by_id = {r["problem_id"]: realrun.stable(r) for r in clean}
     assert {r["problem_id"]: realrun.stable(r) for r in after} == by_id
 

@@ -47,7 +47,7 @@ def test_a_run_against_the_server_leaves_jsonl_and_junit(server, tmp_path, share
     )  # fmt: skip
     records = realrun.records(tmp_path / "run" / "trajectories.jsonl")
     assert len(records) == 3, result.stdout[-3000:]
-    assert result.ret == (0 if all(r["correct"] for r in records) else 1)
+    assert result.returncode == (0 if all(r["correct"] for r in records) else 1)
     assert sum(t["code"] is not None for r in records for t in r["turns"]) >= 2
     for record in records:
         assert record["end_reason"] != "error" and all(t["completion_tokens"] > 0 for t in record["turns"])
@@ -70,7 +70,7 @@ def test_two_xdist_workers_write_the_same_report_as_one_process(server, tmp_path
     assert len(one) == 6, single.stdout[-3000:]
     assert len(two) == 6, double.stdout[-3000:]
     assert "2 workers" in double.stdout
-    assert single.ret == double.ret
+    assert single.returncode == double.returncode
     assert {r["problem_id"]: realrun.stable(r) for r in two} == {r["problem_id"]: realrun.stable(r) for r in one}
     assert "tir-harness summary" in double.stdout
 

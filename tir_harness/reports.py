@@ -102,13 +102,13 @@ class Reporter:
         terminal.ensure_newline()
         terminal.write_line(live_line(self._problems_done, self._problems_correct, None))
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self._file is None:
             return
         self._file.close()
         self.manifest["finished"] = dt.datetime.now().isoformat(timespec="seconds")
         self.manifest["problems"] = self._problems_done
-        self.manifest["interrupted"] = session.shouldstop or session.shouldfail or False
+        self.manifest["interrupted"] = exitstatus == pytest.ExitCode.INTERRUPTED
         self._write_manifest()
         from tir_harness.summary import write_summary
 

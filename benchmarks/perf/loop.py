@@ -22,9 +22,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from tir_harness.executor import Executor
-
 from tir_harness.engines.base import Completion, GenerationRequest, SamplingConfig
+from tir_harness.executor import Executor
 from tir_harness.loop import LoopConfig, run_trajectory
 from tir_harness.problems import load
 from tir_harness.prompts import FORMATS, PROMPT_TYPES
