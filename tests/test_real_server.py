@@ -21,15 +21,15 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _server(path: str, workdir) -> VLLMServer:
-    # float32: greedy output then does not depend on how requests were batched (checked below).
-    return VLLMServer(path, port=_free_port(), served_model_name="gemma-3-270m", workdir=workdir,
-                      extra_args=["--dtype", "float32"], env={"OMP_NUM_THREADS": "2"})  # fmt: skip
+def _server(path: str) -> VLLMServer:
+    # float32: greedy output then does not depend on how requests were batched (checked below).  The server's
+    # own short temporary folder: vLLM's socket paths must stay under 108 characters.
+    return VLLMServer(path, port=_free_port(), served_model_name="gemma-3-270m",                       extra_args=["--dtype", "float32"], env={"OMP_NUM_THREADS": "2"})  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def server(gemma, tmp_path_factory):
-    with _server(gemma, tmp_path_factory.mktemp("server")) as running:
+def server(gemma):
+    with _server(gemma) as running:
         running.wait_ready(timeout=300)
         yield running
 
@@ -76,7 +76,7 @@ def test_two_xdist_workers_write_the_same_report_as_one_process(server, tmp_path
 
 
 def test_a_server_that_dies_mid_run_fails_its_problems_instead_of_hanging(gemma, tmp_path, shared_data):
-    with _server(gemma, tmp_path / "doomed") as doomed:
+    with _server(gemma) as doomed:
         doomed.wait_ready(timeout=300)
         process = realrun.start(
             _args(doomed.url, "-k", SIX, "-v", "--max-inflight=1", f"--report-dir={tmp_path / 'run'}",
