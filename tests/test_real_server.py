@@ -24,7 +24,13 @@ def _free_port() -> int:
 def _server(path: str) -> VLLMServer:
     # float32: greedy output then does not depend on how requests were batched (checked below).  The server's
     # own short temporary folder: vLLM's socket paths must stay under 108 characters.
-    return VLLMServer(path, port=_free_port(), served_model_name="gemma-3-270m",                       extra_args=["--dtype", "float32"], env={"OMP_NUM_THREADS": "2"})  # fmt: skip
+    return VLLMServer(
+        path,
+        port=_free_port(),
+        served_model_name="gemma-3-270m",
+        extra_args=["--dtype", "float32"],
+        env={"OMP_NUM_THREADS": "2"},
+    )
 
 
 @pytest.fixture(scope="module")

@@ -15,30 +15,35 @@ def last_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed{...}`` or ``\\fbox{...}`` (braces balanced), or of ``\\boxed 5``.
 
     Returns None when there is no box or the last box is unterminated; an empty ``\\boxed{}`` gives "".
+    Linear in the text: braces are matched once, not once per box (model output can hold thousands).
     """
-    for match in reversed(list(_BOX.finditer(text))):
-        content = _box_content(text, match.end())
-        if content is not None:
-            return content
+    boxes = list(_BOX.finditer(text))
+    if not boxes:
+        return None
+    closing = _matching_braces(text)
+    for match in reversed(boxes):
+        pos = match.end()
+        if pos < len(text) and text[pos] == "{":
+            end = closing.get(pos)
+            if end is not None:
+                return text[pos + 1 : end]
+            continue
+        # `\boxed 5`: the unbraced form takes the following token, up to whitespace or `$`.
+        unbraced = re.match(r"[ \t]+([^\s$]+)", text[pos : pos + 200])
+        if unbraced is not None:
+            return unbraced.group(1).rstrip(".")
     return None
 
 
-def _box_content(text: str, pos: int) -> str | None:
-    if pos < len(text) and text[pos] == "{":
-        depth = 0
-        for i in range(pos, len(text)):
-            ch = text[i]
-            if ch == "\\":
-                continue
-            if ch == "{" and text[i - 1] != "\\":
-                depth += 1
-            elif ch == "}" and text[i - 1] != "\\":
-                depth -= 1
-                if depth == 0:
-                    return text[pos + 1 : i]
-        return None
-    # `\boxed 5`: the unbraced form takes the following token, up to whitespace or `$`.
-    match = re.match(r"[ \t]+([^\s$]+)", text[pos:])
-    if match is None:
-        return None
-    return match.group(1).rstrip(".")
+def _matching_braces(text: str) -> dict[int, int]:
+    """Opening brace position -> its closing brace, ignoring escaped ``\\{`` and ``\\}``."""
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    for i, ch in enumerate(text):
+        if ch in "{}" and i and text[i - 1] == "\\":
+            continue
+        if ch == "{":
+            stack.append(i)
+        elif ch == "}" and stack:
+            pairs[stack.pop()] = i
+    return pairs

@@ -144,6 +144,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("TIR_DATA_DIR", "../shared/data"))
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--max-tool-calls", type=int, default=4)
+    parser.add_argument("--kv-cache-mb", type=int, default=2048)
+    parser.add_argument("--skip-collection", action="store_true")
     parser.add_argument("--dtype", default="float32", help="float32 makes greedy output batch-independent")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "2")
@@ -152,8 +154,9 @@ def main() -> None:
     from tir_harness.models import resolve_model
 
     data_dir = Path(args.data_dir)
-    wall, count = collection_time(data_dir)
-    print(f"collection: {count} items in {wall:.2f} s (target <= 3 s for >= 15,000 items)")
+    if not args.skip_collection:
+        wall, count = collection_time(data_dir)
+        print(f"collection: {count} items in {wall:.2f} s (target <= 3 s for >= 15,000 items)")
 
     spec = resolve_model(args.model)
     fmt = FORMATS[spec.prompt_format or "plain"]
@@ -166,7 +169,7 @@ def main() -> None:
     questions = [p.question for p in load("gsm8k", "test", data_dir=data_dir)[: args.problems]]
     engine = VLLMEngine(
         VLLMConfig(spec.path, dtype=args.dtype, max_model_len=2048, enforce_eager=True,
-                   kv_cache_memory_bytes=1024 * 2**20)
+                   kv_cache_memory_bytes=args.kv_cache_mb * 2**20)
     )  # fmt: skip
     try:
         with Executor(timeout=10.0) as executor:
