@@ -67,6 +67,17 @@ def test_five_problems_leave_jsonl_and_junit(gemma, tmp_path, shared_data):
         assert props["prediction"] == str(record["prediction"])
     manifest = json.loads((reports / "manifest.json").read_text())
     assert manifest["engine"]["kind"] == "vllm" and manifest["engine"]["dtype"] == "float32"
+    for name in ("summary.json", "summary.md", "accuracy.png", "tool_calls.png"):
+        assert (reports / name).stat().st_size > 0
+    # The same run as its own baseline: nothing dropped, so the gate passes whatever the accuracy.
+    gated = realrun.run(
+        ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=160", "-k", FIVE,
+         f"--report-dir={tmp_path / 'gated'}", f"--store-dir={tmp_path / 'store'}",
+         f"--baseline={reports / 'trajectories.jsonl'}", "--gate"],
+        tmp_path, shared_data,
+    )  # fmt: skip
+    assert gated.returncode == 0, gated.stdout[-3000:]
+    assert "gate PASSED" in gated.stdout
 
 
 def _gsm8k(data_dir):
