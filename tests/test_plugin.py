@@ -184,3 +184,14 @@ def test_markers_select_subjects_and_levels(pytester: pytest.Pytester, shared_da
     lines = [line for line in result.stdout.lines if "::test_math[" in line]
     assert len(lines) == 307  # counted from math/test.jsonl: Algebra, Level 5
     assert "test_math.py::test_math[algebra-1]" not in lines  # a level 3 problem
+
+
+def test_executor_options_reach_the_sandbox_and_the_records(project: pytest.Pytester, tmp_path):
+    args = ["-k", "code", f"--report-dir={tmp_path / 'r'}", "--model=scripted", "--prompt-format=plain"]
+    result = project.runpytest("-p", "no:cacheprovider", f"--store-dir={tmp_path}", "--exec-observations=reference",
+                               "--exec-timeout=3", *args)  # fmt: skip
+    result.assert_outcomes(passed=1, deselected=3)
+    (record,) = read_jsonl(tmp_path / "r" / "trajectories.jsonl")
+    assert record["executor"]["observation_style"] == "reference" and record["executor"]["timeout"] == 3
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["engine"]["executor_isolation"]["pid_namespace"] in (True, False)

@@ -111,7 +111,9 @@ class Runner:
         prompt_type = PROMPT_TYPES[opts.prompt_type or self._model.prompt_type or "tora"]
         from tir_harness.executor import ExecutorConfig
 
-        self._executor_config = ExecutorConfig(timeout=opts.exec_timeout, memory_mb=opts.exec_memory_mb)
+        self._executor_config = ExecutorConfig(
+            timeout=opts.exec_timeout, memory_mb=opts.exec_memory_mb, observation_style=opts.exec_observations
+        )
         self.store = self._open_store()
         sampling = SamplingConfig(
             temperature=opts.temperature, top_p=opts.top_p, max_tokens=opts.max_tokens, seed=opts.seed, stop=fmt.stop
