@@ -233,7 +233,7 @@ def test_load_records_from_a_directory_or_a_file(tmp_path: Path) -> None:
     ("line", "message"),
     [
         ('{"problem_id": "p2", "sample": 0, "correct": tru', r"trajectories\.jsonl:2: not valid JSON"),
-        ("[1, 2]", r"trajectories\.jsonl:2: a record must be a JSON object"),
+        ("[1, 2]", r"trajectories\.jsonl:2: expected a JSON object"),
         ('{"problem_id": "p2", "sample": 0, "correct": "yes"}', r"trajectories\.jsonl:2: correct must be"),
         ('{"problem_id": "p2", "sample": -1, "correct": true}', r"trajectories\.jsonl:2: sample must be"),
         ('{"sample": 0, "correct": true}', r"trajectories\.jsonl:2: problem_id must be"),

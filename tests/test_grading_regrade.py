@@ -77,7 +77,7 @@ def test_bad_json_names_file_and_line(tmp_path: Path, capsys: pytest.CaptureFixt
     path = write(tmp_path / "run.jsonl", [REPORT[0], "{not json"])
     assert main([str(path)]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"tir-harness regrade: {path}:2: invalid JSON")
+    assert err.startswith(f"tir-harness regrade: {path}:2: not valid JSON")
     assert "\n" not in err
 
 

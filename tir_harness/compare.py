@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from tir_harness import stats
+from tir_harness.jsonl import JsonlError, read_objects
 
 SCHEMA_VERSION = 1  # the newest record format this module reads (see schemas/trajectory.schema.json)
 TRAJECTORIES = "trajectories.jsonl"
@@ -164,24 +165,13 @@ def load_records(path: str | Path) -> list[dict[str, Any]]:
     file = trajectories_path(path)
     records: list[dict[str, Any]] = []
     try:
-        with file.open(encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ReportError(f"{file}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-                if not isinstance(record, dict):
-                    raise ReportError(f"{file}:{lineno}: a record must be a JSON object")
-                problem = _record_problem(record)
-                if problem is not None:
-                    raise ReportError(f"{file}:{lineno}: {_one_line(problem)}")
-                records.append(record)
-    except UnicodeDecodeError as exc:
-        raise ReportError(f"{file}: not UTF-8 text ({exc.reason})") from None
-    except OSError as exc:
-        raise ReportError(f"{file}: cannot read ({exc.strerror or exc})") from None
+        for lineno, record in read_objects(file):
+            problem = _record_problem(record)
+            if problem is not None:
+                raise ReportError(f"{file}:{lineno}: {_one_line(problem)}")
+            records.append(record)
+    except JsonlError as exc:
+        raise ReportError(str(exc)) from None
     return records
 
 

@@ -7,7 +7,6 @@ it.  Files are looked up first in a data folder laid out as `<dataset>/<split>.j
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tir_harness.boxed import last_boxed
+from tir_harness.jsonl import JsonlError, read_objects
 
 
 class DataError(ValueError):
@@ -148,20 +148,14 @@ def _load_file(path: Path, split: str, parse: Parser) -> list[Problem]:
 
 
 def _parse_lines(path: Path, parse: Callable[[dict[str, Any], int], Problem]) -> Iterator[Problem]:
-    with open(path, encoding="utf-8") as handle:
-        index = 0
-        for lineno, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+    try:
+        for index, (lineno, row) in enumerate(read_objects(path)):
             try:
                 yield parse(row, index)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise DataError(f"{path}:{lineno}: cannot read this problem ({_first_line(exc)})") from None
-            index += 1
+    except JsonlError as exc:
+        raise DataError(str(exc)) from None
 
 
 def _hub_rows(spec: DatasetSpec, split: str) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tir_harness.grading import GRADER_VERSION, Verdict, grade
+from tir_harness.jsonl import JsonlError, read_objects
 
 
 class InputError(Exception):
@@ -79,19 +80,13 @@ def main(argv: list[str]) -> int:
 
 
 def _read(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{number}: invalid JSON: {exc.msg} (column {exc.colno})") from None
-            if not isinstance(record, dict):
-                raise InputError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+    try:
+        for number, record in read_objects(path):
             if record.get("gold") is None or (record.get("response") is None and record.get("prediction") is None):
                 raise InputError(f"{path}:{number}: a record needs `gold` and `response` or `prediction`")
             yield number, record
+    except JsonlError as exc:
+        raise InputError(str(exc)) from None
 
 
 def _regrade(record: dict[str, Any], dataset: str | None) -> Verdict:
