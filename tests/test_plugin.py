@@ -195,3 +195,12 @@ def test_executor_options_reach_the_sandbox_and_the_records(project: pytest.Pyte
     assert record["executor"]["observation_style"] == "reference" and record["executor"]["timeout"] == 3
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert manifest["engine"]["executor_isolation"]["pid_namespace"] in (True, False)
+
+
+def test_last_failed_solves_only_the_failed_problems(project: pytest.Pytester, tmp_path):
+    args = [f"--store-dir={tmp_path}", "--model=scripted", "--prompt-format=plain"]
+    project.runpytest(*args).assert_outcomes(passed=3, failed=1)
+    (project.path / "requests.log").unlink()
+    result = project.runpytest(*args, "--lf", "--refresh")
+    result.assert_outcomes(failed=1)
+    assert requests_made(project) == ["problems/file/wrong#s0#t0"]
