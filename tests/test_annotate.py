@@ -400,7 +400,7 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
 @pytest.mark.parametrize(
     ("line2", "message"),
     [
-        ("{not json", "trajectories.jsonl:2: invalid JSON"),
+        ("{not json", "trajectories.jsonl:2: not valid JSON"),
         ("[1, 2]", "trajectories.jsonl:2: expected a JSON object"),
         (
             '{"key": "k", "problem_id": "p", "sample": 0, "question": "q"}',

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tir_harness.jsonl import JsonlError, read_objects
 from tir_harness.store import STORE_FILENAME, ResultStore, StoreError
 
 __all__ = [
@@ -112,45 +113,12 @@ def _iter_store(path: Path) -> Iterator[tuple[str, dict]]:
 
 def _iter_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
     try:
-        fh = path.open(encoding="utf-8")
+        for number, record in read_objects(path):
+            yield f"{path}:{number}", record
+    except JsonlError as exc:
+        raise AnnotateError(str(exc)) from exc
     except OSError as exc:
         raise AnnotateError(f"{path}: cannot read ({exc.strerror})") from exc
-    with fh:
-        line_no = 0
-        pending: tuple[int, str] | None = None
-        for line in fh:
-            line_no += 1
-            if pending is not None:
-                yield _parse_line(path, *pending)
-                pending = None
-            if line.strip():
-                pending = (line_no, line)
-        if pending is not None:
-            number, text = pending
-            # A run killed while writing leaves its last line cut short: skip it, the store has the record.
-            if not text.endswith("\n") and not _is_json(text):
-                print(f"{path}:{number}: skipped an incomplete last line (interrupted run?)", file=sys.stderr)
-            else:
-                yield _parse_line(path, number, text)
-
-
-def _is_json(text: str) -> bool:
-    try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _parse_line(path: Path, number: int, text: str) -> tuple[str, dict]:
-    where = f"{path}:{number}"
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise AnnotateError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
-    if not isinstance(record, dict):
-        raise AnnotateError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    return where, record
 
 
 def _validate(record: dict, where: str) -> None:
