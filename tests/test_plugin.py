@@ -204,3 +204,17 @@ def test_last_failed_solves_only_the_failed_problems(project: pytest.Pytester, t
     result = project.runpytest(*args, "--lf", "--refresh")
     result.assert_outcomes(failed=1)
     assert requests_made(project) == ["problems/file/wrong#s0#t0"]
+
+
+def test_the_engine_fixture_hands_out_the_runs_engine(project: pytest.Pytester, tmp_path):
+    project.makepyfile(
+        test_direct="""
+        from tir_harness.engines.base import GenerationRequest, SamplingConfig
+
+        def test_direct(tir_engine):
+            completion = tir_engine.submit(GenerationRequest("RIGHT?", SamplingConfig())).result()
+            assert completion.text == "It is \\\\boxed{42}."
+        """
+    )
+    result = project.runpytest("test_direct.py", f"--store-dir={tmp_path}", "--model=scripted", "--prompt-format=plain")
+    result.assert_outcomes(passed=1)

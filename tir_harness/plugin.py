@@ -21,7 +21,7 @@ from tir_harness import options as _options
 from tir_harness.problems import DataError, Problem, load, load_jsonl
 from tir_harness.reports import Reporter, default_run_id
 from tir_harness.results import Result
-from tir_harness.runner import PROBLEM_FIXTURE, Runner
+from tir_harness.runner import PROBLEM_FIXTURE, Runner, StartupError
 
 runner_key = pytest.StashKey[Runner]()
 reporter_key = pytest.StashKey[Reporter]()
@@ -141,8 +141,11 @@ def solve(request: pytest.FixtureRequest) -> Callable[[Problem], Result]:
 def tir_engine(request: pytest.FixtureRequest) -> Any:
     """The run's engine, started once (for tests that drive it directly)."""
     runner = request.config.stash[runner_key]
-    if runner.engine is None:
+    try:
         runner.start()
+        runner.start_generation()
+    except StartupError as exc:
+        pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
     return runner.engine
 
 

@@ -135,11 +135,12 @@ class Runner:
         keys = {(p, s): self._key(p, s) for p in self.work for s in range(opts.samples)}
         stored = {} if opts.refresh else self.store.get_many(list(keys.values()))
         if len(stored) < len(keys):
-            self._start_generation()  # a run the store already holds needs no engine at all
+            self.start_generation()  # a run the store already holds needs no engine at all
         for (problem, sample), key in keys.items():
             self._submit(problem, sample, key, stored.get(key))
 
-    def _start_generation(self) -> None:
+    def start_generation(self) -> None:
+        """Start the engine and the executor, once (a run that the store holds in full needs neither)."""
         if self.engine is None:
             self.engine = self._start_engine(self._model)
         if self.executor is None:
@@ -283,7 +284,7 @@ class Runner:
         for sample in range(self.options.samples):
             future = self._futures.get((problem.id, sample))
             if future is None:  # a problem the collection did not announce (e.g. built inside the test)
-                self._start_generation()
+                self.start_generation()
                 key = self._key(problem, sample)
                 future = self._submit(problem, sample, key, None if self.options.refresh else self.store.get(key))
             records.append({**future.result(), "test_id": item.nodeid})
