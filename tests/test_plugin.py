@@ -218,3 +218,26 @@ def test_the_engine_fixture_hands_out_the_runs_engine(project: pytest.Pytester, 
     )
     result = project.runpytest("test_direct.py", f"--store-dir={tmp_path}", "--model=scripted", "--prompt-format=plain")
     result.assert_outcomes(passed=1)
+
+
+def test_a_missing_dataset_stops_the_run_only_when_selected(pytester: pytest.Pytester, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    pytester.makepyfile(
+        test_svamp="""
+        import pytest
+
+        @pytest.mark.tir_dataset("svamp")
+        def test_svamp(problem, solve):
+            pass
+        """,
+        test_mine=BENCH,
+    )
+    pytester.path.joinpath("problems.jsonl").write_text(json.dumps(PROBLEMS[0]) + "\n")
+    empty = pytester.mkdir("data")
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--data-dir={empty}", "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: tir-harness: dataset svamp/test not found; looked in {empty}*"])
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--data-dir={empty}", "--collect-only", "-q", "-k", "mine")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["test_mine.py::test_mine[right]"])

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from tir_harness import options as _options
-from tir_harness.problems import DataError, Problem, load, load_jsonl
+from tir_harness.problems import DataError, DatasetNotFound, Problem, load, load_jsonl
 from tir_harness.reports import Reporter, default_run_id
 from tir_harness.results import Result
-from tir_harness.runner import PROBLEM_FIXTURE, Runner, StartupError
+from tir_harness.runner import PROBLEM_FIXTURE, Runner, StartupError, Unavailable
 
 runner_key = pytest.StashKey[Runner]()
 reporter_key = pytest.StashKey[Reporter]()
@@ -103,6 +103,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     runner = metafunc.config.stash[runner_key]
     try:
         problems = _problems_for(metafunc, runner)
+    except DatasetNotFound as exc:
+        # Only an error if it is selected: `pytest benchmarks/ -k smoke` must not need every dataset.
+        metafunc.parametrize(PROBLEM_FIXTURE, [pytest.param(Unavailable(f"tir-harness: {exc}"), id="unavailable")])
+        return
     except DataError as exc:
         # A CollectError prints as its message alone: one line naming the file and line, no traceback.
         raise pytest.Collector.CollectError(f"tir-harness: {exc}") from None

@@ -24,6 +24,10 @@ class DataError(ValueError):
     """A dataset cannot be loaded; the message is one line naming the file and line or the dataset."""
 
 
+class DatasetNotFound(DataError):
+    """Neither the data folder nor the hub has the dataset (as opposed to a file that is broken)."""
+
+
 @dataclass(frozen=True)
 class Problem:
     id: str  # stable across runs and machines: "math/test/algebra/1", "gsm8k/test/0007"
@@ -134,7 +138,7 @@ def load(dataset: str, split: str = "test", *, data_dir: Path | None = None) -> 
         rows = _hub_rows(spec, split)
     except Exception as exc:  # any hub failure ends in the same one-line message
         looked.append(f"the Hugging Face hub ({spec.hub_path}: {_first_line(exc)})")
-        raise DataError(
+        raise DatasetNotFound(
             f"dataset {dataset}/{split} not found; looked in {' and '.join(looked)}. "
             "Point --data-dir or TIR_DATA_DIR at a folder holding <dataset>/<split>.jsonl"
         ) from exc

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -33,6 +34,13 @@ from tir_harness.results import Result, RunContext, make_record, regrade
 from tir_harness.scheduler import Scheduler
 
 PROBLEM_FIXTURE = "problem"
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    """Stands in for the problems of a dataset that could not be found; selecting it stops the run."""
+
+    message: str
 
 
 class StartupError(Exception):
@@ -68,6 +76,11 @@ class Runner:
             # Our xdist scheduler gives worker k the items k, k+n, k+2n, ...: the same rule, computed here.
             index, count = _worker_index(worker["workerid"]), int(worker["workercount"])
             items = [item for i, item in enumerate(items) if i % count == index]
+        for item in session.items:
+            callspec = getattr(item, "callspec", None)
+            missing = callspec.params.get(PROBLEM_FIXTURE) if callspec is not None else None
+            if isinstance(missing, Unavailable):
+                raise pytest.UsageError(missing.message)
         seen: set[str] = set()
         for item in items:
             problem = _problem_of(item)

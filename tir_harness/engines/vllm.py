@@ -40,6 +40,7 @@ class _Pending:
     started: float
 
 
+CPU_KV_CACHE_BYTES = 2**30
 _STOP = object()
 _RESET_CACHE = object()
 
@@ -138,6 +139,12 @@ class VLLMEngine:
             # Keep blocks that hold generated tokens reusable: turn N+1 extends turn N's output.
             "prefix_cache_retention_interval": None,
         }
+        if _on_cpu():
+            # vLLM's CPU build refuses to start without an explicit KV cache size on a machine with other
+            # work on it, and compiling graphs costs more than it saves for short runs.
+            kwargs["enforce_eager"] = True
+            if cfg.kv_cache_memory_bytes is None:
+                kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
         if cfg.gpu_memory_utilization is not None:
             kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
         if cfg.kv_cache_memory_bytes is not None:
@@ -229,6 +236,12 @@ class VLLMEngine:
                 return
             if item is not _STOP and item[1].set_running_or_notify_cancel():
                 item[1].set_exception(error)
+
+
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
 
 
 def _first_line(exc: BaseException) -> str:
