@@ -11,7 +11,6 @@ import contextlib
 import re
 import time
 from collections.abc import Callable
-from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -79,8 +78,6 @@ def run_trajectory(
             sent = time.perf_counter()
             try:
                 completion = engine.submit(request).result()
-            except CancelledError:
-                raise
             except EngineError as exc:
                 trajectory.end_reason, trajectory.error = END_ERROR, str(exc)
                 break
