@@ -103,6 +103,18 @@ class Runner:
     def pytest_sessionfinish(self) -> None:
         self.close(cancel=True)
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        # Where Ctrl-C lands inside a lock wait, Python 3.11 can leave a traceback entry with no line number,
+        # and pytest's own report of the interrupt then fails (exit 1 instead of 2). Such entries say
+        # nothing to the user: unlink them before pytest renders the traceback.
+        tb = excinfo.tb
+        while tb is not None and tb.tb_next is not None:
+            if tb.tb_next.tb_lineno is None:
+                tb.tb_next = tb.tb_next.tb_next
+            else:
+                tb = tb.tb_next
+
     # -- the run -------------------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -300,7 +312,13 @@ class Runner:
                 self.start_generation()
                 key = self._key(problem, sample)
                 future = self._submit(problem, sample, key, None if self.options.refresh else self.store.get(key))
-            records.append({**future.result(), "test_id": item.nodeid})
+            try:
+                record = future.result()
+            except KeyboardInterrupt:
+                # Ctrl-C lands inside the lock wait, a frame pytest's traceback printer can fail on
+                # (tb_lineno None on Python 3.11); re-raised here, the traceback starts at this line.
+                raise KeyboardInterrupt from None
+            records.append({**record, "test_id": item.nodeid})
         result = Result(problem, records)
         props = item.user_properties
         props.append(("tir_records", json.dumps(records)))
