@@ -8,6 +8,8 @@ import textwrap
 import pytest
 from junitparser.xunit2 import JUnitXml  # the flavour whose test cases carry properties
 
+from tir_harness.executor import Executor
+
 PROBLEMS = [
     {"id": "right", "question": "RIGHT: what is 6*7?", "answer": "42"},
     {"id": "wrong", "question": "WRONG: what is 1+1?", "answer": "2"},
@@ -194,7 +196,8 @@ def test_executor_options_reach_the_sandbox_and_the_records(project: pytest.Pyte
     (record,) = read_jsonl(tmp_path / "r" / "trajectories.jsonl")
     assert record["executor"]["observation_style"] == "reference" and record["executor"]["timeout"] == 3
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
-    assert manifest["engine"]["executor_isolation"]["pid_namespace"] in (True, False)
+    with Executor(timeout=3, observation_style="reference") as executor:
+        assert manifest["engine"]["executor_isolation"] == executor.isolation
 
 
 def test_last_failed_solves_only_the_failed_problems(project: pytest.Pytester, tmp_path):

@@ -112,7 +112,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         raise pytest.Collector.CollectError(f"tir-harness: {exc}") from None
     if problems is None:
         return
-    for name in {p.dataset for p in problems} - set(_MARK_CACHE):  # datasets of JSONL files are markers too
+    for name in {p.dataset for p in problems} - set(MARKERS) - set(_MARK_CACHE):  # a JSONL file's dataset too
         metafunc.config.addinivalue_line("markers", f"{name}: problems of the {name} dataset")
     metafunc.parametrize(
         PROBLEM_FIXTURE,

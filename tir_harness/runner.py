@@ -336,16 +336,15 @@ class Runner:
         return result
 
     def close(self, cancel: bool) -> None:
-        if self.scheduler is not None:
-            for future in self._futures.values():
-                future.cancel()
+        for future in self._futures.values():
+            future.cancel()
         # The engine first: requests in flight fail at once, so trajectory threads end instead of waiting.
-        for part in (self.engine, self.scheduler, self.executor, self.store):
-            if part is None:
-                continue
-            if isinstance(part, Scheduler):
-                part.close(cancel=cancel)
-            else:
+        if self.engine is not None:
+            self.engine.close()
+        if self.scheduler is not None:
+            self.scheduler.close(cancel=cancel)
+        for part in (self.executor, self.store):
+            if part is not None:
                 part.close()
         self.engine = self.scheduler = self.executor = self.store = None
 

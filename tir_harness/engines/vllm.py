@@ -126,30 +126,15 @@ class VLLMEngine:
         import vllm
 
         self._version = vllm.__version__
-        cfg = self.config
-        kwargs: dict[str, Any] = {
-            "model": cfg.model,
-            "revision": cfg.revision,
-            "dtype": cfg.dtype,
-            "max_model_len": cfg.max_model_len,
-            "tensor_parallel_size": cfg.tensor_parallel_size,
-            "enforce_eager": cfg.enforce_eager,
-            "seed": cfg.seed,
-            "enable_prefix_caching": cfg.enable_prefix_caching,
-            # Keep blocks that hold generated tokens reusable: turn N+1 extends turn N's output.
-            "prefix_cache_retention_interval": None,
-        }
+        # Unset options are left to vLLM's own defaults.
+        kwargs: dict[str, Any] = {k: v for k, v in asdict(self.config).items() if v is not None}
         if _on_cpu():
             # vLLM's CPU build refuses to start without an explicit KV cache size on a machine with other
             # work on it, and compiling graphs costs more than it saves for short runs.
             kwargs["enforce_eager"] = True
-            if cfg.kv_cache_memory_bytes is None:
-                kwargs["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
-        if cfg.gpu_memory_utilization is not None:
-            kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
-        if cfg.kv_cache_memory_bytes is not None:
-            kwargs["kv_cache_memory_bytes"] = cfg.kv_cache_memory_bytes
-        return vllm.LLM(**{k: v for k, v in kwargs.items() if v is not None or k == "prefix_cache_retention_interval"})
+            kwargs.setdefault("kv_cache_memory_bytes", CPU_KV_CACHE_BYTES)
+        # Keep blocks that hold generated tokens reusable: turn N+1 extends turn N's output.
+        return vllm.LLM(**kwargs, prefix_cache_retention_interval=None)
 
     def _admit(self, engine: Any, tokenizer: Any, block: bool) -> bool:
         """Move submitted requests into the engine; False once close() was called."""
