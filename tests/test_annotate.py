@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from tir_harness.annotate import annotate, annotate_main, iter_records, pairs, pairs_main, to_messages
-from tir_harness.store import ResultStore, trajectory_key
+from tir_harness.cli.annotate import annotate_main, pairs_main
+from tir_harness.records.annotate import annotate, iter_records, pairs, to_messages
+from tir_harness.records.store import ResultStore, trajectory_key
 
 CODE_TEXT = "Let me compute.\n```python\nprint(2 + 3)\n```\n"
 
@@ -333,7 +334,7 @@ def test_annotate_cli_writes_jsonl_with_filters(tmp_path: Path, capsys: pytest.C
 
 
 def test_annotate_cli_through_tir_harness_command(tmp_path: Path) -> None:
-    from tir_harness.cli import main
+    from tir_harness.cli.main import main
 
     store = write_store(tmp_path / "store", list(flag_records().values()))
     out = tmp_path / "train.jsonl"

@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 
-from tir_harness.compare import ReportError, compare, format_comparison, gate, load_records, main
+from tir_harness.analysis.compare import compare, gate
+from tir_harness.analysis.render import format_comparison
+from tir_harness.cli.compare import main
+from tir_harness.records.load import ReportError, load_records
 
 SAMPLING = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 1024, "seed": 0, "stop": ["```output"]}
 
@@ -283,7 +286,7 @@ def test_cli_compare_prints_and_gates(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_the_tir_harness_command_runs_compare(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tir_harness.cli import main as tir_harness
+    from tir_harness.cli.main import main as tir_harness
 
     old, new = runs_on_disk(tmp_path, both=45, gained=2, lost=15, neither=38)
     assert tir_harness(["compare", old, new, "--gate"]) == 1

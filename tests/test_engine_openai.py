@@ -21,15 +21,14 @@ from typing import Any
 
 import pytest
 
+from tir_harness.cli.serve import main, parse_args
 from tir_harness.engines.base import Completion, Engine, EngineError, GenerationRequest, SamplingConfig
 from tir_harness.engines.openai import OpenAIEngine, normalize_url
-from tir_harness.serve import (
+from tir_harness.engines.serve import (
     CPU_DEFAULTS,
     ServerPlan,
     VLLMServer,
     group_gpus,
-    main,
-    parse_args,
     parse_gpus,
     plan_servers,
     vllm_args,
@@ -676,7 +675,7 @@ def _serve(tmp_path: Path, env: dict[str, str], port: int, *extra: str) -> subpr
     argv = [
         sys.executable,
         "-m",
-        "tir_harness.cli",
+        "tir_harness.cli.main",
         "serve",
         str(tmp_path / "model"),
         "--gpus",

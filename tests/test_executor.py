@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tir_harness.executor import (
+from tir_harness.sandbox.executor import (
     STATUSES,
     Executor,
     ExecutorClosed,

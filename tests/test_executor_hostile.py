@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tir_harness.executor import Executor, Observation
+from tir_harness.sandbox.executor import Executor, Observation
 
 TIMEOUT = 2.0
 SLOW_TIMEOUT = 6.0  # for snippets that must first fill 1 GB, slow on a machine short of free memory

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tir_harness.cli import main as cli_main
+from tir_harness.cli.main import main as cli_main
+from tir_harness.cli.regrade import main
 from tir_harness.grading import GRADER_VERSION
-from tir_harness.grading.regrade import main
 
 
 def write(path: Path, records: list[dict | str]) -> Path:

@@ -8,10 +8,10 @@ import pytest
 
 from tir_harness.engines.base import EngineError, SamplingConfig
 from tir_harness.engines.scripted import ScriptedEngine
-from tir_harness.executor import Executor
-from tir_harness.loop import LoopConfig, extract_code, run_trajectory
-from tir_harness.prompts import FORMATS, MAX_CALLS_NOTE, PROMPT_TYPES
-from tir_harness.scheduler import Scheduler
+from tir_harness.run.loop import LoopConfig, extract_code, run_trajectory
+from tir_harness.run.prompts import FORMATS, MAX_CALLS_NOTE, PROMPT_TYPES
+from tir_harness.run.scheduler import Scheduler
+from tir_harness.sandbox.executor import Executor
 
 PLAIN = FORMATS["plain"]
 GEMMA = FORMATS["gemma"]

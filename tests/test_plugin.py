@@ -8,7 +8,7 @@ import textwrap
 import pytest
 from junitparser.xunit2 import JUnitXml  # the flavour whose test cases carry properties
 
-from tir_harness.executor import Executor
+from tir_harness.sandbox.executor import Executor
 
 PROBLEMS = [
     {"id": "right", "question": "RIGHT: what is 6*7?", "answer": "42"},

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from tir_harness.boxed import last_boxed
-from tir_harness.problems import DataError, load, load_jsonl, smoke
+from tir_harness.grading.boxed import last_boxed
+from tir_harness.run.problems import DataError, load, load_jsonl, smoke
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,8 @@
 
 import pytest
 
-from tir_harness.loop import _add_model_text
-from tir_harness.prompts import (
+from tir_harness.run.loop import _add_model_text
+from tir_harness.run.prompts import (
     FORMATS,
     PROMPT_TYPES,
     ChatTemplateFormat,

@@ -15,8 +15,8 @@ from junitparser.xunit2 import JUnitXml  # the flavour whose test cases carry pr
 
 from tests import realrun
 from tir_harness.grading import grade
-from tir_harness.prompts import FORMATS, PROMPT_TYPES, first_messages
-from tir_harness.store import ResultStore
+from tir_harness.records.store import ResultStore
+from tir_harness.run.prompts import FORMATS, PROMPT_TYPES, first_messages
 
 PLAIN = FORMATS["plain"]
 FIVE = "0000 or 0001 or 0002 or 0003 or 0004"
@@ -81,7 +81,7 @@ def test_five_problems_leave_jsonl_and_junit(gemma, tmp_path, shared_data):
 
 
 def _gsm8k(data_dir):
-    from tir_harness.problems import load
+    from tir_harness.run.problems import load
 
     return load("gsm8k", "test", data_dir=data_dir)
 

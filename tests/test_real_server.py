@@ -9,7 +9,7 @@ import pytest
 from junitparser.xunit2 import JUnitXml  # the flavour whose test cases carry properties
 
 from tests import realrun
-from tir_harness.serve import VLLMServer
+from tir_harness.engines.serve import VLLMServer
 
 THREE = "0000 or 0001 or 0002"
 SIX = " or ".join(f"00{n:02d}" for n in range(30, 36))

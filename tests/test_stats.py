@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from tir_harness import stats
+from tir_harness.analysis import stats
 
 Z = 1.959963984540054
 

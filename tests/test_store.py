@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tir_harness.engines.base import SamplingConfig
-from tir_harness.store import (
+from tir_harness.records.store import (
     STORE_ENV,
     KeyParts,
     ResultStore,
@@ -251,61 +251,11 @@ def test_opening_bad_stores_fails_with_the_path(tmp_path: Path) -> None:
         store.get(key_of(1))
 
 
-# ------------------------------------------------------------------------------------------ regrade
-
-
-def test_regrade_updates_grading_and_leaves_trajectories(tmp_path: Path) -> None:
-    with ResultStore(tmp_path) as store:
-        originals = {key_of(i): make_record(key_of(i), i, prediction=str(i)) for i in range(5)}
-        for key, record in originals.items():
-            store.put(key, record)
-
-        def grade(record: dict[str, Any]) -> dict[str, Any]:
-            # A stricter grader: only problem 0 stays correct.
-            correct = record["problem_id"].endswith("/0")
-            return {"correct": correct, "grade_reason": "v2", "grader_version": "2"}
-
-        assert store.regrade(grade) == 5
-        assert store.regrade(grade) == 0
-        for key, original in originals.items():
-            stored = store.get(key)
-            assert stored["grader_version"] == "2"
-            assert stored["correct"] is (key == key_of(0))
-            for name in ("turns", "prompt", "question", "end_reason", "key", "sample"):
-                assert stored[name] == original[name]
-        assert len(store) == 5
-
-
-def test_regrade_refuses_to_touch_trajectory_fields(tmp_path: Path) -> None:
-    with ResultStore(tmp_path) as store:
-        store.put(key_of(1), make_record(key_of(1)))
-        with pytest.raises(ValueError, match="turns"):
-            store.regrade(lambda record: {"correct": False, "turns": []})
-        assert store.get(key_of(1)) == make_record(key_of(1))
-
-
-def test_regrade_grades_again_a_record_replaced_meanwhile(tmp_path: Path) -> None:
-    with ResultStore(tmp_path) as store, ResultStore(tmp_path) as writer:
-        store.put(key_of(1), make_record(key_of(1), prediction="old"))
-        seen: list[str] = []
-
-        def grade(record: dict[str, Any]) -> dict[str, Any]:
-            seen.append(record["prediction"])
-            if len(seen) == 1:  # a run regenerates the trajectory while the grader works on the old one
-                writer.put(key_of(1), make_record(key_of(1), prediction="new"))
-            return {"grade_reason": f"graded {record['prediction']}"}
-
-        assert store.regrade(grade) == 1
-        assert seen == ["old", "new"]
-        assert store.get(key_of(1))["prediction"] == "new"
-        assert store.get(key_of(1))["grade_reason"] == "graded new"
-
-
 # ---------------------------------------------------------------------------- crash and concurrency
 
 WRITER = r"""
 import sys, hashlib
-from tir_harness.store import ResultStore
+from tir_harness.records.store import ResultStore
 store_path, prefix = sys.argv[1], sys.argv[2]
 store = ResultStore(store_path)
 i = 0
@@ -393,7 +343,7 @@ def test_writer_killed_inside_a_transaction_leaves_no_lock_and_no_row(tmp_path: 
 
 CONCURRENT = r"""
 import sys, threading, hashlib
-from tir_harness.store import ResultStore
+from tir_harness.records.store import ResultStore
 path, name, threads, per_thread = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 print("ready", flush=True)
 sys.stdin.readline()  # every process opens the (not yet existing) store at the same moment

@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 import math
 import struct
-import sys
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 
-from tir_harness.summary import format_terminal, live_line, main, summarize, write_summary
-from tir_harness.trajectory import Trajectory, Turn
+from tir_harness.analysis.render import format_terminal, live_line
+from tir_harness.analysis.report import write_summary
+from tir_harness.analysis.summary import summarize
+from tir_harness.cli.report import main
+from tir_harness.records.trajectory import Trajectory, Turn
 
 Z = 1.959963984540054
-SCHEMA = Path(__file__).resolve().parents[1] / "tir_harness" / "schemas" / "trajectory.schema.json"
+SCHEMA = Path(__file__).resolve().parents[1] / "tir_harness" / "records" / "schemas" / "trajectory.schema.json"
 
 
 def score_bounds(x: float, n: int) -> tuple[float, float]:
@@ -317,13 +319,6 @@ def test_plots_without_levels(tmp_path: Path) -> None:
     summary = write_summary(tmp_path, records)
     assert summary["plots"] == ["accuracy.png", "tool_calls.png"]
     png_size(tmp_path / "accuracy.png")
-
-
-def test_write_summary_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "tir_harness.plots", None)  # makes the import fail
-    summary = write_summary(tmp_path, small_run())
-    assert summary["plots"] == [] and "matplotlib" in summary["plots_skipped"]
-    assert (tmp_path / "summary.json").is_file() and not (tmp_path / "accuracy.png").exists()
 
 
 # ------------------------------------------------------------------------------------------ schema

@@ -21,7 +21,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from pebble import ProcessPool
 
-from tir_harness.executor import Executor
+from tir_harness.sandbox.executor import Executor
 
 SNIPPETS = [
     "1 + 1",

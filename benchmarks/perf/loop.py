@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from tir_harness.engines.base import Completion, GenerationRequest, SamplingConfig
-from tir_harness.executor import Executor
-from tir_harness.loop import LoopConfig, run_trajectory
-from tir_harness.problems import load
-from tir_harness.prompts import FORMATS, PROMPT_TYPES
-from tir_harness.scheduler import Scheduler
-from tir_harness.trajectory import Trajectory
+from tir_harness.records.trajectory import Trajectory
+from tir_harness.run.loop import LoopConfig, run_trajectory
+from tir_harness.run.problems import load
+from tir_harness.run.prompts import FORMATS, PROMPT_TYPES
+from tir_harness.run.scheduler import Scheduler
+from tir_harness.sandbox.executor import Executor
 
 
 class RoundBarrier:
@@ -152,8 +152,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "2")
 
+    from tir_harness.engines.models import resolve_model
     from tir_harness.engines.vllm import VLLMConfig, VLLMEngine
-    from tir_harness.models import resolve_model
 
     data_dir = Path(args.data_dir)
     if not args.skip_collection:

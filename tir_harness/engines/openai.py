@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tir_harness.engines.base import Completion, EngineError, GenerationRequest
+from tir_harness.util.text import one_line as _one_line
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +59,7 @@ def normalize_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
-def _one_line(text: str, limit: int = 400) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-def _describe(exc: BaseException) -> str:
+def _transport_cause(exc: BaseException) -> str:
     """A short cause for a transport failure, as a user would say it."""
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
@@ -331,7 +327,7 @@ class OpenAIEngine:
         try:
             status, body = link.request("GET", "/v1/models")
         except (OSError, http.client.HTTPException) as exc:
-            return _describe(exc)
+            return _transport_cause(exc)
         finally:
             link.close()
         if status in (401, 403):
@@ -512,7 +508,7 @@ class OpenAIEngine:
                 )
                 continue
             except (OSError, http.client.HTTPException) as exc:
-                cause = _describe(exc)
+                cause = _transport_cause(exc)
             else:
                 if status == 200:
                     return self._succeed(server, job, body, time.monotonic() - started)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tir_harness.engines.base import Completion, EngineError, GenerationRequest
+from tir_harness.util.text import exception_line as _first_line
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,3 @@ def _on_cpu() -> bool:
 
     return current_platform.is_cpu()
 
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

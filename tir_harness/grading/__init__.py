@@ -7,6 +7,9 @@
 
 Rules: docs/grading.md. Bump GRADER_VERSION whenever a verdict may change; reports store it so that
 `tir-harness regrade` can re-grade old runs.
+
+Layer `grading`: answer extraction (the one brace matcher lives in `boxed`), parsing, equivalence and the
+verdict.  It may import util only.
 """
 
 from __future__ import annotations

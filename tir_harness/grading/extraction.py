@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from tir_harness.boxed import last_boxed
+from tir_harness.grading.boxed import last_boxed
 from tir_harness.grading.equivalence import parse_answer
 from tir_harness.grading.nodes import Text
 from tir_harness.grading.normalize import MATH_WORDS, clean, undouble_backslashes

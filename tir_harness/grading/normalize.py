@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import re
 
-from tir_harness.boxed import last_boxed
+from tir_harness.grading.boxed import last_boxed
 
 # Bare answers are short; longer text is cut (the grader compares over-long answers as plain text anyway).
 MAX_CLEAN_CHARS = 5_000

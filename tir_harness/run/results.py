@@ -6,8 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tir_harness.problems import Problem
-from tir_harness.trajectory import SCHEMA_VERSION, Trajectory
+from tir_harness.records.trajectory import SCHEMA_VERSION, Trajectory
+from tir_harness.records.verdict import regraded
+from tir_harness.run.problems import Problem
 
 if TYPE_CHECKING:
     from tir_harness.grading import Answer
@@ -50,27 +51,7 @@ def make_record(
         "key": key,
         "cached": False,
     }
-    return regrade(record, problem.dataset)
-
-
-def regrade(record: dict[str, Any], dataset: str | None = None) -> dict[str, Any]:
-    """The record with its grading fields recomputed by the current grader (the trajectory is untouched)."""
-    from tir_harness.grading import GRADER_VERSION, grade
-
-    if record.get("end_reason") == "error":
-        verdict_fields = {
-            "prediction": None,
-            "correct": False,
-            "grade_reason": f"engine error: {record['error']}",
-        }
-    else:
-        verdict = grade(record["response"], record["gold"], dataset=dataset or record.get("dataset"))
-        verdict_fields = {
-            "prediction": verdict.prediction,
-            "correct": verdict.correct,
-            "grade_reason": verdict.reason,
-        }
-    return {**record, **verdict_fields, "grader_version": GRADER_VERSION}
+    return regraded(record, problem.dataset)
 
 
 @dataclass(frozen=True)
@@ -89,10 +70,6 @@ class Result:
     @property
     def correct(self) -> bool:
         return self.answer == self.problem.answer
-
-    @property
-    def trajectories(self) -> list[Trajectory]:
-        return [Trajectory.from_dict(r) for r in self.records]
 
 
 def majority(predictions: Sequence[str | None]) -> str | None:

@@ -15,8 +15,8 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from tir_harness import stats
-from tir_harness.compare import Comparison
+from tir_harness.analysis import stats
+from tir_harness.analysis.compare import Comparison
 
 ACCURACY_PNG = "accuracy.png"
 TOOL_CALLS_PNG = "tool_calls.png"

@@ -5,7 +5,7 @@
         obs = s.run("x = 2\\nx + 1")      # Observation(status="ok", text="3", elapsed=..., state_lost=False)
     ex.close()
 
-A zygote process imports numpy and sympy once and forks a worker per session (`_sandbox_worker.py`).
+A zygote process imports numpy and sympy once and forks a worker per session (`sandbox/worker.py`).
 Limits, defaults, and what is and is not isolated: docs/executor.md.  Thread-safe: sessions may run
 concurrently from many threads; `close()` from any thread ends every worker promptly.
 """
@@ -33,11 +33,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tir_harness import _isolation
+from tir_harness.sandbox import isolation as _isolation
+from tir_harness.util.text import sanitize
 
 STATUSES = ("ok", "error", "timeout", "memory", "output_limit", "killed")
 STYLES = ("full", "reference")
-_WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_sandbox_worker.py")
+_WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
 _HEADER = struct.Struct("!I")
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE = resource.getpagesize()
@@ -107,7 +108,7 @@ _NOTE_LOST = "[The Python session was restarted: variables from earlier cells ar
 
 def _render(piece: list, budget: int, keep_tail: bool = False) -> str:
     """Text of a [head, tail, total] piece (the first and last characters of a text of `total`
-    characters, see _sandbox_worker.Capture) in at most `budget` characters plus a cut marker."""
+    characters, see worker.Capture) in at most `budget` characters plus a cut marker."""
     head, tail, total = piece
     whole = head + tail if total == len(head) + len(tail) else None
     if total <= budget and whole is not None:
@@ -168,11 +169,6 @@ def _valid_reply(reply: Any, n: int, limit: int) -> bool:
         and isinstance(reply.get("error_line"), str)
         and len(reply["error_line"]) <= limit
     )
-
-
-def _clean(text: str) -> str:
-    # Lone surrogates (print('\ud800')) would break every JSON/UTF-8 writer downstream.
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # ------------------------------------------------------------------------------------------ /proc
@@ -773,7 +769,7 @@ class Session:
                 self._history.append(code)
             abort = ex._zygote_config["abort_output_chars"]
             text = note + _compose(reply, cfg.max_output_chars, cfg.observation_style, abort)
-            return Observation(reply["status"], _clean(text), elapsed, lost)
+            return Observation(reply["status"], sanitize(text), elapsed, lost)
         status, message = self._failure(worker, failure)
         elapsed = time.monotonic() - start
         ex._checkin(self, worker)

@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from tir_harness import options as _options
-from tir_harness.problems import DataError, DatasetNotFound, Problem, load, load_jsonl
-from tir_harness.reports import Reporter, default_run_id
-from tir_harness.results import Result
-from tir_harness.runner import PROBLEM_FIXTURE, Runner, StartupError, Unavailable
+from tir_harness.plugin import options as _options
+from tir_harness.plugin.reporter import Reporter, default_run_id
+from tir_harness.plugin.runner import PROBLEM_FIXTURE, Runner, StartupError, Unavailable
+from tir_harness.run.problems import DataError, DatasetNotFound, Problem, load, load_jsonl
+from tir_harness.run.results import Result
 
 runner_key = pytest.StashKey[Runner]()
 reporter_key = pytest.StashKey[Reporter]()
@@ -52,12 +52,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    from tir_harness import hooks
+    from tir_harness.plugin import hookspecs as hooks
 
     pluginmanager.add_hookspecs(hooks)
     # Only once pytest-xdist is there to call it; it hands each worker its whole share at once.
     if pluginmanager.has_plugin("xdist"):
-        from tir_harness import xdist
+        from tir_harness.plugin import xdist
 
         pluginmanager.register(xdist.XdistHooks(), "tir-harness-xdist")
 

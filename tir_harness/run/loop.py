@@ -14,10 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tir_harness.boxed import last_boxed
 from tir_harness.engines.base import Engine, EngineError, GenerationRequest, SamplingConfig
-from tir_harness.prompts import Message, PromptFormat, PromptType, first_messages
-from tir_harness.trajectory import (
+from tir_harness.grading.boxed import last_boxed
+from tir_harness.records.trajectory import (
     END_ANSWER,
     END_ERROR,
     END_LENGTH,
@@ -26,6 +25,7 @@ from tir_harness.trajectory import (
     Trajectory,
     Turn,
 )
+from tir_harness.run.prompts import Message, PromptFormat, PromptType, first_messages
 
 # Part of the result-store key: bump whenever the loop's behaviour changes what a trajectory would be.
 LOOP_VERSION = 1

@@ -12,29 +12,24 @@ Observations have role ``tool`` by default, or ``user`` for trainers that only k
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
-import sys
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from tir_harness.jsonl import JsonlError, read_objects
-from tir_harness.store import STORE_FILENAME, ResultStore, StoreError
+from tir_harness.records.jsonl import JsonlError, read_objects
+from tir_harness.records.store import STORE_FILENAME, ResultStore, StoreError
 
 __all__ = [
     "EXEC_OK_STATUSES",
     "AnnotateError",
     "annotate",
-    "annotate_main",
     "exec_error",
     "iter_records",
     "no_answer",
     "pairs",
-    "pairs_main",
     "to_messages",
 ]
 
@@ -45,7 +40,7 @@ _REQUIRED = ("key", "problem_id", "sample", "question", "turns")
 
 # Column types of the `datasets` output, fixed so that exports of different runs (or empty ones) always load
 # and concatenate: inferred types would differ, e.g. when every prediction of a run is null.
-_ROW_TYPES = {
+ROW_COLUMNS = {
     "id": "string", "problem_id": "string", "dataset": "string", "subject": "string", "level": "int64",
     "sample": "int64", "run_id": "string", "model": "string", "prompt_format": "string",
     "prompt_type": "string", "seed": "int64", "temperature": "float64", "question": "string",
@@ -53,7 +48,7 @@ _ROW_TYPES = {
     "grader_version": "string", "end_reason": "string", "tool_calls": "int64", "exec_error": "bool",
     "no_answer": "bool", "max_tool_calls_reached": "bool", "truncated": "bool", "engine_error": "bool",
 }  # fmt: skip
-_PAIR_TYPES = {
+PAIR_COLUMNS = {
     "id": "string", "problem_id": "string", "model": "string", "question": "string", "gold": "string",
     "prompt": "messages", "chosen": "messages", "rejected": "messages", "chosen_id": "string",
     "rejected_id": "string", "chosen_prediction": "string", "rejected_prediction": "string",
@@ -288,135 +283,3 @@ def _pair(chosen: Mapping[str, Any], rejected: Mapping[str, Any], observation_ro
 
 
 # ------------------------------------------------------------------------------------------------- CLI
-
-
-def _parser(command: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=f"tir-harness {command}", description=description)
-    parser.add_argument(
-        "sources",
-        nargs="+",
-        metavar="RUN",
-        help="run directory, trajectories.jsonl, or result store (folder or .sqlite3); several are merged",
-    )
-    parser.add_argument("--output", "-o", required=True, help="output file (JSONL; '-' for stdout) or folder")
-    parser.add_argument("--format", choices=("jsonl", "datasets"), default="jsonl", help="default: jsonl")
-    parser.add_argument("--model", help="only trajectories of this model (the record's 'model')")
-    parser.add_argument("--observation-role", choices=OBSERVATION_ROLES, default="tool")
-    return parser
-
-
-def annotate_main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser("annotate", "Export trajectories as chat conversations for training.")
-    parser.add_argument("--correct-only", action="store_true", help="only correctly answered trajectories")
-    parser.add_argument("--drop-exec-errors", action="store_true", help="drop trajectories whose code failed")
-    parser.add_argument("--drop-no-answer", action="store_true", help="drop trajectories without an answer")
-    args = parser.parse_args(argv)
-    rows = annotate(
-        iter_records(args.sources, model=args.model),
-        correct_only=args.correct_only,
-        drop_exec_errors=args.drop_exec_errors,
-        drop_no_answer=args.drop_no_answer,
-        observation_role=args.observation_role,
-    )
-    return _run("annotate", rows, args, "trajectories", _ROW_TYPES)
-
-
-def pairs_main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser("pairs", "Build preference pairs (a correct and an incorrect trajectory per problem).")
-    parser.add_argument("--max-pairs-per-problem", type=_positive_int, default=1, metavar="N", help="default: 1")
-    args = parser.parse_args(argv)
-    rows = pairs(
-        iter_records(args.sources, model=args.model),
-        max_pairs_per_problem=args.max_pairs_per_problem,
-        observation_role=args.observation_role,
-    )
-    return _run("pairs", rows, args, "pairs", _PAIR_TYPES)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _run(
-    command: str, rows: Iterator[dict[str, Any]], args: argparse.Namespace, what: str, types: dict[str, str]
-) -> int:
-    try:
-        count = (
-            _write_dataset(list(rows), args.output, types) if args.format == "datasets" else _write(rows, args.output)
-        )
-    except (AnnotateError, StoreError) as exc:
-        print(f"tir-harness {command}: error: {exc}", file=sys.stderr)
-        return 1
-    if args.output != "-":
-        print(f"tir-harness {command}: wrote {count} {what} to {args.output}", file=sys.stderr)
-    return 0
-
-
-def _write(rows: Iterator[dict[str, Any]], output: str) -> int:
-    if output == "-":
-        count = 0
-        try:
-            for row in rows:
-                sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
-                count += 1
-            sys.stdout.flush()
-        except BrokenPipeError:
-            # The reader (`| head`) has gone: stop quietly, and keep Python from complaining at exit.
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return count
-    # Written beside the target and renamed at the end: a failed export never leaves half a file.
-    target = Path(output)
-    if target.is_dir():
-        raise AnnotateError(f"{target}: is a directory; give a file name for JSONL output")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would make the export private
-    except OSError as exc:
-        raise AnnotateError(f"{target}: cannot write ({exc.strerror})") from exc
-    try:
-        count = 0
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-                count += 1
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return count
-
-
-def _write_dataset(rows: list[dict[str, Any]], output: str, types: dict[str, str]) -> int:
-    try:
-        import datasets
-    except ImportError as exc:
-        raise AnnotateError("--format datasets needs the 'datasets' package (pip install 'tir-harness[hub]')") from exc
-    if output == "-":
-        raise AnnotateError("--format datasets writes a folder; '-' (stdout) is for JSONL")
-    if rows and set(rows[0]) != set(types):  # the column list has fallen behind the row builder
-        raise RuntimeError(f"dataset columns {sorted(types)} differ from row fields {sorted(rows[0])}")
-    message = {"role": datasets.Value("string"), "content": datasets.Value("string")}
-    features = datasets.Features(
-        {name: [message] if kind == "messages" else datasets.Value(kind) for name, kind in types.items()}
-    )
-    try:
-        columns = {name: [row[name] for row in rows] for name in types}
-        dataset = datasets.Dataset.from_dict(columns, features=features)
-        bars = datasets.is_progress_bar_enabled()
-        datasets.disable_progress_bars()  # the command prints its own one-line summary
-        try:
-            # One shard at least: `datasets` saves an empty dataset as zero shards, then cannot load it.
-            dataset.save_to_disk(output, num_shards=None if rows else 1)
-        finally:
-            if bars:
-                datasets.enable_progress_bars()
-    except (ValueError, TypeError, OSError) as exc:
-        raise AnnotateError(f"{output}: cannot save the dataset ({exc})") from exc
-    return len(rows)

@@ -18,11 +18,13 @@ from typing import Any
 import pytest
 
 from tir_harness.engines.base import Engine, EngineError, SamplingConfig
-from tir_harness.loop import LOOP_VERSION, LoopConfig, run_trajectory
-from tir_harness.models import ModelError, ModelSpec, resolve_model
-from tir_harness.options import HarnessOptions
-from tir_harness.problems import Problem
-from tir_harness.prompts import (
+from tir_harness.engines.models import ModelError, ModelSpec, resolve_model
+from tir_harness.plugin.options import HarnessOptions
+from tir_harness.plugin.reporter import ENGINE_PROPERTY, RECORDS_PROPERTY
+from tir_harness.records.verdict import regraded
+from tir_harness.run.loop import LOOP_VERSION, LoopConfig, run_trajectory
+from tir_harness.run.problems import Problem
+from tir_harness.run.prompts import (
     FORMATS,
     PROMPT_TYPES,
     ChatTemplateFormat,
@@ -30,8 +32,8 @@ from tir_harness.prompts import (
     first_messages,
     format_for_model,
 )
-from tir_harness.results import Result, RunContext, make_record, regrade
-from tir_harness.scheduler import Scheduler
+from tir_harness.run.results import Result, RunContext, make_record
+from tir_harness.run.scheduler import Scheduler
 
 PROBLEM_FIXTURE = "problem"
 
@@ -74,8 +76,9 @@ class Runner:
         worker = getattr(self.config, "workerinput", None)
         if worker is not None:
             # Our xdist scheduler gives worker k the items k, k+n, k+2n, ...: the same rule, computed here.
-            index, count = _worker_index(worker["workerid"]), int(worker["workercount"])
-            items = [item for i, item in enumerate(items) if i % count == index]
+            from tir_harness.plugin.xdist import share
+
+            items = [items[i] for i in share(len(items), _worker_index(worker["workerid"]), int(worker["workercount"]))]
         for item in session.items:
             callspec = getattr(item, "callspec", None)
             missing = callspec.params.get(PROBLEM_FIXTURE) if callspec is not None else None
@@ -134,7 +137,7 @@ class Runner:
         model_name = opts.model or str(self.engine.info().get("model") or "server")  # type: ignore[union-attr]
         fmt = self._prompt_format(self._model, model_name)
         prompt_type = PROMPT_TYPES[opts.prompt_type or self._model.prompt_type or "tora"]
-        from tir_harness.executor import ExecutorConfig
+        from tir_harness.sandbox.executor import ExecutorConfig
 
         self._executor_config = ExecutorConfig(
             timeout=opts.exec_timeout, memory_mb=opts.exec_memory_mb, observation_style=opts.exec_observations
@@ -169,7 +172,7 @@ class Runner:
         if self.engine is None:
             self.engine = self._start_engine(self._model)
         if self.executor is None:
-            from tir_harness.executor import Executor
+            from tir_harness.sandbox.executor import Executor
 
             self.executor = Executor(config=self._executor_config)
         self.engine_info = {
@@ -240,7 +243,7 @@ class Runner:
             raise StartupError(f"tir-harness: --prompt-format chat-template: {exc}") from None
 
     def _open_store(self) -> Any:
-        from tir_harness.store import ResultStore, resolve_store_path
+        from tir_harness.records.store import ResultStore, resolve_store_path
 
         cache = getattr(self.config, "cache", None)  # absent with -p no:cacheprovider
         cache_dir = (
@@ -250,7 +253,7 @@ class Runner:
         return ResultStore(path)
 
     def _key(self, problem: Problem, sample: int) -> str:
-        from tir_harness.store import KeyParts, trajectory_key
+        from tir_harness.records.store import KeyParts, trajectory_key
 
         loop = self._loop[sample]
         assert self.context is not None
@@ -275,7 +278,7 @@ class Runner:
         if cached is not None:
             # Stored trajectories are graded again: a better grader re-scores without regenerating.
             future: Future[dict[str, Any]] = Future()
-            future.set_result({**regrade(cached, problem.dataset), "run_id": self.run_id, "cached": True})
+            future.set_result({**regraded(cached, problem.dataset), "run_id": self.run_id, "cached": True})
         else:
             future = self.scheduler.submit(lambda: self._solve_one(problem, sample, key))
         self._futures[(problem.id, sample)] = future
@@ -321,10 +324,10 @@ class Runner:
             records.append({**record, "test_id": item.nodeid})
         result = Result(problem, records)
         props = item.user_properties
-        props.append(("tir_records", json.dumps(records)))
+        props.append((RECORDS_PROPERTY, json.dumps(records)))
         if not self._reported_info:
             self._reported_info = True
-            props.append(("tir_engine", json.dumps(self.engine_info)))
+            props.append((ENGINE_PROPERTY, json.dumps(self.engine_info)))
         first = records[0]
         props += [
             ("prediction", str(result.answer.text)),

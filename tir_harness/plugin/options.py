@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tir_harness.prompts import FORMATS, PROMPT_TYPES
+from tir_harness.run.prompts import FORMATS, PROMPT_TYPES
 
 GROUP = "tir-harness"
 

@@ -10,13 +10,13 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "regrade": ("tir_harness.grading.regrade:main", "re-grade a JSONL of responses or a report"),
-    "report": ("tir_harness.summary:main", "rebuild summaries and plots from trajectories.jsonl"),
-    "compare": ("tir_harness.compare:main", "compare two runs: paired accuracy, flips, McNemar"),
-    "annotate": ("tir_harness.annotate:annotate_main", "export trajectories as chat training data"),
-    "pairs": ("tir_harness.annotate:pairs_main", "build preference pairs (correct vs incorrect)"),
-    "serve": ("tir_harness.serve:main", "start one vLLM OpenAI server per GPU (group)"),
-    "prepare-model": ("tir_harness.models:main", "resolve a --model alias once (e.g. convert a GGUF)"),
+    "regrade": ("tir_harness.cli.regrade:main", "re-grade a JSONL of responses or a report"),
+    "report": ("tir_harness.cli.report:main", "rebuild summaries and plots from trajectories.jsonl"),
+    "compare": ("tir_harness.cli.compare:main", "compare two runs: paired accuracy, flips, McNemar"),
+    "annotate": ("tir_harness.cli.annotate:annotate_main", "export trajectories as chat training data"),
+    "pairs": ("tir_harness.cli.annotate:pairs_main", "build preference pairs (correct vs incorrect)"),
+    "serve": ("tir_harness.cli.serve:main", "start one vLLM OpenAI server per GPU (group)"),
+    "prepare-model": ("tir_harness.cli.prepare_model:main", "resolve a --model alias once (e.g. convert a GGUF)"),
 }
 
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tir_harness.grading import GRADER_VERSION, Verdict, grade
-from tir_harness.jsonl import JsonlError, read_objects
+from tir_harness.grading import GRADER_VERSION, Verdict
+from tir_harness.records.jsonl import JsonlError, read_objects
+from tir_harness.records.verdict import grade_record
 
 
 class InputError(Exception):
@@ -54,7 +55,7 @@ def main(argv: list[str]) -> int:
             out = args.output.open("w", encoding="utf-8")
         versions = sorted({str(r.get("grader_version")) for _, r in records if r.get("grader_version")})
         for number, record in records:
-            verdict = _regrade(record, args.dataset)
+            verdict = grade_record(record, args.dataset)
             _count(totals, record, verdict, number, args.quiet)
             if out is not None:
                 record.update(
@@ -87,15 +88,6 @@ def _read(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield number, record
     except JsonlError as exc:
         raise InputError(str(exc)) from None
-
-
-def _regrade(record: dict[str, Any], dataset: str | None) -> Verdict:
-    if record.get("end_reason") == "error":  # the engine failed: there is no response to grade
-        return Verdict(False, None, f"engine error: {record.get('error')}")
-    gold = str(record["gold"])
-    if record.get("response") is not None:
-        return grade(str(record["response"]), gold, dataset=record.get("dataset") or dataset)
-    return grade(str(record["prediction"]), gold, extracted=True)
 
 
 def _count(totals: Totals, record: dict[str, Any], verdict: Verdict, number: int, quiet: bool) -> None:

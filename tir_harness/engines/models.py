@@ -7,15 +7,12 @@ is converted once into a Hugging Face folder in the cache and reused from there.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -161,15 +158,3 @@ def _folder_identity(folder: Path) -> str:
     return f"{folder.name}@{digest.hexdigest()[:16]}"
 
 
-def main(argv: list[str]) -> int:
-    """`tir-harness prepare-model NAME`: resolve once (converting a GGUF alias) and print the folder."""
-    parser = argparse.ArgumentParser(prog="tir-harness prepare-model")
-    parser.add_argument("model")
-    args = parser.parse_args(argv)
-    try:
-        spec = resolve_model(args.model)
-    except ModelError as exc:
-        print(f"tir-harness: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps({"model": spec.name, "path": spec.path, "identity": spec.identity}))
-    return 0

@@ -13,6 +13,11 @@ import pytest
 from xdist.scheduler import LoadScheduling
 
 
+def share(n_items: int, index: int, count: int) -> range:
+    """The item indices worker `index` of `count` runs: index, index + count, ..."""
+    return range(index, n_items, count)
+
+
 class ShareScheduling(LoadScheduling):
     """Round-robin shares sent up front; a crashed worker's unfinished items go to the others."""
 
@@ -26,10 +31,10 @@ class ShareScheduling(LoadScheduling):
         self.collection = next(iter(self.node2collection.values()))
         nodes = sorted(self.nodes, key=lambda node: int(node.gateway.id.removeprefix("gw")))
         for index, node in enumerate(nodes):
-            share = list(range(index, len(self.collection), len(nodes)))
-            if share:
-                self.node2pending[node].extend(share)
-                node.send_runtest_some(share)
+            mine = list(share(len(self.collection), index, len(nodes)))
+            if mine:
+                self.node2pending[node].extend(mine)
+                node.send_runtest_some(mine)
         for node in nodes:
             node.shutdown()
 

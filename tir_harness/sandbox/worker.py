@@ -1,6 +1,6 @@
 """The sandbox's side: a zygote that imports the heavy modules once and forks one worker per session.
 
-`tir_harness.executor` runs this file as a script (the harness never imports it) with a JSON configuration
+`tir_harness.sandbox.executor` runs this file as a script (the harness never imports it) with a JSON configuration
 in argv[1] and a SOCK_SEQPACKET control socket on the fd it names.  Per session, the zygote forks:
 
     zygote ── W0: setsid, joins the pids cgroup, unshares a PID namespace, forks W1, exits

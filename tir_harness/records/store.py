@@ -2,7 +2,7 @@
 
 A trajectory is fully determined by its `KeyParts` (model identity, prompt, sampling, seed, sample index,
 tool-call limit, executor settings, loop version); `KeyParts.key()` hashes them.  Grading is not part of
-the key, so a new grader re-grades stored trajectories (`ResultStore.regrade`) instead of regenerating them.
+the key, so a new grader re-grades stored trajectories when they are reused instead of regenerating them.
 
 The store is one SQLite database in WAL mode with `synchronous=FULL`: `put` returns only after its
 transaction is in the write-ahead log and fsync'd, so neither `kill -9` of any process nor a power loss
@@ -26,11 +26,9 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "GRADING_FIELDS",
     "KEY_VERSION",
     "STORE_ENV",
     "STORE_FILENAME",
-    "TRAJECTORY_FIELDS",
     "KeyParts",
     "ResultStore",
     "StoreError",
@@ -46,15 +44,6 @@ SCHEMA_VERSION = 1
 STORE_ENV = "TIR_STORE_DIR"
 STORE_FILENAME = "results.sqlite3"
 _DB_SUFFIXES = (".sqlite3", ".sqlite", ".db")
-
-# Fields of a record that the key determines: `regrade` refuses to change them.
-TRAJECTORY_FIELDS = frozenset(
-    "schema_version key question prompt final_prompt turns response end_reason error tool_calls "
-    "prompt_tokens completion_tokens seconds model prompt_format prompt_type sampling max_tool_calls "
-    "executor sample".split()
-)
-# What a grader produces; the usual (not enforced) return value of a `regrade` grade function.
-GRADING_FIELDS = ("prediction", "correct", "grade_reason", "grader_version")
 
 
 class StoreError(RuntimeError):
@@ -443,44 +432,6 @@ class ResultStore:
             if len(rows) < _BATCH:
                 return
 
-    def regrade(self, grade_fn: Callable[[dict[str, Any]], Mapping[str, Any]]) -> int:
-        """Re-grade every stored record; returns how many records changed.
-
-        `grade_fn(record)` returns the grading fields to update (e.g. prediction, correct, grade_reason,
-        grader_version).  Fields the key determines (`TRAJECTORY_FIELDS`) cannot be changed: the trajectory
-        itself is never touched.  A record replaced by a concurrent `put` meanwhile is graded again.
-        """
-        changed = 0
-        last = 0
-        while True:
-            rows = self._read(
-                f"SELECT id, key, record FROM trajectories WHERE id > ? ORDER BY id LIMIT {_BATCH}", (last,)
-            )
-            if not rows:
-                return changed
-            last = rows[-1][0]
-            pending = [(key, text) for _, key, text in rows]
-            for _attempt in range(10):
-                updates = []
-                for key, text in pending:
-                    new_text = _regraded(key, text, grade_fn)
-                    if new_text is not None:
-                        updates.append((key, text, new_text))
-                if not updates:
-                    break
-                stale = self._write(lambda conn, u=updates: _apply_updates(conn, u))
-                changed += len(updates) - len(stale)
-                # Records replaced since they were read are graded again from their new text.
-                pending = [
-                    (key, row[0])
-                    for key in stale
-                    for row in self._read("SELECT record FROM trajectories WHERE key = ?", (key,))
-                ]
-                if not pending:
-                    break
-            else:
-                raise StoreError(f"{self.path}: records keep changing under regrade; is a run writing them?")
-
     def close(self) -> None:
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
@@ -505,27 +456,3 @@ def _check_key(key: object) -> None:
 
 def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _regraded(key: str, text: str, grade_fn: Callable[[dict[str, Any]], Mapping[str, Any]]) -> str | None:
-    record = json.loads(text)
-    update = grade_fn(dict(record))
-    if not isinstance(update, Mapping):
-        raise TypeError(f"grade_fn must return a mapping of grading fields, got {type(update).__name__}")
-    frozen = sorted(set(update) & TRAJECTORY_FIELDS)
-    if frozen:
-        raise ValueError(f"grade_fn may not change trajectory fields: {', '.join(frozen)}")
-    if all(k in record and record[k] == v for k, v in update.items()):
-        return None
-    record.update(update)
-    return json.dumps(record, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-
-
-def _apply_updates(conn: sqlite3.Connection, updates: list[tuple[str, str, str]]) -> list[str]:
-    """Write regraded records whose stored text is still what was graded; returns the keys that were not."""
-    stale = []
-    for key, old, new in updates:
-        cur = conn.execute("UPDATE trajectories SET record = ? WHERE key = ? AND record = ?", (new, key, old))
-        if cur.rowcount == 0:
-            stale.append(key)
-    return stale

@@ -10,30 +10,21 @@ fails only for a drop that is both larger than a tolerance and statistically sig
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from tir_harness import stats
-from tir_harness.jsonl import JsonlError, read_objects
-
-SCHEMA_VERSION = 1  # the newest record format this module reads (see schemas/trajectory.schema.json)
-TRAJECTORIES = "trajectories.jsonl"
+from tir_harness.analysis import stats
+from tir_harness.analysis.formats import p_value, percent
+from tir_harness.util.text import one_line
 
 PairKey = tuple[str, int]  # (problem_id, sample)
 
 # Fields that change what a run measures; a baseline that differs in one is still compared, with a warning.
 _SETTINGS = ("prompt_format", "prompt_type", "grader_version", "sampling", "max_tool_calls", "executor")
-
-
-class ReportError(ValueError):
-    """Bad input for a report or a comparison; the message is one line naming the file (and line)."""
 
 
 @dataclass(frozen=True)
@@ -49,14 +40,6 @@ class GroupDelta:
     @property
     def n(self) -> int:
         return self.both + self.gained + self.lost + self.neither
-
-    @property
-    def current_correct(self) -> int:
-        return self.both + self.gained
-
-    @property
-    def baseline_correct(self) -> int:
-        return self.both + self.lost
 
 
 @dataclass(frozen=True)
@@ -110,76 +93,6 @@ class GateResult:
 # ---------------------------------------------------------------------------------------------- loading
 
 
-def _record_problem(record: dict[str, Any]) -> str | None:
-    """Why `record` cannot be used, or None when it can."""
-    version = record.get("schema_version", SCHEMA_VERSION)
-    if not isinstance(version, int) or isinstance(version, bool):
-        return f"schema_version must be an integer, got {version!r}"
-    if version > SCHEMA_VERSION:
-        return f"schema_version {version} is newer than this tir-harness reads ({SCHEMA_VERSION})"
-    pid = record.get("problem_id")
-    if not isinstance(pid, str) or not pid:
-        return "problem_id must be a non-empty string"
-    sample = record.get("sample")
-    if not isinstance(sample, int) or isinstance(sample, bool) or sample < 0:
-        return f"sample must be an integer >= 0, got {sample!r}"
-    if not isinstance(record.get("correct"), bool):
-        return f"correct must be true or false, got {record.get('correct')!r}"
-    level = record.get("level")
-    if level is not None and (not isinstance(level, int) or isinstance(level, bool)):
-        return f"level must be an integer or null, got {level!r}"
-    for name in ("dataset", "subject", "prediction"):
-        if record.get(name) is not None and not isinstance(record[name], str):
-            return f"{name} must be a string or null, got {record[name]!r}"
-    for name in ("tool_calls", "prompt_tokens", "completion_tokens"):
-        value = record.get(name, 0)
-        if not isinstance(value, int) or isinstance(value, bool):
-            return f"{name} must be an integer, got {value!r}"
-    if not isinstance(record.get("seconds", 0.0), (int, float)):
-        return f"seconds must be a number, got {record.get('seconds')!r}"
-    turns = record.get("turns", [])
-    if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
-        return "turns must be a list of objects"
-    return None
-
-
-def trajectories_path(path: str | Path) -> Path:
-    """The trajectories file of a run directory, or `path` itself when it is a file."""
-    path = Path(path)
-    if path.is_dir():
-        candidate = path / TRAJECTORIES
-        if not candidate.is_file():
-            raise ReportError(f"{path}: not a run directory (no {TRAJECTORIES} in it)")
-        return candidate
-    if not path.exists():
-        raise ReportError(f"{path}: no such file or directory")
-    return path
-
-
-def load_records(path: str | Path) -> list[dict[str, Any]]:
-    """The records of a run directory or a trajectories.jsonl, checked line by line.
-
-    Blank lines are skipped; anything else that is not a usable record raises `ReportError` naming the file
-    and the line.
-    """
-    file = trajectories_path(path)
-    records: list[dict[str, Any]] = []
-    try:
-        for lineno, record in read_objects(file):
-            problem = _record_problem(record)
-            if problem is not None:
-                raise ReportError(f"{file}:{lineno}: {_one_line(problem)}")
-            records.append(record)
-    except JsonlError as exc:
-        raise ReportError(str(exc)) from None
-    return records
-
-
-def _one_line(text: str, limit: int = 200) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 # -------------------------------------------------------------------------------------------- comparing
 
 
@@ -209,7 +122,7 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def _describe(value: Any) -> str:
+def _shown(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
 
 
@@ -223,21 +136,21 @@ def _setting_warnings(
         base_values = {_canonical(r.get(name)): r.get(name) for r in baseline if name in r}
         for label, values in ((cur, cur_values), (base, base_values)):
             if len(values) > 1:
-                shown = ", ".join(sorted(_describe(v) for v in values.values()))
+                shown = ", ".join(sorted(_shown(v) for v in values.values()))
                 warnings.append(f"{name} varies within {label}: {shown}")
         if len(cur_values) != 1 or len(base_values) != 1 or cur_values.keys() == base_values.keys():
             continue
         (cur_value,), (base_value,) = cur_values.values(), base_values.values()
         if isinstance(cur_value, dict) and isinstance(base_value, dict):
             parts = [
-                f"{key} {_describe(base_value.get(key))} -> {_describe(cur_value.get(key))}"
+                f"{key} {_shown(base_value.get(key))} -> {_shown(cur_value.get(key))}"
                 for key in sorted(set(cur_value) | set(base_value))
                 if _canonical(cur_value.get(key)) != _canonical(base_value.get(key))
             ]
             detail = "; ".join(parts)
         else:
-            detail = f"{_describe(base_value)} -> {_describe(cur_value)}"
-        warnings.append(f"{name} differs ({base} -> {cur}): {_one_line(detail)}")
+            detail = f"{_shown(base_value)} -> {_shown(cur_value)}"
+        warnings.append(f"{name} differs ({base} -> {cur}): {one_line(detail, 200)}")
     return warnings
 
 
@@ -342,8 +255,8 @@ def gate(comparison: Comparison, max_drop: float = 0.0, alpha: float = 0.05) -> 
     # From the counts rather than the two float accuracies, so that an exact tie with max_drop stays a tie.
     drop = (c.lost - c.gained) * 100 / c.n
     move = (
-        f"{_pct(c.baseline_accuracy)} -> {_pct(c.current_accuracy)} on {c.n} pairs, "
-        f"{c.gained} gained / {c.lost} lost, McNemar p = {_p(c.p_value)}"
+        f"{percent(c.baseline_accuracy)} -> {percent(c.current_accuracy)} on {c.n} pairs, "
+        f"{c.gained} gained / {c.lost} lost, McNemar p = {p_value(c.p_value)}"
     )
     if drop <= 0:
         return GateResult(True, f"no drop ({move})")
@@ -361,114 +274,4 @@ def gate(comparison: Comparison, max_drop: float = 0.0, alpha: float = 0.05) -> 
 # ---------------------------------------------------------------------------------------------- output
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
-def _ci(ci: tuple[float, float]) -> str:
-    return f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
-
-
-def _p(p: float) -> str:
-    return f"{p:.3g}" if p >= 1e-4 else f"{p:.1e}"
-
-
-def format_pair(key: PairKey, with_sample: bool) -> str:
-    return f"{key[0]}#{key[1]}" if with_sample else key[0]
-
-
-def _id_list(keys: Sequence[PairKey], with_sample: bool, show: int) -> str:
-    shown = [format_pair(k, with_sample) for k in keys[:show]]
-    more = len(keys) - len(shown)
-    return ", ".join(shown) + (f", ... and {more} more" if more > 0 else "")
-
-
-def format_comparison(comparison: Comparison, show: int = 20) -> list[str]:
-    """The comparison as terminal lines; at most `show` ids per list."""
-    c = comparison
-    with_sample = any(s > 0 for _, s in (*c.gained_ids, *c.lost_ids, *c.only_current, *c.only_baseline))
-    width = max(len(c.baseline_label), len(c.current_label))
-    lines = [
-        f"baseline {c.baseline_label:<{width}}  {_pct(c.baseline_accuracy):>6} {_ci(c.baseline_ci)}"
-        f"  ({c.baseline_correct}/{c.n})",
-        f"current  {c.current_label:<{width}}  {_pct(c.current_accuracy):>6} {_ci(c.current_ci)}"
-        f"  ({c.current_correct}/{c.n})",
-        f"difference {100 * c.difference:+.1f} points, 95% CI [{100 * c.difference_ci[0]:+.1f}, "
-        f"{100 * c.difference_ci[1]:+.1f}] (paired, Newcombe)",
-        f"flips: {c.gained} gained (wrong -> right), {c.lost} lost (right -> wrong); exact McNemar p = {_p(c.p_value)}",
-    ]
-    if c.lost_ids:
-        lines.append(f"  lost: {_id_list(c.lost_ids, with_sample, show)}")
-    if c.gained_ids:
-        lines.append(f"  gained: {_id_list(c.gained_ids, with_sample, show)}")
-    if c.only_current or c.only_baseline:
-        lines.append(
-            f"unmatched (excluded): {len(c.only_current)} only in current, {len(c.only_baseline)} only in baseline"
-        )
-        if c.only_current:
-            lines.append(f"  only in current: {_id_list(c.only_current, with_sample, show)}")
-        if c.only_baseline:
-            lines.append(f"  only in baseline: {_id_list(c.only_baseline, with_sample, show)}")
-    lines += [f"warning: {w}" for w in c.warnings]
-    return lines
-
-
 # ------------------------------------------------------------------------------------------------- CLI
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad options in one line and lets `main` choose the exit status."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ReportError(f"{self.prog}: {message}")
-
-
-def _parser() -> _Parser:
-    parser = _Parser(
-        prog="tir-harness compare",
-        description="Compare run B (current) with run A (baseline) on their shared (problem_id, sample).",
-    )
-    parser.add_argument("baseline", metavar="A", help="baseline: a run directory or a trajectories.jsonl")
-    parser.add_argument("current", metavar="B", help="current run: a run directory or a trajectories.jsonl")
-    parser.add_argument("--gate", action="store_true", help="exit 1 when accuracy dropped significantly")
-    parser.add_argument("--max-drop", type=float, default=0.0, help="tolerated drop, percentage points (0)")
-    parser.add_argument("--alpha", type=float, default=0.05, help="significance level of the gate (0.05)")
-    parser.add_argument("--show", type=int, default=20, help="ids listed per flip list (20)")
-    parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`tir-harness compare A B [--gate --max-drop X --alpha Y]`: 0 ok, 1 gate failed, 2 bad input."""
-    try:
-        args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
-        if args.show < 0:
-            raise ReportError(f"--show must be >= 0, got {args.show}")
-        _check_gate_options(args.max_drop, args.alpha)
-        baseline = load_records(args.baseline)
-        current = load_records(args.current)
-        for path, records in ((args.baseline, baseline), (args.current, current)):
-            if not records:
-                raise ReportError(f"{path}: no records")
-        comparison = compare(current, baseline, current_label=str(args.current), baseline_label=str(args.baseline))
-        if comparison.n == 0:
-            raise ReportError(f"{args.current}: no (problem_id, sample) in common with {args.baseline}")
-    except ReportError as exc:
-        print(f"tir-harness compare: error: {_one_line(str(exc), 400)}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(comparison.to_dict(), indent=2))
-    else:
-        print("\n".join(format_comparison(comparison, show=args.show)))
-    if not args.gate:
-        return 0
-    result = gate(comparison, args.max_drop, args.alpha)
-    print(f"gate: {'passed' if result.passed else 'FAILED'}: {result.reason}")
-    return 0 if result.passed else 1
-
-
-def _check_gate_options(max_drop: float, alpha: float) -> None:
-    if not math.isfinite(max_drop) or max_drop < 0:
-        raise ReportError(f"--max-drop must be a number of percentage points >= 0, got {max_drop:g}")
-    if not 0 <= alpha <= 1:
-        raise ReportError(f"--alpha must be between 0 and 1, got {alpha:g}")

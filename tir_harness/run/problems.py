@@ -7,7 +7,6 @@ it.  Files are looked up first in a data folder laid out as `<dataset>/<split>.j
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,8 +15,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tir_harness.boxed import last_boxed
-from tir_harness.jsonl import JsonlError, read_objects
+from tir_harness.grading.boxed import last_boxed
+from tir_harness.records.jsonl import JsonlError, read_objects
+from tir_harness.util.text import exception_line as _first_line
 
 
 class DataError(ValueError):
@@ -112,11 +112,6 @@ _MATH_SUBJECTS = (
     "algebra", "counting_and_probability", "geometry", "intermediate_algebra",
     "number_theory", "prealgebra", "precalculus",
 )  # fmt: skip
-
-
-def data_dir(option: str | None = None) -> Path | None:
-    value = option or os.environ.get("TIR_DATA_DIR")
-    return Path(value).expanduser() if value else None
 
 
 def load(dataset: str, split: str = "test", *, data_dir: Path | None = None) -> list[Problem]:
@@ -224,7 +219,3 @@ def smoke() -> list[Problem]:
     with resources.as_file(source) as path:
         return load_jsonl(path, id="id", dataset="smoke")
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
