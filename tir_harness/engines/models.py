@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tir_harness.engines.torch_addons import block_mismatched_addons
+
 
 class ModelError(ValueError):
     """`--model` cannot be resolved; the message is one line naming the model."""
@@ -88,6 +90,7 @@ def _prepare_gemma3_270m() -> Path:
 
 
 def _convert_gguf(package: object, target: Path) -> None:
+    block_mismatched_addons()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -26,7 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-VLLM_MODULE = "vllm.entrypoints.openai.api_server"
+# vLLM's api_server behind the torch add-on guard (see engines/torch_addons.py).
+VLLM_MODULE = "tir_harness.engines.vllm_server"
 
 # What works on a CPU-only machine (see docs/servers.md); each is added only if the user did not pass it.
 CPU_DEFAULTS: tuple[tuple[str, str | None], ...] = (

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tir_harness.engines.base import Completion, EngineError, GenerationRequest
+from tir_harness.engines.torch_addons import block_mismatched_addons
 from tir_harness.util.text import exception_line as _first_line
 
 
@@ -124,6 +125,7 @@ class VLLMEngine:
     def _build(self) -> Any:
         # Before vllm is imported: keep the engine core in this process (much faster on few CPU cores).
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        block_mismatched_addons()
         import vllm
 
         self._version = vllm.__version__

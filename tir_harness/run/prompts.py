@@ -183,6 +183,9 @@ class ChatTemplateFormat(PromptFormat):
 
     @classmethod
     def from_tokenizer(cls, model_path: str) -> ChatTemplateFormat:
+        from tir_harness.engines.torch_addons import block_mismatched_addons
+
+        block_mismatched_addons()
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(model_path)

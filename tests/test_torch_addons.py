@@ -1,0 +1,79 @@
+"""A torch add-on built for another torch is kept from loading; a matching one is left alone.
+
+Each case runs in a fresh interpreter whose path starts with a folder of fake distributions: a torch
+`2.13.0+cpu` and a torchvision whose import fails the way PyPI's CUDA build fails beside a CPU torch.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+CHECK = textwrap.dedent(
+    """
+    import importlib.util, sys
+    from tir_harness.engines.torch_addons import block_mismatched_addons
+    blocked = block_mismatched_addons(warn=True)
+    print("blocked", blocked)
+    print("spec", importlib.util.find_spec("torchvision") is not None)
+    try:
+        import torchvision
+    except ImportError:
+        print("import ImportError")
+    except RuntimeError as exc:
+        print("import RuntimeError", exc)
+    else:
+        print("import ok")
+    """
+)
+
+
+def _site(tmp_path: Path, torch: str, torchvision: str) -> Path:
+    site = tmp_path / "site"
+    # The other add-ons match torch here, so that whatever this machine has installed does not count.
+    tag = torch.partition("+")[1] + torch.partition("+")[2]
+    versions = (
+        ("torch", torch),
+        ("torchvision", torchvision),
+        ("torchaudio", f"2.0{tag}"),
+        ("torchcodec", f"0.1{tag}"),
+    )
+    for name, version in versions:
+        info = site / f"{name}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (site / "torchvision").mkdir()
+    (site / "torchvision" / "__init__.py").write_text(
+        "raise RuntimeError('operator torchvision::nms does not exist')\n"
+    )
+    return site
+
+
+def _run(site: Path) -> subprocess.CompletedProcess[str]:
+    code = f"import sys; sys.path.insert(0, {str(site)!r})\n" + CHECK
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_a_cuda_torchvision_beside_a_cpu_torch_is_kept_from_loading(tmp_path: Path) -> None:
+    result = _run(_site(tmp_path, "2.13.0+cpu", "0.28.0"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["blocked ['torchvision 0.28.0']", "spec False", "import ImportError"]
+    notice = [line for line in result.stderr.splitlines() if "tir-harness" in line]
+    assert notice == [
+        "tir-harness: not loading torchvision 0.28.0 (built for another torch than 2.13.0+cpu; "
+        "text models do not need it)"
+    ]
+
+
+@pytest.mark.parametrize(("torch", "torchvision"), [("2.13.0+cpu", "0.28.0+cpu"), ("2.13.0", "0.28.0")])
+def test_a_matching_build_is_left_alone(tmp_path: Path, torch: str, torchvision: str) -> None:
+    result = _run(_site(tmp_path, torch, torchvision))
+    assert result.stdout.splitlines()[:3] == [
+        "blocked []",
+        "spec True",
+        "import RuntimeError operator torchvision::nms does not exist",
+    ]
