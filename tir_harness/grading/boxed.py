@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-_BOX = re.compile(r"\\(?:boxed|fbox)\b")
+BOX = re.compile(r"\\(?:boxed|fbox)\b")
 
 
 def last_boxed(text: str) -> str | None:
@@ -17,7 +17,7 @@ def last_boxed(text: str) -> str | None:
     Returns None when there is no box or the last box is unterminated; an empty ``\\boxed{}`` gives "".
     Linear in the text: braces are matched once, not once per box (model output can hold thousands).
     """
-    boxes = list(_BOX.finditer(text))
+    boxes = list(BOX.finditer(text))
     if not boxes:
         return None
     closing = _matching_braces(text)
@@ -33,6 +33,18 @@ def last_boxed(text: str) -> str | None:
         if unbraced is not None:
             return unbraced.group(1).rstrip(".")
     return None
+
+
+def box_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, content) of every braced box whose braces balance, outermost boxes only, in order."""
+    closing = _matching_braces(text)
+    spans: list[tuple[int, int, str]] = []
+    for match in BOX.finditer(text):
+        pos = match.end()
+        end = closing.get(pos) if pos < len(text) and text[pos] == "{" else None
+        if end is not None and not (spans and match.start() < spans[-1][1]):  # a box inside a box is its content
+            spans.append((match.start(), end + 1, text[pos + 1 : end]))
+    return spans
 
 
 def _matching_braces(text: str) -> dict[int, int]:

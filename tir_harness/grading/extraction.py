@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from tir_harness.grading.boxed import last_boxed
+from tir_harness.grading.boxed import BOX, box_spans, last_boxed
 from tir_harness.grading.equivalence import parse_answer
 from tir_harness.grading.nodes import Text
 from tir_harness.grading.normalize import MATH_WORDS, clean, undouble_backslashes
@@ -26,7 +26,6 @@ MAX_RESPONSE_CHARS = 20_000
 MAX_BOXES = 50
 NUMBER_DATASETS = {"gsm8k", "gsm-hard", "gsm_hard", "gsmhard", "svamp", "asdiv", "mawps", "multiarith"}
 
-_BOX = re.compile(r"\\(?:boxed|fbox)\b")
 _GSM = re.compile(r"####\s*([^\n]+)")
 _PHRASE = re.compile(
     r"(?:answer|r[ée]ponse|respuesta|antwort|ответ)\s*(?:is|est|es|ist|:|=)\s*:?|答案\s*(?:是|为|：|:)?",
@@ -95,36 +94,15 @@ def extract_choice(response: str) -> str | None:
     return letters[-1] if letters else None
 
 
-def _box_spans(text: str) -> list[tuple[int, int, str]]:
-    spans: list[tuple[int, int, str]] = []
-    for match in _BOX.finditer(text):
-        pos = match.end()
-        if pos < len(text) and text[pos] == "{":
-            depth = 0
-            for i in range(pos, len(text)):
-                ch = text[i]
-                if ch in "{}" and text[i - 1] == "\\":
-                    continue
-                if ch == "{":
-                    depth += 1
-                elif ch == "}":
-                    depth -= 1
-                    if depth == 0:
-                        spans.append((match.start(), i + 1, text[pos + 1 : i]))
-                        break
-    # Boxes inside boxes are part of the outer one.
-    return [s for s in spans if not any(o[0] < s[0] and s[1] <= o[1] for o in spans)]
-
-
 def _boxed(text: str) -> str | None:
-    starts = [m.start() for m in _BOX.finditer(text)]
+    starts = [m.start() for m in BOX.finditer(text)]
     if len(starts) > MAX_BOXES:
         # Each unterminated box is scanned to the end of the text: keep that bounded.
         text = text[starts[-MAX_BOXES] :]
     last = last_boxed(text)
     if last is None:
         return None
-    spans = _box_spans(text)
+    spans = box_spans(text)
     if not spans or spans[-1][2] != last:
         return last.strip()
     chosen = [spans[-1]]
