@@ -6,6 +6,7 @@ Each case runs in a fresh interpreter whose path starts with a folder of fake di
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -28,6 +29,10 @@ CHECK = textwrap.dedent(
         print("import RuntimeError", exc)
     else:
         print("import ok")
+    # A Python this one starts (as vLLM starts one to inspect a model class) is guarded too.
+    import subprocess
+    child = "import importlib.util; print('child spec', importlib.util.find_spec('torchvision') is not None)"
+    print(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60).stdout.strip())
     """
 )
 
@@ -54,14 +59,19 @@ def _site(tmp_path: Path, torch: str, torchvision: str) -> Path:
 
 
 def _run(site: Path) -> subprocess.CompletedProcess[str]:
-    code = f"import sys; sys.path.insert(0, {str(site)!r})\n" + CHECK
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    return subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_a_cuda_torchvision_beside_a_cpu_torch_is_kept_from_loading(tmp_path: Path) -> None:
     result = _run(_site(tmp_path, "2.13.0+cpu", "0.28.0"))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["blocked ['torchvision 0.28.0']", "spec False", "import ImportError"]
+    assert result.stdout.splitlines() == [
+        "blocked ['torchvision 0.28.0']",
+        "spec False",
+        "import ImportError",
+        "child spec False",
+    ]
     notice = [line for line in result.stderr.splitlines() if "tir-harness" in line]
     assert notice == [
         "tir-harness: not loading torchvision 0.28.0 (built for another torch than 2.13.0+cpu; "
@@ -72,8 +82,9 @@ def test_a_cuda_torchvision_beside_a_cpu_torch_is_kept_from_loading(tmp_path: Pa
 @pytest.mark.parametrize(("torch", "torchvision"), [("2.13.0+cpu", "0.28.0+cpu"), ("2.13.0", "0.28.0")])
 def test_a_matching_build_is_left_alone(tmp_path: Path, torch: str, torchvision: str) -> None:
     result = _run(_site(tmp_path, torch, torchvision))
-    assert result.stdout.splitlines()[:3] == [
+    assert result.stdout.splitlines() == [
         "blocked []",
         "spec True",
         "import RuntimeError operator torchvision::nms does not exist",
+        "child spec True",
     ]

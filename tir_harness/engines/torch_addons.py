@@ -6,14 +6,18 @@ made against CUDA torch, and merely importing such a torchvision fails inside tr
 them, so a mismatched add-on is marked absent in `sys.modules` before transformers or vLLM look for it:
 `import torchvision` then raises ImportError and `importlib.util.find_spec` returns None, exactly as if it
 were not installed.  Matching builds (a CUDA torch with CUDA add-ons, or `+cpu` with `+cpu`) are untouched.
+Pythons started from a guarded process (vLLM's model-inspection subprocess, a server) apply the same guard
+through `_addon_guard/sitecustomize.py`, whose folder is put first on PYTHONPATH.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib import metadata
 
 ADDONS = ("torchvision", "torchaudio", "torchcodec")
+GUARD_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_addon_guard")
 
 
 def _local_tag(version: str) -> str:
@@ -45,6 +49,10 @@ def block_mismatched_addons(warn: bool = True) -> list[str]:
             continue  # already imported, so it worked: leave it alone
         sys.modules[name] = None  # type: ignore[assignment]
         blocked.append(f"{name} {version}")
+    if blocked:
+        path = os.environ.get("PYTHONPATH", "")
+        if GUARD_DIR not in path.split(os.pathsep):
+            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (GUARD_DIR, path) if p)
     if blocked and warn:
         print(
             f"tir-harness: not loading {', '.join(blocked)} (built for another torch than {torch}; "
