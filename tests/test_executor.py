@@ -204,8 +204,14 @@ def test_run_rejects_non_strings(ex: Executor) -> None:
 
 def test_reference_style() -> None:
     with Executor(timeout=5.0, observation_style="reference", warm_workers=1) as ex, ex.session() as s:
-        assert s.run("print('a')\n1 + 1").text == "a"  # stdout only, no display
+        # The reference's IPython shell: output, then the final expression's display (its README expects 17).
+        assert s.run("print('a')\n1 + 1").text == "a\n2"
+        assert s.run("from sympy import ceiling, Rational\nceiling(3 * (6 - Rational(1, 2)))").text == "17"
         assert s.run("print('a')\n1 / 0").text == "ZeroDivisionError: division by zero"
+        assert s.run("x = 1").text == "Result is not defined"
+        assert s.run("print('  b  ')").text == "b"  # stripped
+    with Executor(timeout=1.0, observation_style="reference", warm_workers=1) as ex, ex.session() as s:
+        assert s.run("while True: pass").text == "Timeout Error"
 
 
 def test_render_and_compose_cut_markers() -> None:

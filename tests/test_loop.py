@@ -8,7 +8,7 @@ import pytest
 
 from tir_harness.engines.base import EngineError, SamplingConfig
 from tir_harness.engines.scripted import ScriptedEngine
-from tir_harness.run.loop import LoopConfig, extract_code, run_trajectory
+from tir_harness.run.loop import LoopConfig, extract_code_blocks, run_trajectory, sample_seed
 from tir_harness.run.prompts import FORMATS, MAX_CALLS_NOTE, PROMPT_TYPES
 from tir_harness.run.scheduler import Scheduler
 from tir_harness.sandbox.executor import Executor
@@ -37,9 +37,9 @@ def test_code_is_run_and_its_output_appended(executor):
     first, second = engine.requests
     assert first.prompt.endswith("Question: Q1\nSolution:\n")
     assert first.add_special_tokens and second.continues == first.request_id
-    # The stop string cut the turn; the observation block follows the model's own text inline.
+    # The stop string cut the turn; the right-stripped text is followed by the observation block inline.
     expected_text = "We compute.\n```python\nx = 6 * 7\nprint(x)\n```\n"
-    assert second.prompt == first.prompt + expected_text + "```output\n42\n```\n"
+    assert second.prompt == first.prompt + expected_text.rstrip() + "\n```output\n42\n```\n"
     assert trajectory.end_reason == "answer"
     t1, t2 = trajectory.turns
     assert (t1.text, t1.stop_reason, t1.code, t1.observation, t1.exec_status) == (
@@ -49,6 +49,7 @@ def test_code_is_run_and_its_output_appended(executor):
         "42",
         "ok",
     )
+    assert t1.code_blocks == ["x = 6 * 7\nprint(x)\n"]
     assert t2.text == "So the answer is \\boxed{42}.\n\n" and t2.stop_reason == "---" and t2.code is None
     assert trajectory.tool_calls == 1 and trajectory.final_prompt == second.prompt
     assert "```output\n42\n```" in trajectory.response and trajectory.response.endswith("\\boxed{42}.\n\n")
@@ -70,14 +71,27 @@ def test_state_lives_across_turns_in_a_chat_format(executor):
     )
 
 
-def test_tool_call_limit_is_announced_and_enforced(executor):
+def test_tool_call_limit_ends_without_another_generation(executor):
     always_code = "```python\nprint(1)\n```"
     engine = ScriptedEngine.by_question({"Q3": [always_code] * 5})
     trajectory = run_trajectory("Q3", config(max_tool_calls=2), engine, executor.session, "q3")
     assert trajectory.end_reason == "max_tool_calls"
-    assert trajectory.tool_calls == 2 and len(trajectory.turns) == 3
-    assert engine.requests[2].prompt.endswith(f"```output\n1\n```\n{MAX_CALLS_NOTE}\n")
-    assert MAX_CALLS_NOTE not in engine.requests[1].prompt
+    assert trajectory.tool_calls == 2 and len(trajectory.turns) == 2 and len(engine.requests) == 2
+    assert all(MAX_CALLS_NOTE not in r.prompt for r in engine.requests)
+    # The note closes the conversation after the last observation, as the reference writes it.
+    assert trajectory.conversation == trajectory.final_prompt + MAX_CALLS_NOTE
+    assert trajectory.final_prompt.endswith("```python\nprint(1)\n```\n```output\n1\n```\n")
+
+
+def test_every_block_of_a_turn_runs_and_the_last_one_is_observed(executor):
+    turn = "First:\n```python\na = 20\nprint('set')\n```\nThen:\n```python\nprint(a + 1)\n```"
+    engine = ScriptedEngine.by_question({"Q7": [turn, "\\boxed{21}"]})
+    trajectory = run_trajectory("Q7", config(GEMMA, "tora"), engine, executor.session, "q7")
+    first = trajectory.turns[0]
+    assert first.observation == "21" and first.exec_status == "ok"
+    assert first.code_blocks == ["a = 20\nprint('set')\n", "print(a + 1)\n"]
+    assert first.code == "a = 20\nprint('set')\n\nprint(a + 1)\n"
+    assert trajectory.tool_calls == 1
 
 
 def test_errors_in_code_become_observations(executor):
@@ -94,6 +108,8 @@ def test_errors_in_code_become_observations(executor):
         (["I do not know."], {}, "no_code"),
         (["word " * 50], {"max_tokens": 10}, "length"),
         (["```python\nprint(2)\n```"], {"prompt_type": "cot"}, "no_code"),  # no tool without tora
+        (["\\boxed is near\n```python\nprint(2)\n```"], {}, "answer"),  # the reference's substring test
+        (["```python\nprint(2)\n```"], {"max_tool_calls": 0}, "max_tool_calls"),
     ],
 )
 def test_how_trajectories_end(executor, turns, kwargs, end):
@@ -111,17 +127,29 @@ def test_engine_failure_ends_the_trajectory_with_its_reason(executor):
 
 
 @pytest.mark.parametrize(
-    ("text", "code"),
+    ("text", "blocks"),
     [
-        ("a\n```python\nprint(1)\n```\nb\n```python\nprint(2)\n```\n", "print(2)\n"),
-        ("```python\nx = 1\n", "x = 1\n"),  # unclosed: the model stopped at ```output
-        ("```python\n\n```", None),
-        ("```py\nprint(1)\n```", None),
-        ("no code", None),
+        ("a\n```python\nprint(1)\n```\nb\n```python\nprint(2)\n```\n", ["print(1)\n", "print(2)\n"]),
+        ("```python\nx = 1\n", ["x = 1\n"]),  # unclosed: the model stopped at ```output
+        ("```python\n\n```", ["\n"]),  # empty blocks run in the reference too
+        ("```python\nx = 1\n```output\n1\n```python\ny = 2", ["x = 1\n", "y = 2\n"]),
+        ("```py\nprint(1)\n```", []),
+        ("text ```python\nprint(1)\n```", []),  # a block opens at a line start, as ToRA's extract_program
+        ("no code", []),
     ],
 )
-def test_extract_code(text, code):
-    assert extract_code(text) == code
+def test_extract_code_blocks(text, blocks):
+    assert extract_code_blocks(text) == blocks
+
+
+def test_sample_seeds_of_different_runs_never_collide():
+    seeds = {(s, i): sample_seed(s, i) for s in range(-3, 40) for i in range(64)}
+    assert len(set(seeds.values())) == len(seeds)
+    assert sample_seed(1, 0) != sample_seed(0, 1)
+    with pytest.raises(ValueError, match="sample index"):
+        sample_seed(0, 2**20)
+    with pytest.raises(ValueError, match="--seed"):
+        sample_seed(2**43, 0)
 
 
 def test_a_short_trajectory_finishes_while_a_long_one_still_runs(executor):

@@ -2,100 +2,130 @@
 
 import pytest
 
-from tir_harness.run.loop import _add_model_text
 from tir_harness.run.prompts import (
     FORMATS,
+    MAX_CALLS_NOTE,
     PROMPT_TYPES,
     ChatTemplateFormat,
     Message,
+    default_observation_style,
+    default_prompt_type,
     first_messages,
     format_for_model,
 )
 
 Q = "What is 2+3?"
-TORA = (
+# The reference implementation's strings, copied from its source (docs/fidelity.md).
+INTEGRATE = (
+    "Please integrate natural language reasoning with programs to solve the problem above, "
+    "and put your final answer within \\boxed{}."
+)
+REASON = "Please reason step by step, and put your final answer within \\boxed{}."
+INSTRUCT = (
     "What is 2+3?\n\nSolve the problem by reasoning step by step. You may write Python code in a ```python "
     "block; its output will be shown to you in a ```output block. Put your final answer within \\boxed{}."
 )
-COT = "What is 2+3?\n\nPlease reason step by step, and put your final answer within \\boxed{}."
+COT = f"What is 2+3?\n{REASON}"
 CODE = "Let me compute.\n```python\nprint(2+3)\n```\n"
+STRIPPED = "Let me compute.\n```python\nprint(2+3)\n```"
+L3_USER = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"
+L3_ASSISTANT = "<|start_header_id|>assistant<|end_header_id|>\n\n"
+
+FIRST = {
+    ("gemma", "tora"): f"<bos><start_of_turn>user\n{Q}<end_of_turn>\n<start_of_turn>model\n",
+    ("gemma", "cot"): f"<bos><start_of_turn>user\n{Q}\n{REASON}<end_of_turn>\n<start_of_turn>model\n",
+    ("mistral", "tora"): f"<s> [INST] {Q} [/INST]",
+    ("mistral", "cot"): f"<s> [INST] {Q}\n{REASON} [/INST]",
+    ("deepseek", "tora"): f"User: {Q}\n{INTEGRATE}\n\nAssistant: ",
+    ("deepseek", "cot"): f"User: {Q}\n{REASON}\n\nAssistant: ",
+    # Fixed: the reference's Llama 3 tora prompt dropped the question.
+    ("llama3", "tora"): f"{L3_USER}{Q}\n{INTEGRATE}<|eot_id|>{L3_ASSISTANT}",
+    ("llama3", "cot"): f"{L3_USER}{Q}\n{REASON}<|eot_id|>{L3_ASSISTANT}",
+}
+WRAPPER = {
+    "gemma": "<end_of_turn>\n<start_of_turn>user\n```output\n5\n```<end_of_turn>\n<start_of_turn>model\n",
+    "mistral": "</s> [INST] ```output\n5\n``` [/INST]",
+    "deepseek": "\n```output\n5\n```\n",
+    "llama3": f"<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n```output\n5\n```<|eot_id|>{L3_ASSISTANT}",
+}
+STOP = {
+    "gemma": ("<end_of_turn>", "<eos>", "```output", "<start_of_turn>"),
+    "mistral": ("<s>", "</s>", "[INST]", "```output"),
+    "deepseek": ("<｜end▁of▁sentence｜>", "User", "```output"),
+    "llama3": ("<|eot_id|>", "<|start_header_id|>user", "```output"),
+}
+
+
+def after_turn(fmt, messages, text=CODE, observation="5"):
+    return fmt.with_observation(fmt.with_model_text(messages, text), observation)
 
 
 def test_prompt_types_build_the_first_message():
-    assert PROMPT_TYPES["tora"].first_message(Q) == TORA
-    assert PROMPT_TYPES["cot"].first_message(Q) == COT
-    fewshot = PROMPT_TYPES["tora-fewshot"].first_message(Q)
+    assert PROMPT_TYPES["tora-instruct"].first_message(Q, "gemma") == INSTRUCT
+    assert PROMPT_TYPES["cot"].first_message(Q, "plain") == COT
+    fewshot = PROMPT_TYPES["tora-fewshot"].first_message(Q, "plain")
     assert fewshot.startswith("Question: A baker makes 24 muffins")
     assert fewshot.endswith("---\n\nQuestion: What is 2+3?\nSolution:")
     assert fewshot.count("```python\n") == 3 and fewshot.count("```output\n") == 3
     assert PROMPT_TYPES["tora"].uses_tool and not PROMPT_TYPES["cot"].uses_tool
+    assert PROMPT_TYPES["tora-instruct"].uses_tool
 
 
-def test_gemma_matches_the_reference_layout():
-    fmt = FORMATS["gemma"]
-    first = fmt.render(first_messages(Q, PROMPT_TYPES["tora"]))
-    assert first == f"<bos><start_of_turn>user\n{TORA}<end_of_turn>\n<start_of_turn>model\n"
-    messages = fmt.with_observation([*first_messages(Q, PROMPT_TYPES["tora"]), Message("assistant", CODE)], "5", False)
-    second = fmt.render(messages)
-    assert second == (
-        first + CODE + "<end_of_turn>\n<start_of_turn>user\n```output\n5\n```<end_of_turn>\n<start_of_turn>model\n"
-    )
-    assert fmt.stop == ("<end_of_turn>", "```output")
+@pytest.mark.parametrize(("name", "prompt_type"), sorted(FIRST))
+def test_first_prompts_are_the_references_byte_for_byte(name, prompt_type):
+    assert FORMATS[name].first_prompt(Q, PROMPT_TYPES[prompt_type]) == FIRST[name, prompt_type]
 
 
-def test_mistral():
-    fmt = FORMATS["mistral"]
-    messages = first_messages(Q, PROMPT_TYPES["cot"])
-    assert fmt.render(messages) == f"<s>[INST] {COT} [/INST]"
-    messages = fmt.with_observation([*messages, Message("assistant", CODE)], "5", False)
-    assert fmt.render(messages) == f"<s>[INST] {COT} [/INST]{CODE}</s>[INST] ```output\n5\n``` [/INST]"
+@pytest.mark.parametrize("name", sorted(WRAPPER))
+def test_second_prompt_is_first_plus_stripped_text_plus_wrapper(name):
+    fmt = FORMATS[name]
+    messages = first_messages(Q, PROMPT_TYPES["tora"], name)
+    assert fmt.render(after_turn(fmt, messages)) == FIRST[name, "tora"] + STRIPPED + WRAPPER[name]
 
 
-def test_llama3_includes_the_question():
-    fmt = FORMATS["llama3"]
-    messages = first_messages(Q, PROMPT_TYPES["tora"])
-    head = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"
-    assistant = "<|start_header_id|>assistant<|end_header_id|>\n\n"
-    assert fmt.render(messages) == f"{head}{TORA}<|eot_id|>{assistant}"
-    messages = fmt.with_observation([*messages, Message("assistant", CODE)], "5", True)
-    assert fmt.render(messages) == (
-        f"{head}{TORA}<|eot_id|>{assistant}{CODE}<|eot_id|>"
-        "<|start_header_id|>user<|end_header_id|>\n\n```output\n5\n```\nReach max function call limit.<|eot_id|>"
-        f"{assistant}"
-    )
+@pytest.mark.parametrize("name", sorted(STOP))
+def test_stop_strings_are_the_references(name):
+    assert FORMATS[name].stop == STOP[name]
 
 
-def test_deepseek_appends_observations_inline():
-    fmt = FORMATS["deepseek"]
-    messages = first_messages(Q, PROMPT_TYPES["tora"])
-    first = fmt.render(messages)
-    assert first == f"<｜begin▁of▁sentence｜>User: {TORA}\n\nAssistant:"
-    messages = fmt.with_observation([*messages, Message("assistant", CODE)], "5", False)
-    assert fmt.render(messages) == first + CODE + "```output\n5\n```\n"
+def test_one_bos_the_text_carries_it_or_the_tokenizer_adds_it():
+    for name in ("gemma", "mistral", "llama3"):
+        assert not FORMATS[name].add_special_tokens, name
+    assert FORMATS["deepseek"].add_special_tokens and not FIRST["deepseek", "tora"].startswith("<｜begin")
+    assert FORMATS["plain"].add_special_tokens
+
+
+def test_defaults_reproduce_the_reference_for_its_formats():
+    assert [default_prompt_type(f) for f in ("gemma", "mistral", "deepseek", "llama3")] == ["tora"] * 4
+    assert default_prompt_type("plain") == "tora-fewshot"
+    assert default_prompt_type("chat-template") == "tora-instruct"
+    assert default_observation_style("gemma", "tora") == "reference"
+    assert default_observation_style("llama3", "cot") == "reference"
+    assert default_observation_style("gemma", "tora-instruct") == "full"
+    assert default_observation_style("plain", "tora-fewshot") == "full"
+    assert MAX_CALLS_NOTE == "\nReach max function call limit."
 
 
 def test_plain_completion_for_base_models():
     fmt = FORMATS["plain"]
     messages = first_messages(Q, PROMPT_TYPES["tora-fewshot"])
     first = fmt.render(messages)
-    assert first == PROMPT_TYPES["tora-fewshot"].first_message(Q) + "\n"
-    messages = fmt.with_observation([*messages, Message("assistant", CODE)], "5", True)
-    assert fmt.render(messages) == first + CODE + "```output\n5\n```\nReach max function call limit.\n"
-    assert fmt.add_special_tokens and fmt.stop == ("```output", "---", "Question:")
+    assert first == PROMPT_TYPES["tora-fewshot"].first_message(Q, "plain") + "\n"
+    assert fmt.render(after_turn(fmt, messages)) == first + STRIPPED + "\n```output\n5\n```\n"
+    assert fmt.stop == ("```output", "---", "Question:")
 
 
 @pytest.mark.parametrize("name", sorted(FORMATS))
 def test_every_prompt_extends_the_previous_one(name):
-    # Prefix caching depends on it: turn N+1's prompt starts with turn N's prompt and output.
+    # Prefix caching depends on it: turn N+1's prompt starts with turn N's prompt and stripped output.
     fmt = FORMATS[name]
-    messages = first_messages(Q, PROMPT_TYPES["tora"])
+    messages = first_messages(Q, PROMPT_TYPES["tora"], name)
     prompt = fmt.render(messages)
     for turn in range(3):
-        text = f"turn {turn}\n```python\nprint({turn})\n```\n"
-        messages = _add_model_text(messages, text)
-        messages = fmt.with_observation(messages, str(turn), last=turn == 2)
+        text = f"turn {turn}\n```python\nprint({turn})\n```\n  "
+        messages = after_turn(fmt, messages, text, str(turn))
         new_prompt = fmt.render(messages)
-        assert new_prompt.startswith(prompt + text)
+        assert new_prompt.startswith(prompt + text.rstrip())
         assert new_prompt.endswith(fmt.generation) or fmt.inline
         prompt = new_prompt
 
@@ -108,9 +138,9 @@ def test_chat_template_uses_the_tokenizer_and_continues_open_turns():
     fmt = ChatTemplateFormat(apply, ["</s>"])
     messages = first_messages(Q, PROMPT_TYPES["cot"])
     assert fmt.render(messages) == f"<user>{COT}</user><assistant>"
-    messages = fmt.with_observation([*messages, Message("assistant", CODE)], "5", False)
+    messages = fmt.with_observation([*messages, Message("assistant", STRIPPED)], "5")
     assert fmt.render(messages) == (
-        f"<user>{COT}</user><assistant>{CODE}</assistant><user>```output\n5\n```</user><assistant>"
+        f"<user>{COT}</user><assistant>{STRIPPED}</assistant><user>```output\n5\n```</user><assistant>"
     )
     assert fmt.stop == ("</s>", "```output")
 

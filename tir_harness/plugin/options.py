@@ -50,7 +50,8 @@ def addoption(parser: pytest.Parser) -> None:
     add("--prompt-format", choices=[*FORMATS, "chat-template"], default=None,
         help="prompt format; default: the alias's, else guessed from the model name")  # fmt: skip
     add("--prompt-type", choices=list(PROMPT_TYPES), default=None,
-        help="tora (code), cot (no tool), tora-fewshot (base models); default: the alias's, else tora")  # fmt: skip
+        help="tora (the reference's TIR prompt), cot (no tool), tora-instruct (this project's instruction), "
+        "tora-fewshot (base models); default: the alias's, else tora for the reference's formats")  # fmt: skip
     add(
         "--data-dir",
         default=None,
@@ -80,9 +81,9 @@ def addoption(parser: pytest.Parser) -> None:
         help="with pytest-xdist: worker N sees only GPU N (CUDA_VISIBLE_DEVICES)")  # fmt: skip
     add("--exec-timeout", type=float, default=10.0, help="seconds per code execution (default 10)")
     add("--exec-memory-mb", type=_positive_int, default=2048, help="address-space limit per execution")
-    add("--exec-observations", choices=["full", "reference"], default="full",
+    add("--exec-observations", choices=["full", "reference"], default=None,
         help="what the model sees of its code: full (output, last value, traceback tail) or reference "
-        "(the reference implementation's: output, else the error's last line)")  # fmt: skip
+        "(the reference implementation's); default: reference with the reference's prompts, else full")  # fmt: skip
     add("--report-dir", default=None, help="where this run's reports go (default reports/<model>-<time>)")
     add("--store-dir", default=None, help="result store (env TIR_STORE_DIR; default in the pytest cache dir)")
     add("--refresh", action="store_true", help="regenerate even when the store holds a result")
@@ -120,7 +121,7 @@ class HarnessOptions:
     gpu_per_worker: bool
     exec_timeout: float
     exec_memory_mb: int
-    exec_observations: str
+    exec_observations: str | None
     report_dir: str | None
     store_dir: str | None
     refresh: bool

@@ -22,14 +22,15 @@ from tir_harness.engines.models import ModelError, ModelSpec, resolve_model
 from tir_harness.plugin.options import HarnessOptions
 from tir_harness.plugin.reporter import ENGINE_PROPERTY, RECORDS_PROPERTY
 from tir_harness.records.verdict import regraded
-from tir_harness.run.loop import LOOP_VERSION, LoopConfig, run_trajectory
+from tir_harness.run.loop import LOOP_VERSION, REFERENCE_OUTPUT_CHARS, LoopConfig, run_trajectory, sample_seed
 from tir_harness.run.problems import Problem
 from tir_harness.run.prompts import (
     FORMATS,
     PROMPT_TYPES,
     ChatTemplateFormat,
     PromptFormat,
-    first_messages,
+    default_observation_style,
+    default_prompt_type,
     format_for_model,
 )
 from tir_harness.run.results import Result, RunContext, make_record
@@ -136,21 +137,29 @@ class Runner:
             self.engine = self._start_engine(self._model)  # only the server knows the model's name
         model_name = opts.model or str(self.engine.info().get("model") or "server")  # type: ignore[union-attr]
         fmt = self._prompt_format(self._model, model_name)
-        prompt_type = PROMPT_TYPES[opts.prompt_type or self._model.prompt_type or "tora"]
+        prompt_type = PROMPT_TYPES[opts.prompt_type or self._model.prompt_type or default_prompt_type(fmt.name)]
         from tir_harness.sandbox.executor import ExecutorConfig
 
+        style = opts.exec_observations or default_observation_style(fmt.name, prompt_type.name)
         self._executor_config = ExecutorConfig(
-            timeout=opts.exec_timeout, memory_mb=opts.exec_memory_mb, observation_style=opts.exec_observations
+            timeout=opts.exec_timeout,
+            memory_mb=opts.exec_memory_mb,
+            observation_style=style,
+            # The reference does not cut observations: a generous cap instead of the default.
+            max_output_chars=REFERENCE_OUTPUT_CHARS if style == "reference" else ExecutorConfig.max_output_chars,
         )
         self.store = self._open_store()
         sampling = SamplingConfig(
             temperature=opts.temperature, top_p=opts.top_p, max_tokens=opts.max_tokens, seed=opts.seed, stop=fmt.stop
         )
         base = LoopConfig(fmt, prompt_type, sampling, opts.max_tool_calls)
-        self._loop = {
-            s: dataclasses.replace(base, sampling=dataclasses.replace(sampling, seed=opts.seed + s))
-            for s in range(opts.samples)
-        }
+        try:
+            self._loop = {
+                s: dataclasses.replace(base, sampling=dataclasses.replace(sampling, seed=sample_seed(opts.seed, s)))
+                for s in range(opts.samples)
+            }
+        except ValueError as exc:
+            raise StartupError(f"tir-harness: {exc}") from None
         self.context = RunContext(
             run_id=self.run_id,
             model=model_name,
@@ -263,7 +272,7 @@ class Runner:
                 model_revision=self._model.revision,
                 prompt_format=loop.prompt_format.name,
                 prompt_type=loop.prompt_type.name,
-                prompt=loop.prompt_format.render(first_messages(problem.question, loop.prompt_type)),
+                prompt=loop.prompt_format.first_prompt(problem.question, loop.prompt_type),
                 sampling=loop.sampling.to_dict(),
                 seed=loop.sampling.seed,
                 sample=sample,

@@ -18,20 +18,24 @@ END_MAX_TOOL_CALLS = "max_tool_calls"
 END_LENGTH = "length"  # max_tokens or the context length was hit
 END_ERROR = "error"  # the engine failed for this request
 
+# Appended (by the reference, after the last allowed execution's observation) to close the conversation.
+MAX_CALLS_NOTE = "\nReach max function call limit."
+
 
 @dataclass
 class Turn:
     text: str  # what the model generated in this turn (without the stop string)
     finish_reason: str
     stop_reason: str | int | None = None
-    code: str | None = None
+    code: str | None = None  # every ```python block that ran, in order, joined by newlines
     observation: str | None = None  # what was appended for the model to read
     exec_status: str | None = None  # the executor's status for `code`
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int | None = None
     gen_seconds: float = 0.0
-    exec_seconds: float = 0.0
+    exec_seconds: float = 0.0  # all blocks of the turn
+    code_blocks: list[str] | None = None  # the blocks of `code`, one per execution; the observation is the last's
 
 
 @dataclass
@@ -52,6 +56,11 @@ class Trajectory:
             if turn.observation is not None:
                 parts.append(f"\n```output\n{turn.observation}\n```\n")
         return "".join(parts)
+
+    @property
+    def conversation(self) -> str:
+        """The whole conversation as the reference writes it: `conversation_text` of this trajectory."""
+        return conversation_text(self.to_dict())
 
     @property
     def tool_calls(self) -> int:
@@ -86,3 +95,16 @@ class Trajectory:
             seconds=data.get("seconds", 0.0),
             final_prompt=data.get("final_prompt", ""),
         )
+
+
+def conversation_text(record: dict[str, Any]) -> str:
+    """The conversation the reference would have written for a record: the last prompt sent, then the last
+    turn's right-stripped text, or (when the tool-call limit ended it) the limit note."""
+    text = str(record.get("final_prompt") or record.get("prompt") or "")
+    turns = record.get("turns") or []
+    if not turns:
+        return text
+    last = turns[-1]
+    if last.get("code") is None:
+        return text + str(last.get("text") or "").rstrip()
+    return text + MAX_CALLS_NOTE if record.get("end_reason") == END_MAX_TOOL_CALLS else text

@@ -1,21 +1,23 @@
 """The tool-integrated reasoning loop for one trajectory, as the reference implementation runs it.
 
-Generate until a stop string; a `\\boxed{}` ends the trajectory; otherwise a ```python block is run and its
-output appended in the prompt format, up to `max_tool_calls` calls (the last observation tells the model the
-limit was reached, and it gets one more turn to answer).  Everything that happened is recorded in turns.
+Generate until a stop string.  A turn whose text contains `boxed` ends the trajectory (the reference's test,
+a substring, not a parsed box); so does a turn without a ```python block, and every turn of a prompt type
+without the tool.  Otherwise every ```python block of the turn runs, in order, in the trajectory's live
+session (the reference replays the whole conversation's blocks in a fresh shell: the same state), and what
+the last block produced is appended in the prompt format.  At most `max_tool_calls` turns run code (the
+reference's horizon): after the last allowed one the limit note is appended to the conversation and the
+trajectory ends without another generation.  Everything that happened is recorded in turns.
 """
 
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tir_harness.engines.base import Engine, EngineError, GenerationRequest, SamplingConfig
-from tir_harness.grading.boxed import last_boxed
 from tir_harness.records.trajectory import (
     END_ANSWER,
     END_ERROR,
@@ -25,10 +27,10 @@ from tir_harness.records.trajectory import (
     Trajectory,
     Turn,
 )
-from tir_harness.run.prompts import Message, PromptFormat, PromptType, first_messages
+from tir_harness.run.prompts import PromptFormat, PromptType, first_messages
 
 # Part of the result-store key: bump whenever the loop's behaviour changes what a trajectory would be.
-LOOP_VERSION = 1
+LOOP_VERSION = 2
 
 
 class CodeSession(Protocol):
@@ -36,6 +38,23 @@ class CodeSession(Protocol):
 
 
 SessionFactory = Callable[[], contextlib.AbstractContextManager[CodeSession]]
+
+
+# Sample i of a run with seed s samples with seed s * 2**20 + i: injective over (s, i) while i < 2**20, so two runs
+# with different seeds never share a sample's seed, and |s| < 2**43 keeps it inside a signed 64-bit integer.
+SAMPLE_BITS = 20
+# Observation cap with the `reference` style: the reference cuts nothing; this keeps a runaway print bounded.
+REFERENCE_OUTPUT_CHARS = 16_000
+MAX_RUN_SEED = 2**43
+
+
+def sample_seed(seed: int, sample: int) -> int:
+    """The sampling seed of sample `sample` of a run with seed `seed` (distinct for every distinct pair)."""
+    if not 0 <= sample < 2**SAMPLE_BITS:
+        raise ValueError(f"sample index must be in 0..{2**SAMPLE_BITS - 1}, got {sample}")
+    if not -MAX_RUN_SEED < seed < MAX_RUN_SEED:
+        raise ValueError(f"--seed must be between -2**43 and 2**43 (exclusive), got {seed}")
+    return seed * 2**SAMPLE_BITS + sample
 
 
 @dataclass(frozen=True)
@@ -46,15 +65,26 @@ class LoopConfig:
     max_tool_calls: int = 4
 
 
-_PYTHON_BLOCK = re.compile(r"```python\n(.*?)(?:```|\Z)", re.DOTALL)
+def extract_code_blocks(text: str) -> list[str]:
+    """Every ```python block of a turn, in order, split as the reference (ToRA's `extract_program`) splits:
+    a block opens at a line starting with ```python and closes at the next line starting with ```; an unclosed
+    block counts (the model stopped at ```output).  Empty blocks are kept: the reference runs them too."""
+    blocks: list[str] = []
+    lines: list[str] | None = None
+    for line in text.rstrip().split("\n"):  # the reference reads the right-stripped text
+        if line.startswith("```python"):
+            lines = []
+            blocks.append("")
+        elif line.startswith("```"):
+            lines = None
+        elif lines is not None:
+            blocks[-1] += line + "\n"
+    return blocks
 
 
-def extract_code(text: str) -> str | None:
-    """The last ```python block of a turn; an unclosed block counts (the model stopped at ```output)."""
-    blocks = _PYTHON_BLOCK.findall(text)
-    if not blocks or not blocks[-1].strip():
-        return None
-    return blocks[-1]
+def wants_code(text: str) -> bool:
+    """The reference's rule: code runs when the turn has no `boxed` and contains a ```python block."""
+    return "boxed" not in text and "```python" in text
 
 
 def run_trajectory(
@@ -65,7 +95,7 @@ def run_trajectory(
     request_id: str = "",
 ) -> Trajectory:
     fmt, sampling = config.prompt_format, config.sampling
-    messages = first_messages(question, config.prompt_type)
+    messages = first_messages(question, config.prompt_type, fmt.name)
     prompt = fmt.render(messages)
     trajectory = Trajectory(prompt=prompt, final_prompt=prompt)
     started = time.perf_counter()
@@ -81,8 +111,9 @@ def run_trajectory(
             except EngineError as exc:
                 trajectory.end_reason, trajectory.error = END_ERROR, str(exc)
                 break
+            text = completion.text
             turn = Turn(
-                text=completion.text,
+                text=text,
                 finish_reason=completion.finish_reason,
                 stop_reason=completion.stop_reason,
                 prompt_tokens=completion.prompt_tokens,
@@ -91,33 +122,34 @@ def run_trajectory(
                 gen_seconds=round(time.perf_counter() - sent, 4),
             )
             trajectory.turns.append(turn)
-            messages = _add_model_text(messages, completion.text)
-            code = extract_code(completion.text) if config.prompt_type.uses_tool else None
-            if last_boxed(completion.text) is not None:
+            messages = fmt.with_model_text(messages, text)
+            blocks = extract_code_blocks(text) if config.prompt_type.uses_tool and wants_code(text) else []
+            if "boxed" in text:
                 trajectory.end_reason = END_ANSWER
-            elif completion.finish_reason == "length":
-                trajectory.end_reason = END_LENGTH
-            elif code is None:
-                trajectory.end_reason = END_NO_CODE
+            elif not blocks:
+                # A turn cut at max_tokens with code still runs it, as in the reference.
+                trajectory.end_reason = END_LENGTH if completion.finish_reason == "length" else END_NO_CODE
             elif calls >= config.max_tool_calls:
                 trajectory.end_reason = END_MAX_TOOL_CALLS
             if trajectory.end_reason:
                 break
             if session is None:
                 session = stack.enter_context(new_session())
-            observation = session.run(code)
+            observation, seconds = None, 0.0
+            for block in blocks:  # the observation is what the last block produced
+                observation = session.run(block)
+                seconds += observation.elapsed
+            assert observation is not None
             calls += 1
-            turn.code, turn.observation = code, observation.text
-            turn.exec_status, turn.exec_seconds = observation.status, round(observation.elapsed, 4)
-            messages = fmt.with_observation(messages, observation.text, last=calls == config.max_tool_calls)
+            turn.code, turn.code_blocks, turn.observation = "\n".join(blocks), blocks, observation.text
+            turn.exec_status, turn.exec_seconds = observation.status, round(seconds, 4)
+            messages = fmt.with_observation(messages, observation.text)
             prompt = fmt.render(messages)
             trajectory.final_prompt = prompt
+            if calls >= config.max_tool_calls:
+                # The note closes the conversation (`Trajectory.conversation`); nothing more is generated.
+                trajectory.end_reason = END_MAX_TOOL_CALLS
+                break
             previous_id = turn_id
     trajectory.seconds = round(time.perf_counter() - started, 4)
     return trajectory
-
-
-def _add_model_text(messages: list[Message], text: str) -> list[Message]:
-    if messages[-1].role == "assistant":  # inline formats: the model continues its own message
-        return [*messages[:-1], Message("assistant", messages[-1].content + text)]
-    return [*messages, Message("assistant", text)]

@@ -4,7 +4,12 @@ A conversation is a list of `Message`s: the question, the model's turns, and the
 format renders it to the exact text an engine continues.  Chat formats put each observation in a user turn,
 as the reference implementation did for Gemma, Mistral and Llama 3; inline formats (DeepSeek, plain
 completion for base models) append the ```output block to the model's own text and let it continue.
-Rendering only ever appends to the previous prompt, so an engine's prefix cache covers earlier turns.
+The model's text is right-stripped before anything is appended (as the reference does).  Rendering only ever
+appends to the previous prompt, so an engine's prefix cache covers earlier turns.
+
+For the reference's formats (gemma, mistral, deepseek, llama3), prompt types `tora` and `cot` give the
+reference implementation's strings byte for byte (docs/fidelity.md), with two fixes: the Llama 3 `tora`
+prompt carries the question, and exactly one BOS is sent (the text carries it, so engines add none).
 """
 
 from __future__ import annotations
@@ -13,10 +18,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tir_harness.records.trajectory import MAX_CALLS_NOTE
+
+__all__ = ["FORMATS", "MAX_CALLS_NOTE", "PROMPT_TYPES", "Message", "PromptFormat", "PromptType"]
+
 Role = Literal["user", "assistant"]
 
 OUTPUT_STOP = "```output"
-MAX_CALLS_NOTE = "Reach max function call limit."
+# The formats the reference implementation defines; for them `tora`/`cot` reproduce its prompts byte for byte.
+REFERENCE_FORMATS = ("gemma", "mistral", "deepseek", "llama3")
 
 
 @dataclass(frozen=True)
@@ -33,14 +43,29 @@ def observation_block(text: str) -> str:
 class PromptType:
     name: str
     uses_tool: bool
-    first_message: Callable[[str], str] = field(repr=False)
+    first_message: Callable[[str, str], str] = field(repr=False)  # (question, format name) -> first user message
 
 
+# The reference's instructions (ToRA's wording).
+REFERENCE_TORA_INSTRUCTION = (
+    "Please integrate natural language reasoning with programs to solve the problem above, "
+    "and put your final answer within \\boxed{}."
+)
+COT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+# This project's instruction, for instruction-tuned models that never saw the reference's tool format.
 TORA_INSTRUCTION = (
     "Solve the problem by reasoning step by step. You may write Python code in a ```python block; "
     "its output will be shown to you in a ```output block. Put your final answer within \\boxed{}."
 )
-COT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
+def _reference_tora(question: str, fmt: str) -> str:
+    # The Gemma and Mistral checkpoints learned the tool format from data: the reference sends the bare question.
+    # Llama 3 gets the question too (the reference dropped it: its one prompt bug, fixed here).
+    if fmt in ("gemma", "mistral"):
+        return question
+    return f"{question}\n{REFERENCE_TORA_INSTRUCTION}"
+
 
 # Worked examples written for this project, in ToRA's shape: question, a little prose, a ```python block, its
 # ```output, and a \boxed{} answer.  Base models continue the pattern; the separators are also stop strings.
@@ -92,10 +117,23 @@ The sum is \\boxed{\\frac{19}{12}}.
 """
 
 PROMPT_TYPES: dict[str, PromptType] = {
-    "tora": PromptType("tora", True, lambda q: f"{q}\n\n{TORA_INSTRUCTION}"),
-    "cot": PromptType("cot", False, lambda q: f"{q}\n\n{COT_INSTRUCTION}"),
-    "tora-fewshot": PromptType("tora-fewshot", True, lambda q: f"{FEWSHOT_EXAMPLES}Question: {q}\nSolution:"),
+    "tora": PromptType("tora", True, _reference_tora),
+    "cot": PromptType("cot", False, lambda q, fmt="": f"{q}\n{COT_INSTRUCTION}"),
+    "tora-instruct": PromptType("tora-instruct", True, lambda q, fmt="": f"{q}\n\n{TORA_INSTRUCTION}"),
+    "tora-fewshot": PromptType("tora-fewshot", True, lambda q, fmt="": f"{FEWSHOT_EXAMPLES}Question: {q}\nSolution:"),
 }
+
+
+def default_prompt_type(fmt: str) -> str:
+    """The reference's own prompt for its formats; few-shot for base models; this project's instruction else."""
+    if fmt in REFERENCE_FORMATS:
+        return "tora"
+    return "tora-fewshot" if fmt == "plain" else "tora-instruct"
+
+
+def default_observation_style(fmt: str, prompt_type: str) -> str:
+    """What the model sees of its code: the reference's observations when its prompts are reproduced."""
+    return "reference" if fmt in REFERENCE_FORMATS and prompt_type in ("tora", "cot") else "full"
 
 
 @dataclass(frozen=True)
@@ -103,7 +141,7 @@ class PromptFormat:
     """How one model family reads a conversation.
 
     `user`/`assistant` wrap a finished message; `generation` opens the model's turn; `inline` formats add
-    observations to the model's own message instead of a user turn.
+    observations to the model's own message (`inline_observation`) instead of a user turn.
     """
 
     name: str
@@ -113,7 +151,8 @@ class PromptFormat:
     generation: str  # opens the model's turn
     stop: tuple[str, ...]
     inline: bool = False
-    add_special_tokens: bool = False  # True when the tokenizer, not `begin`, supplies <bos>
+    add_special_tokens: bool = False  # True when the tokenizer, not `begin`, supplies the BOS token
+    inline_observation: str = "\n```output\n{observation}\n```\n"  # with {observation}; inline formats only
 
     def render(self, messages: Sequence[Message]) -> str:
         """The prompt that asks the model to continue the last assistant message, or to start one."""
@@ -129,34 +168,42 @@ class PromptFormat:
             parts.append(self.generation)
         return "".join(parts)
 
-    def with_observation(self, messages: list[Message], observation: str, last: bool) -> list[Message]:
-        """The conversation after the tool's output is shown to the model (and, on the last call, the limit)."""
-        block = observation_block(observation)
-        if last:
-            block += f"\n{MAX_CALLS_NOTE}"
+    def first_prompt(self, question: str, prompt_type: PromptType) -> str:
+        return self.render(first_messages(question, prompt_type, self.name))
+
+    def with_model_text(self, messages: list[Message], text: str) -> list[Message]:
+        """The conversation after a model turn; the text is right-stripped, as the reference appends it."""
+        text = text.rstrip()
+        if messages and messages[-1].role == "assistant":  # inline formats: the model continues its own message
+            return [*messages[:-1], Message("assistant", messages[-1].content + text)]
+        return [*messages, Message("assistant", text)]
+
+    def with_observation(self, messages: list[Message], observation: str) -> list[Message]:
+        """The conversation after the tool's output is shown to the model."""
         if self.inline:
             head, tail = messages[:-1], messages[-1]
-            return [*head, Message("assistant", f"{tail.content}{block}\n")]
-        return [*messages, Message("user", block)]
+            return [*head, Message("assistant", tail.content + self.inline_observation.format(observation=observation))]
+        return [*messages, Message("user", observation_block(observation))]
 
 
 FORMATS: dict[str, PromptFormat] = {
     "gemma": PromptFormat(
         "gemma", "<bos>", "<start_of_turn>user\n{content}<end_of_turn>\n",
         "<start_of_turn>model\n{content}<end_of_turn>\n", "<start_of_turn>model\n",
-        ("<end_of_turn>", OUTPUT_STOP),
+        ("<end_of_turn>", "<eos>", OUTPUT_STOP, "<start_of_turn>"),
     ),
     "mistral": PromptFormat(
-        "mistral", "<s>", "[INST] {content} [/INST]", "{content}</s>", "", ("</s>", OUTPUT_STOP),
+        "mistral", "<s>", " [INST] {content} [/INST]", "{content}</s>", "", ("<s>", "</s>", "[INST]", OUTPUT_STOP),
     ),
     "llama3": PromptFormat(
         "llama3", "<|begin_of_text|>", "<|start_header_id|>user<|end_header_id|>\n\n{content}<|eot_id|>",
         "<|start_header_id|>assistant<|end_header_id|>\n\n{content}<|eot_id|>",
-        "<|start_header_id|>assistant<|end_header_id|>\n\n", ("<|eot_id|>", OUTPUT_STOP),
+        "<|start_header_id|>assistant<|end_header_id|>\n\n", ("<|eot_id|>", "<|start_header_id|>user", OUTPUT_STOP),
     ),
+    # The reference's DeepSeek text has no BOS: the tokenizer adds the one BOS.
     "deepseek": PromptFormat(
-        "deepseek", "<｜begin▁of▁sentence｜>", "User: {content}\n\n", "Assistant: {content}<｜end▁of▁sentence｜>",
-        "Assistant:", (OUTPUT_STOP, "<｜end▁of▁sentence｜>"), inline=True,
+        "deepseek", "", "User: {content}\n\n", "Assistant: {content}<｜end▁of▁sentence｜>", "Assistant: ",
+        ("<｜end▁of▁sentence｜>", "User", OUTPUT_STOP), inline=True, add_special_tokens=True,
     ),
     # Base models: no chat markup, the tokenizer adds <bos>, and the few-shot separators end a solution.
     "plain": PromptFormat(
@@ -209,5 +256,5 @@ def format_for_model(model_name: str) -> str:
     return "chat-template"
 
 
-def first_messages(question: str, prompt_type: PromptType) -> list[Message]:
-    return [Message("user", prompt_type.first_message(question))]
+def first_messages(question: str, prompt_type: PromptType, fmt: str = "") -> list[Message]:
+    return [Message("user", prompt_type.first_message(question, fmt))]

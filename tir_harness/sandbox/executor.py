@@ -61,7 +61,7 @@ class ExecutorConfig:
     max_open_files: int = 1024  # RLIMIT_NOFILE
     network: bool = False  # False: a network namespace without interfaces, where the machine allows it
     replay_on_restart: bool = False  # re-run the session's successful cells in a replacement worker
-    observation_style: str = "full"  # "full": IPython-like; "reference": stdout, else the error's last line
+    observation_style: str = "full"  # "full": IPython-like; "reference": the reference's (docs/fidelity.md)
     warm_workers: int = 2  # workers forked ahead of demand, so a new session does not wait for a fork
     max_workers: int = 256  # workers alive at once; beyond that the least recently used idle one goes
     memory_budget_mb: int = 0  # memory idle sessions may hold in total before eviction; 0: half of RAM
@@ -104,6 +104,8 @@ class ExecutorClosed(RuntimeError):
 
 _MARK = "\n[... {} characters cut ...]\n"
 _NOTE_LOST = "[The Python session was restarted: variables from earlier cells are lost.]"
+_REFERENCE_EMPTY = "Result is not defined"
+_REFERENCE_TIMEOUT = "Timeout Error"
 
 
 def _render(piece: list, budget: int, keep_tail: bool = False) -> str:
@@ -131,9 +133,12 @@ def _compose(reply: dict, limit: int, style: str, abort: int) -> str:
     stopped = reply["status"] == "output_limit" and not reply["completed"]
     tail = [f"OutputLimitError: more than {abort} characters of output; the code was stopped"] if stopped else []
     if style == "reference":
+        # The reference's (an IPython shell): the error's last line; else output and the final expression's
+        # display, stripped; `Result is not defined` when that is empty.
         if reply["status"] in ("error", "memory"):
-            return reply["error_line"]
-        return _join([_render(reply["out"], limit)] + tail)
+            return reply["error_line"].strip() or _REFERENCE_EMPTY
+        shown = [_render(p, limit) for p in (reply["out"], reply["display"]) if p[2]]
+        return _join(shown + tail).strip() or _REFERENCE_EMPTY
     pieces = [reply["out"], reply["display"], reply["error"]]
     sizes = [p[2] for p in pieces]
     budgets = sizes
@@ -778,6 +783,8 @@ class Session:
             return Observation("killed", closed.text, elapsed, True)
         if cfg.observation_style == "full" and not cfg.replay_on_restart:
             message += "\n" + _NOTE_LOST
+        if cfg.observation_style == "reference" and status == "timeout":
+            message = _REFERENCE_TIMEOUT
         return Observation(status, note + message, elapsed, True)
 
     def _replay(self, worker: _Worker) -> tuple[_Worker | None, bool]:
