@@ -3,13 +3,21 @@
 `Reporter` runs in one process only (the controller under pytest-xdist) and is fed by
 `pytest_runtest_logreport`, which sees every test of every worker: lines never interleave, and each is on
 disk (flushed and fsync'd) as soon as its test has finished.
+
+Before any test runs, the report folder is created and locked (`.tir-harness.lock`, an fcntl lock held until
+the run ends: a second run into the same folder is refused instead of interleaving its lines) and the
+baseline is read, so that a bad folder or baseline is one line and exit 4 before anything is generated.  A
+write that fails later (a full disk) stops the run with one line; the lines already written stay whole.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import fcntl
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -18,6 +26,9 @@ import pytest
 from tir_harness.plugin.manifest import run_manifest
 from tir_harness.plugin.options import HarnessOptions
 from tir_harness.util.files import write_atomic
+from tir_harness.util.text import sanitize
+
+LOCK_FILE = ".tir-harness.lock"
 
 RECORDS_PROPERTY = "tir_records"
 ENGINE_PROPERTY = "tir_engine"
@@ -30,8 +41,15 @@ def default_run_id(model: str | None, now: dt.datetime | None = None) -> str:
 
 
 class Reporter:
-    def __init__(self, config: pytest.Config, options: HarnessOptions, run_dir: Path) -> None:
+    def __init__(
+        self,
+        config: pytest.Config,
+        options: HarnessOptions,
+        run_dir: Path,
+        aborted: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.config = config
+        self._aborted = aborted  # stopped at once by a second signal: no time for plots
         self.options = options
         self.run_dir = run_dir
         self.run_id = run_dir.name
@@ -44,15 +62,73 @@ class Reporter:
         self._problems_done = 0
         self._problems_correct = 0
         self._next_live = 1
+        self._lock: int | None = None
+        self._baseline: list[dict[str, Any]] | None = None
+        self._session: pytest.Session | None = None
+        self.write_error: str | None = None  # the first failed write; nothing is written after it
+        self.summary_error: str | None = None
+
+    # -- before the run --------------------------------------------------------------------------------------
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self._session = session
+        if session.items and not self.config.option.collectonly:
+            self.prepare()
+
+    def prepare(self) -> None:
+        """Create and lock the report folder and read the baseline; a problem is one line, exit 4."""
+        if self._lock is not None:
+            return
+        where = f"--report-dir {self.run_dir}" if self.options.report_dir else f"report folder {self.run_dir}"
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise pytest.UsageError(f"tir-harness: {where}: exists and is not a folder")
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise pytest.UsageError(f"tir-harness: {where}: cannot write there ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                by = f" (pid {holder})" if holder.isdigit() else ""
+                raise pytest.UsageError(f"tir-harness: {where}: in use by another run{by}") from None
+            raise pytest.UsageError(f"tir-harness: {where}: cannot lock it ({exc.strerror})") from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            os.close(fd)
+            raise pytest.UsageError(f"tir-harness: {where}: cannot write there ({exc.strerror})") from None
+        self._lock = fd
+        self._baseline = self._baseline_records()
+
+    def pytest_unconfigure(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self._lock is not None:
+            os.close(self._lock)  # releases the lock; the file stays, so no second run can race on a new one
+            self._lock = None
+
+    # -- during the run --------------------------------------------------------------------------------------
 
     def _open(self) -> IO[str]:
         if self._file is None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.prepare()
             # One run per folder: a rerun into the same --report-dir rewrites it whole (the store resumes it).
             self._file = open(self.run_dir / "trajectories.jsonl", "w", encoding="utf-8")
             self.manifest = run_manifest(self.options, self.run_id)
             self._write_manifest()
         return self._file
+
+    def _write_failed(self, exc: OSError, path: Path) -> None:
+        if self.write_error is None:
+            self.write_error = f"tir-harness: cannot write {path} ({exc.strerror or exc}); stopping the run"
+        if self._session is not None:
+            self._session.shouldstop = self.write_error
 
     def _write_manifest(self) -> None:
         write_atomic(self.run_dir / "manifest.json", json.dumps(self.manifest, indent=2, default=str) + "\n")
@@ -65,20 +141,37 @@ class Reporter:
         if not taken:
             return
         report.user_properties = [p for p in report.user_properties if p[0] not in taken]
-        if report.when != "call":
+        if report.when != "call" or self.write_error is not None:
             return
-        handle = self._open()
-        if ENGINE_PROPERTY in taken:
-            self.manifest["engine"] = json.loads(taken[ENGINE_PROPERTY])
-            self._write_manifest()
+        path = self.run_dir / "trajectories.jsonl"
+        try:
+            handle = self._open()
+            if ENGINE_PROPERTY in taken:
+                self.manifest["engine"] = json.loads(taken[ENGINE_PROPERTY])
+                self._write_manifest()
+        except OSError as exc:
+            return self._write_failed(exc, path)
         if RECORDS_PROPERTY not in taken:
             return
         records = json.loads(taken[RECORDS_PROPERTY])
+        # Sanitised as a whole line: a lone surrogate becomes its JSON escape again, so the text round-trips.
+        text = "".join(sanitize(json.dumps({**r, "run_id": self.run_id}, ensure_ascii=False)) + "\n" for r in records)
+        handle.flush()
+        end = handle.tell()
+        try:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        except OSError as exc:
+            # Cut back to the last whole line (truncating needs no space): every line before stays intact.
+            try:
+                os.ftruncate(handle.fileno(), end)
+                handle.seek(end)
+            except OSError:
+                pass
+            return self._write_failed(exc, path)
         for record in records:
             record["run_id"] = self.run_id
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
         self.records.extend(records)
         self._problems_done += 1
         self._problems_correct += report.passed
@@ -100,15 +193,27 @@ class Reporter:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self._file is None:
             return
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:
+            pass  # its lines were flushed and fsync'd one test at a time
+        self._file = None
         self.manifest["finished"] = dt.datetime.now().isoformat(timespec="seconds")
         self.manifest["problems"] = self._problems_done
-        self.manifest["interrupted"] = exitstatus == pytest.ExitCode.INTERRUPTED
-        self._write_manifest()
+        self.manifest["interrupted"] = exitstatus == pytest.ExitCode.INTERRUPTED or self._aborted()
+        if self.write_error:
+            self.manifest["stopped"] = self.write_error
         from tir_harness.analysis.report import write_summary
 
-        baseline = self._baseline_records()
-        self.summary = write_summary(self.run_dir, self.records, baseline=baseline)
+        baseline = self._baseline
+        try:
+            self._write_manifest()
+            self.summary = write_summary(self.run_dir, self.records, baseline=baseline, plots=not self._aborted())
+        except OSError as exc:
+            self.summary_error = f"tir-harness: the summary could not be written to {self.run_dir} ({exc.strerror})"
+            from tir_harness.analysis.summary import summarize
+
+            self.summary = summarize(self.records)  # still shown on the terminal
         if baseline is not None:
             from tir_harness.analysis.compare import GateResult, compare, gate
 
@@ -132,6 +237,9 @@ class Reporter:
             raise pytest.UsageError(f"--baseline {self.options.baseline}: {exc}") from None
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        for error in (self.write_error, self.summary_error):
+            if error:
+                terminalreporter.write_line(error, red=True, bold=True)
         if self.summary is None:
             return
         from tir_harness.analysis.render import format_terminal

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -19,8 +20,10 @@ import pytest
 
 from tir_harness.engines.base import Engine, EngineError, SamplingConfig
 from tir_harness.engines.models import ModelError, ModelSpec, resolve_model
+from tir_harness.plugin.guard import Interrupts, SafeEngine, safe_sessions
 from tir_harness.plugin.options import HarnessOptions
 from tir_harness.plugin.reporter import ENGINE_PROPERTY, RECORDS_PROPERTY
+from tir_harness.records.trajectory import END_ERROR, Trajectory
 from tir_harness.records.verdict import regraded
 from tir_harness.run.loop import LOOP_VERSION, REFERENCE_OUTPUT_CHARS, LoopConfig, run_trajectory, sample_seed
 from tir_harness.run.problems import Problem
@@ -35,6 +38,7 @@ from tir_harness.run.prompts import (
 )
 from tir_harness.run.results import Result, RunContext, make_record
 from tir_harness.run.scheduler import Scheduler
+from tir_harness.util.text import exception_line, sanitize
 
 PROBLEM_FIXTURE = "problem"
 
@@ -69,6 +73,9 @@ class Runner:
         self._startup_error: str | None = None
         self._started = False
         self._reported_info = False
+        self.interrupts = Interrupts()
+        self.session: pytest.Session | None = None
+        self.stop_reason: str | None = None  # set once a fault (a full store) must end the run
 
     # -- hooks ---------------------------------------------------------------------------------------------
 
@@ -85,17 +92,29 @@ class Runner:
             missing = callspec.params.get(PROBLEM_FIXTURE) if callspec is not None else None
             if isinstance(missing, Unavailable):
                 raise pytest.UsageError(missing.message)
-        seen: set[str] = set()
+        self.session = session
+        seen: dict[str, tuple[Problem, str]] = {}
         for item in items:
             problem = _problem_of(item)
-            if problem is not None and problem.id not in seen:
-                seen.add(problem.id)
-                self.work.append(problem)
+            if problem is None:
+                continue
+            if problem.id in seen:
+                # The same problem in two tests is shared; two different problems under one id would be merged.
+                first, where = seen[problem.id]
+                if first != problem:
+                    raise pytest.UsageError(
+                        f"tir-harness: problem id {problem.id} names two different problems ({where} and {item.nodeid})"
+                    )
+                continue
+            seen[problem.id] = (problem, item.nodeid)
+            self.work.append(problem)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
         if not self.work or self.config.option.collectonly:
             return
+        if not hasattr(self.config, "workerinput"):  # pytest-xdist's controller handles its workers' signals
+            self.interrupts.install()
         try:
             self.start()
         except StartupError as exc:
@@ -104,8 +123,21 @@ class Runner:
             else:
                 raise pytest.UsageError(str(exc)) from None
 
-    def pytest_sessionfinish(self) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.close(cancel=True)
+        self._exitstatus = int(session.exitstatus)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_unconfigure(self) -> None:
+        self.interrupts.uninstall()
+        if self.interrupts.abort.is_set():
+            # Stopped at once on a second signal: everything finished is on disk and reported, but trajectory
+            # threads may still wait on their engine, and Python would join them at exit.
+            import sys
+
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            os._exit(getattr(self, "_exitstatus", int(pytest.ExitCode.INTERRUPTED)))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
@@ -132,6 +164,7 @@ class Runner:
         if opts.gpu_per_worker and hasattr(self.config, "workerinput"):
             os.environ["CUDA_VISIBLE_DEVICES"] = str(_worker_index(self.config.workerinput["workerid"]))
         self._model = ModelSpec(name=opts.model or "", path=opts.model or "") if custom else self._model_spec()
+        self.store = self._open_store()  # before any engine: a bad store is found before generation
         self.engine = custom
         if self.engine is None and not opts.model:
             self.engine = self._start_engine(self._model)  # only the server knows the model's name
@@ -148,7 +181,6 @@ class Runner:
             # The reference does not cut observations: a generous cap instead of the default.
             max_output_chars=REFERENCE_OUTPUT_CHARS if style == "reference" else ExecutorConfig.max_output_chars,
         )
-        self.store = self._open_store()
         sampling = SamplingConfig(
             temperature=opts.temperature, top_p=opts.top_p, max_tokens=opts.max_tokens, seed=opts.seed, stop=fmt.stop
         )
@@ -252,14 +284,17 @@ class Runner:
             raise StartupError(f"tir-harness: --prompt-format chat-template: {exc}") from None
 
     def _open_store(self) -> Any:
-        from tir_harness.records.store import ResultStore, resolve_store_path
+        from tir_harness.records.store import ResultStore, StoreError, resolve_store_path
 
         cache = getattr(self.config, "cache", None)  # absent with -p no:cacheprovider
         cache_dir = (
             cache.mkdir("tir-harness") if cache else self.config.rootpath / ".pytest_cache" / "d" / "tir-harness"
         )
         path = resolve_store_path(self.options.store_dir, cache_dir)
-        return ResultStore(path)
+        try:
+            return ResultStore(path)
+        except StoreError as exc:
+            raise StartupError(f"tir-harness: --store-dir {exc}") from None
 
     def _key(self, problem: Problem, sample: int) -> str:
         from tir_harness.records.store import KeyParts, trajectory_key
@@ -295,17 +330,37 @@ class Runner:
 
     def _solve_one(self, problem: Problem, sample: int, key: str) -> dict[str, Any]:
         assert self.engine is not None and self.context is not None
-        trajectory = run_trajectory(
-            problem.question,
-            self._loop[sample],
-            self.engine,
-            self.executor.session,
-            f"{problem.id}#s{sample}",
-        )
-        record = make_record(problem, sample, trajectory, self.context, key, self._loop[sample].sampling.to_dict())
-        if trajectory.end_reason != "error":  # an engine failure is retried by the next run, not remembered
-            self.store.put(key, record)
+        sampling = self._loop[sample].sampling.to_dict()
+        try:
+            trajectory = run_trajectory(
+                problem.question,
+                self._loop[sample],
+                SafeEngine(self.engine),
+                safe_sessions(self.executor.session),
+                f"{problem.id}#s{sample}",
+            )
+            record = make_record(problem, sample, trajectory, self.context, key, sampling)
+        except Exception as exc:
+            # Whatever broke, the problem still ends as one record: its test fails with this line, the summary
+            # counts it, and (like an engine error) it is not stored, so the next run tries it again.
+            error = sanitize(f"internal error: {exception_line(exc)}")
+            return make_record(problem, sample, Trajectory("", end_reason=END_ERROR, error=error), self.context, key,
+                               sampling)  # fmt: skip
+        store = self.store
+        if trajectory.end_reason != END_ERROR and store is not None:  # engine failures are retried, not remembered
+            try:
+                store.put(key, record)
+            except Exception as exc:
+                # A full or broken store: the record is still reported, but nothing more can be kept.
+                self.stop(f"tir-harness: cannot write the result store: {sanitize(exception_line(exc))}")
         return record
+
+    def stop(self, reason: str) -> None:
+        """End the run after the test in progress (a fault that makes going on pointless), saying why."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        if self.session is not None:
+            self.session.shouldstop = self.stop_reason
 
     def solve(self, problem: Problem, item: pytest.Item) -> Result:
         """Wait for a problem's samples; publish them on the test report for the controller's reporter."""
@@ -345,19 +400,36 @@ class Runner:
             ("tool_calls", str(first["tool_calls"])),
             ("end_reason", first["end_reason"]),
         ]
+        failed = next((r for r in records if r["end_reason"] == END_ERROR), None)
+        if failed is not None:
+            # The records are published above; the test fails with what went wrong, not with "no answer".
+            error = str(failed.get("error") or "unknown error")
+            what = error if error.startswith("internal error") else f"engine error: {error}"
+            pytest.fail(f"tir-harness: {what}", pytrace=False)
         return result
 
     def close(self, cancel: bool) -> None:
+        self.interrupts.closing = True  # from now on a signal cuts the wait short instead of raising
         for future in self._futures.values():
             future.cancel()
-        # The engine first: requests in flight fail at once, so trajectory threads end instead of waiting.
-        if self.engine is not None:
-            self.engine.close()
-        if self.scheduler is not None:
-            self.scheduler.close(cancel=cancel)
-        for part in (self.executor, self.store):
-            if part is not None:
-                part.close()
+        engine, scheduler = self.engine, self.scheduler
+
+        def shut_down() -> None:
+            # The engine first: requests in flight fail at once, so trajectory threads end instead of waiting.
+            if engine is not None:
+                engine.close()
+            if scheduler is not None:
+                scheduler.close(cancel=cancel)
+
+        # In a thread of its own, so that a second Ctrl-C or SIGTERM ends the wait at once.
+        closer = threading.Thread(target=shut_down, name="tir-harness-close", daemon=True)
+        closer.start()
+        while closer.is_alive() and not self.interrupts.abort.is_set():
+            closer.join(0.05)
+        if self.executor is not None:
+            self.executor.close()  # kills the sandboxes and removes their folders, whatever is still running
+        if self.store is not None and not closer.is_alive():
+            self.store.close()  # left open after an abort: a thread may be inside a write, and SQLite is crash-safe
         self.engine = self.scheduler = self.executor = self.store = None
 
 

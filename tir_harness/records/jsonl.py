@@ -8,16 +8,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from tir_harness.util.text import sanitize
+
 
 class JsonlError(ValueError):
     """A line is not a JSON object; the message is one line, `FILE:LINE: what is wrong`."""
 
 
-def read_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_objects(path: Path, *, strict: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for every non-blank line of a JSONL file.
 
-    A last line cut short (no newline, not JSON) is what a run killed while writing leaves behind: it is
-    skipped with a warning on stderr rather than failing the whole file; the result store has that record.
+    Two kinds of file, two rules for a last line cut short (no newline, not JSON):
+    - a run's own output (`strict=False`, trajectories.jsonl): that is what a run killed while writing leaves
+      behind, so it is skipped with a warning on stderr; the result store has that record;
+    - an input someone wrote (`strict=True`, a problem file): nothing explains a cut-short line but a broken
+      copy, and skipping it would silently drop a problem, so it is an error like any other bad line.
     """
     try:
         with open(path, encoding="utf-8") as handle:
@@ -30,7 +35,7 @@ def read_objects(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     pending = (lineno, line)
             if pending is not None:
                 lineno, line = pending
-                if line.endswith("\n") or _is_json(line):
+                if strict or line.endswith("\n") or _is_json(line):
                     yield lineno, _parse(path, lineno, line)
                 else:
                     print(f"{path}:{lineno}: skipped an incomplete last line (interrupted run?)", file=sys.stderr)
@@ -45,6 +50,18 @@ def _parse(path: Path, lineno: int, line: str) -> dict[str, Any]:
         raise JsonlError(f"{path}:{lineno}: not valid JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(value, dict):
         raise JsonlError(f"{path}:{lineno}: expected a JSON object, got {type(value).__name__}")
+    # Only a \u escape can put a lone surrogate or a NUL into a decoded string: such text would break every
+    # UTF-8 and SQLite writer downstream, so it is made safe here, where it comes in.
+    return _sanitized(value) if "\\u" in line else value
+
+
+def _sanitized(value: Any) -> Any:
+    if isinstance(value, str):
+        return sanitize(value)
+    if isinstance(value, dict):
+        return {sanitize(k): _sanitized(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_sanitized(v) for v in value]
     return value
 
 
