@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,41 @@ def _probability(text: str) -> float:
     return value
 
 
+def _bounded(low: float, high: float, *, low_open: bool = False) -> Callable[[str], float]:
+    """A float option within [low, high] (or (low, high]); nan and infinities are refused everywhere: a
+    number that far off is a typo, and downstream it overflows or sends garbage to the engine."""
+    opening = "(" if low_open else "["
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value) or value < low or value > high or (low_open and value == low):
+            raise argparse.ArgumentTypeError(f"must be a number in {opening}{low:g}, {high:g}], got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+_DAY = 86400.0  # seconds: the longest timeout that makes sense; larger ones overflow the sandbox's timers
+
+
 def addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup(GROUP, "tir-harness: evaluate a model on math problems with a Python tool")
     add = group.addoption
@@ -59,16 +96,21 @@ def addoption(parser: pytest.Parser) -> None:
     )
     add("--server-url", action="append", default=[],
         help="OpenAI-compatible server(s) instead of in-process vLLM; repeat or comma-separate")  # fmt: skip
-    add("--max-tool-calls", type=int, default=4, help="code executions per trajectory (default 4)")
+    add("--server-timeout", type=_bounded(0.0, _DAY, low_open=True), default=600.0,
+        help="seconds to wait for a server's answer to one request (default 600)")  # fmt: skip
+    add("--server-retries", type=_int_range(0, 100), default=6,
+        help="retries of a request a server failed (connection lost, 5xx), with backoff (default 6)")  # fmt: skip
+    add("--max-tool-calls", type=_int_range(0, 1000), default=4, help="code executions per trajectory (default 4)")
     add("--max-tokens", type=_positive_int, default=1024, help="tokens per model turn (default 1024)")
-    add("--temperature", type=float, default=0.0, help="sampling temperature (default 0: greedy)")
-    add("--top-p", type=_probability, default=1.0)
+    # vLLM's own limits (SamplingParams): temperature in [0, 2], top_p in (0, 1].
+    add("--temperature", type=_bounded(0.0, 2.0), default=0.0, help="sampling temperature, 0 to 2 (default 0: greedy)")
+    add("--top-p", type=_bounded(0.0, 1.0, low_open=True), default=1.0, help="nucleus sampling, in (0, 1]")
     add("--seed", type=int, default=0)
     add("--samples", type=_positive_int, default=1, help="trajectories per problem (pass@k, maj@k)")
     add("--dtype", default="auto", help="vLLM dtype (auto, bfloat16, float16, float32)")
     add("--max-model-len", type=_positive_int, default=None)
     add("--tensor-parallel-size", type=_positive_int, default=1)
-    add("--gpu-memory-utilization", type=_probability, default=None)
+    add("--gpu-memory-utilization", type=_bounded(0.0, 1.0, low_open=True), default=None)
     add(
         "--kv-cache-memory",
         type=_size,
@@ -79,8 +121,9 @@ def addoption(parser: pytest.Parser) -> None:
     add("--max-inflight", type=_positive_int, default=256, help="trajectories in flight per process")
     add("--gpu-per-worker", action="store_true",
         help="with pytest-xdist: worker N sees only GPU N (CUDA_VISIBLE_DEVICES)")  # fmt: skip
-    add("--exec-timeout", type=float, default=10.0, help="seconds per code execution (default 10)")
-    add("--exec-memory-mb", type=_positive_int, default=2048, help="address-space limit per execution")
+    add("--exec-timeout", type=_bounded(0.0, _DAY, low_open=True), default=10.0,
+        help="seconds per code execution (default 10)")  # fmt: skip
+    add("--exec-memory-mb", type=_int_range(1, 2**20), default=2048, help="address-space limit per execution")
     add("--exec-observations", choices=["full", "reference"], default=None,
         help="what the model sees of its code: full (output, last value, traceback tail) or reference "
         "(the reference implementation's); default: reference with the reference's prompts, else full")  # fmt: skip
@@ -93,7 +136,7 @@ def addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="exit status from the baseline comparison, not from single problems",
     )
-    add("--max-drop", type=float, default=0.0, help="with --gate: tolerated accuracy drop in points")
+    add("--max-drop", type=_bounded(0.0, 100.0), default=0.0, help="with --gate: tolerated accuracy drop in points")
     add("--alpha", type=_probability, default=0.05, help="with --gate: significance level of McNemar's test")
 
 
@@ -105,6 +148,8 @@ class HarnessOptions:
     prompt_type: str | None
     data_dir: Path | None
     server_urls: tuple[str, ...]
+    server_timeout: float
+    server_retries: int
     max_tool_calls: int
     max_tokens: int
     temperature: float
@@ -134,13 +179,15 @@ class HarnessOptions:
     def from_config(cls, config: pytest.Config) -> HarnessOptions:
         get = config.getoption
         urls = tuple(u.strip() for value in get("server_url") for u in value.split(",") if u.strip())
-        for url in urls:
-            if not re.match(r"^https?://[^/\s]+", url):
-                raise pytest.UsageError(f"--server-url {url}: expected http://host:port")
-        if get("max_tool_calls") < 0:
-            raise pytest.UsageError("--max-tool-calls must be 0 or more")
-        if get("max_drop") < 0:
-            raise pytest.UsageError(f"--max-drop {get('max_drop')}: must be 0 or more (points of accuracy)")
+        if urls:
+            # One rule for a server URL, the engine's: what passes here is what the engine accepts.
+            from tir_harness.engines.base import EngineError
+            from tir_harness.engines.openai import normalize_url
+
+            try:
+                urls = tuple(dict.fromkeys(normalize_url(url) for url in urls))
+            except EngineError as exc:
+                raise pytest.UsageError(str(exc)) from None
         if get("gate") and not get("baseline"):
             raise pytest.UsageError("--gate needs --baseline (the run to compare against)")
         data_dir = get("data_dir") or os.environ.get("TIR_DATA_DIR")

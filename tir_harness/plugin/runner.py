@@ -242,10 +242,11 @@ class Runner:
                     list(opts.server_urls),
                     model=None,
                     max_inflight_per_server=min(opts.max_inflight, 64),
+                    request_timeout=opts.server_timeout,
+                    connect_retries=opts.server_retries,
                     on_warning=self._warn,
                 )
-                for warning in engine.check():
-                    self._warn(warning)
+                engine.check()  # its warnings reach the terminal once, through on_warning
                 return engine
             from tir_harness.engines.vllm import VLLMConfig, VLLMEngine
 
