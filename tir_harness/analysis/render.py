@@ -101,6 +101,16 @@ def _tool_line(summary: dict[str, Any]) -> str:
     )
 
 
+def _reference_line(ref: dict[str, Any]) -> str:
+    """The reference implementation's grader beside ours: what a published number would have been."""
+    overall = ref["overall"]
+    return (
+        f"reference grader {percent(overall['accuracy'])} {_ci(overall)}  {_count(overall)}; "
+        f"disagrees on {ref['disagree']} problems (only ours: {ref['only_harness']}, "
+        f"only the reference's: {ref['only_reference']} samples)"
+    )
+
+
 def _ends_line(summary: dict[str, Any]) -> str:
     c = summary["counts"]
     return (
@@ -154,6 +164,8 @@ def format_terminal(summary: dict[str, Any]) -> list[str]:
             )
     elif levels:
         lines.append("  by level: " + ", ".join(f"L{lv} {percent(g['accuracy'])}" for lv, g in acc["by_level"].items()))
+    if summary.get("reference_grader"):
+        lines.append(_reference_line(summary["reference_grader"]))
     if summary["pass_at_k"]:
         lines.append(_k_line("pass@k", summary["pass_at_k"]))
         lines.append(_k_line("maj@k", summary["maj_at_k"]))
@@ -215,6 +227,15 @@ def format_markdown(summary: dict[str, Any], comparison: Comparison | None = Non
         ("group", "n", "accuracy", "95% CI", "correct"),
         [("overall", overall["n"], percent(overall["accuracy"]), _ci(overall), _count(overall))],
     )
+    ref = summary.get("reference_grader")
+    if ref:
+        lines += [
+            f"Reference implementation's grader (ToRA's extraction and math_equal, docs/fidelity.md): "
+            f"{percent(ref['overall']['accuracy'])} {_ci(ref['overall'])}, {_count(ref['overall'])}; the graders "
+            f"disagree on {ref['disagree']} problems ({ref['only_harness']} samples only ours accepts, "
+            f"{ref['only_reference']} only the reference's). Pass/fail uses ours.",
+            "",
+        ]
     if summary["samples"]["max"] > 1:
         lines += [
             "With several samples per problem, accuracy is the mean over problems of the fraction of samples "

@@ -72,6 +72,26 @@ def _grouped(problems: dict[str, list[Record]], key: Any) -> dict[str, dict[str,
     return {name: _group(members) for name, members in sorted(groups.items(), key=lambda kv: sort_key(kv[0]))}
 
 
+def _reference(problems: dict[str, list[Record]]) -> dict[str, Any] | None:
+    """Accuracy under the reference implementation's grader (records' `reference_correct`), beside ours.
+
+    `disagree` counts problems where the two graders give a different verdict to at least one sample;
+    `only_harness`/`only_reference` count samples that only one grader accepts.  None when no record carries
+    a reference verdict (runs recorded before it existed)."""
+    members = [s for s in problems.values() if any("reference_correct" in r for r in s)]
+    if not members:
+        return None
+    scores = [sum(bool(r.get("reference_correct")) for r in s) / len(s) for s in members]
+    correct = sum(bool(r.get("reference_correct")) for s in members for r in s)
+    pairs = [(bool(r.get("correct")), bool(r.get("reference_correct"))) for s in members for r in s]
+    return {
+        "overall": _group_stats(scores, sum(len(s) for s in members), correct),
+        "disagree": sum(any(bool(r.get("correct")) != bool(r.get("reference_correct")) for r in s) for s in members),
+        "only_harness": sum(ours and not theirs for ours, theirs in pairs),
+        "only_reference": sum(theirs and not ours for ours, theirs in pairs),
+    }
+
+
 def _group(members: Sequence[Sequence[Record]]) -> dict[str, Any]:
     return _group_stats(
         [_score(s) for s in members],
@@ -188,6 +208,7 @@ def summarize(records: Iterable[Record]) -> dict[str, Any]:
         "problems": len(problems),
         "samples": {"min": min(samples_per_problem, default=0), "max": max(samples_per_problem, default=0)},
         "accuracy": accuracy,
+        "reference_grader": _reference(problems),
         "pass_at_k": pass_k,
         "maj_at_k": maj_k,
         "turns": _distribution([len(r.get("turns", [])) for r in kept]),
