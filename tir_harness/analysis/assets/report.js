@@ -1,0 +1,327 @@
+// tir-harness report.html: the problem table and the trajectories, from the page's JSON block.
+// Inlined by tir_harness/analysis/html.py.  Every text from the run is model output or data, so it is only
+// ever set as textContent (never innerHTML); mathematics goes through KaTeX with trust off.
+(function () {
+  "use strict";
+  var PAGE = 100;
+  var data = JSON.parse(document.getElementById("tir-data").textContent);
+  var rows = data.rows, details = data.details, questions = data.questions, base = data.baseline || {};
+  var C = {};
+  data.columns.forEach(function (name, i) { C[name] = i; });
+  var hasFlips = rows.some(function (r) { return r[C.flip]; });
+  var hasReference = rows.some(function (r) { return r[C.reference] !== null; });
+  var hasSamples = rows.some(function (r) { return r[C.sample] > 0; });
+  var shown = [], page = 0, openIndex = -1, lowered = null;
+  var $ = function (id) { return document.getElementById(id); };
+
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  // ------------------------------------------------------------------------------------------ mathematics
+
+  var KATEX = { throwOnError: false, trust: false, strict: "ignore", maxExpand: 500 };
+  var DELIMITERS = [
+    { left: "$$", right: "$$", display: true },
+    { left: "\\[", right: "\\]", display: true },
+    { left: "\\(", right: "\\)", display: false },
+    { left: "$", right: "$", display: false }
+  ];
+
+  // Text with $...$, \(...\), \[...\] typeset; the rest stays text.  A formula KaTeX cannot read is shown
+  // in red by KaTeX itself (throwOnError off), so a model's broken LaTeX never becomes a console error.
+  function prose(text, cls) {
+    var node = el("div", cls || "prose", text);
+    if (window.renderMathInElement && /[$\\]/.test(text)) {
+      try {
+        window.renderMathInElement(node, Object.assign({ delimiters: DELIMITERS, errorCallback: function () {} }, KATEX));
+      } catch (e) { node.textContent = text; }
+    }
+    return node;
+  }
+
+  function formula(text) {
+    var node = el("span");
+    if (text === null || text === undefined) { node.textContent = "no answer"; node.className = "no"; return node; }
+    try { window.katex.render(String(text), node, KATEX); } catch (e) { node.textContent = String(text); }
+    return node;
+  }
+
+  // ----------------------------------------------------------------------------------- Python highlighting
+
+  var KEYWORDS = "False None True and as assert async await break class continue def del elif else except " +
+    "finally for from global if import in is lambda nonlocal not or pass raise return try while with yield";
+  var BUILTINS = "abs all any bin bool dict divmod enumerate filter float int isinstance len list map max min " +
+    "next pow print range reversed round set sorted str sum tuple zip";
+  var TOKEN = new RegExp(
+    "(#[^\\n]*)" +
+    "|([rRbBfFuU]{0,2}(?:\"\"\"[\\s\\S]*?(?:\"\"\"|$)|'''[\\s\\S]*?(?:'''|$)|\"(?:\\\\.|[^\"\\\\\\n])*\"?|'(?:\\\\.|[^'\\\\\\n])*'?))" +
+    "|\\b(\\d[\\d_]*(?:\\.\\d*)?(?:[eE][+-]?\\d+)?j?)\\b" +
+    "|\\b(" + KEYWORDS.split(" ").join("|") + ")\\b" +
+    "|\\b(" + BUILTINS.split(" ").join("|") + ")(?=\\()", "g");
+  var TOKEN_CLASS = [null, "tok-com", "tok-str", "tok-num", "tok-kw", "tok-bi"];
+
+  function code(text, python) {
+    var pre = el("pre", "code");
+    if (!python) { pre.textContent = text; return pre; }
+    var last = 0, match;
+    TOKEN.lastIndex = 0;
+    while ((match = TOKEN.exec(text)) !== null) {
+      if (match[0] === "") { TOKEN.lastIndex++; continue; }
+      if (match.index > last) pre.appendChild(document.createTextNode(text.slice(last, match.index)));
+      var kind = 1;
+      while (match[kind] === undefined) kind++;
+      pre.appendChild(el("span", TOKEN_CLASS[kind], match[0]));
+      last = match.index + match[0].length;
+    }
+    if (last < text.length) pre.appendChild(document.createTextNode(text.slice(last)));
+    return pre;
+  }
+
+  // A model turn: prose with mathematics, and fenced blocks (```python highlighted; an unclosed fence runs
+  // to the end of the turn, which is how a turn that stopped at the tool call ends).
+  function turnBody(text) {
+    var body = el("div", "body"), fence = /```([^\n`]*)\n([\s\S]*?)(?:```|$)/g, last = 0, match;
+    while ((match = fence.exec(text)) !== null) {
+      if (match[0] === "") { fence.lastIndex++; continue; }
+      if (match.index > last) body.appendChild(prose(text.slice(last, match.index)));
+      var lang = match[1].trim().toLowerCase();
+      body.appendChild(code(match[2].replace(/\n$/, ""), lang === "python" || lang === "py"));
+      last = match.index + match[0].length;
+    }
+    if (last < text.length) body.appendChild(prose(text.slice(last)));
+    return body;
+  }
+
+  // ---------------------------------------------------------------------------------------- trajectories
+
+  function message(kind, who, body) {
+    var box = el("div", "msg " + kind);
+    box.appendChild(typeof who === "string" ? el("div", "who", who) : who);
+    box.appendChild(body);
+    return box;
+  }
+
+  function status(name) {
+    return el("span", "status " + String(name).replace(/[^a-z_]/g, ""), name);
+  }
+
+  function side(title, d, prediction, correct, gold) {
+    var box = el("div", "side");
+    box.appendChild(el("h3", null, title));
+    d.t.forEach(function (turn, k) {
+      var who = el("div", "who", "model, turn " + (k + 1) + (turn[3] ? " · finish: " + turn[3] : "") +
+        (turn[4] !== null ? " · " + turn[4] + " tokens" : ""));
+      box.appendChild(message("turn", who, turnBody(turn[0])));
+      if (turn[1] !== null || turn[2] !== null) {
+        var head = el("div", "who", "observation ");
+        if (turn[2] !== null) head.appendChild(status(turn[2]));
+        var obs = el("div", "body");
+        obs.appendChild(el("pre", null, turn[1] === null ? "" : turn[1]));
+        box.appendChild(message("observation", head, obs));
+      }
+    });
+    if (d.e) box.appendChild(message("error", "engine error", el("pre", "body", d.e)));
+    var answer = el("div", "answer");
+    answer.appendChild(el("b", null, "prediction"));
+    var p = el("div");
+    p.appendChild(formula(prediction));
+    if (prediction !== null) p.appendChild(el("code", "raw", prediction));
+    answer.appendChild(p);
+    answer.appendChild(el("b", null, "gold"));
+    var g = el("div");
+    g.appendChild(formula(gold));
+    g.appendChild(el("code", "raw", gold));
+    answer.appendChild(g);
+    answer.appendChild(el("b", null, "verdict"));
+    answer.appendChild(el("span", correct ? "yes" : "no", (correct ? "correct" : "wrong") + (d.r ? ": " + d.r : "")));
+    var cost = [];
+    if (d.pt !== null) cost.push(d.pt + " prompt tokens");
+    if (d.ct !== null) cost.push(d.ct + " completion tokens");
+    if (d.s !== null) cost.push(d.s + " s");
+    if (cost.length) { answer.appendChild(el("b", null, "cost")); answer.appendChild(el("span", null, cost.join(", "))); }
+    box.appendChild(message("result", "answer", answer));
+    return box;
+  }
+
+  function open(i) {
+    var r = rows[i], d = details[i], panel = $("trajectory");
+    if (!r) return;
+    openIndex = i;
+    panel.textContent = "";
+    var bar = el("div", "bar");
+    var where = [r[C.dataset], r[C.subject], r[C.level] !== null ? "level " + r[C.level] : null]
+      .filter(function (x) { return x !== null; }).join(" · ");
+    bar.appendChild(el("h2", null, r[C.id] + (hasSamples ? " #" + r[C.sample] : "") + (where ? "  (" + where + ")" : "")));
+    var close = el("button", null, "close");
+    close.type = "button";
+    close.addEventListener("click", function () { panel.hidden = true; openIndex = -1; mark(); history.replaceState(null, "", "#problems"); });
+    bar.appendChild(close);
+    panel.appendChild(bar);
+    var q = el("div", "body");
+    q.appendChild(prose(questions[r[C.question]]));
+    panel.appendChild(message("question", "question", q));
+    var sides = el("div", "sides");
+    var old = base[String(i)];
+    if (old) {
+      sides.classList.add("two");
+      sides.appendChild(side("baseline" + (old.run ? " " + old.run : "") + ": " + (old.c ? "right" : "wrong"), old, old.p, old.c, r[C.gold]));
+    }
+    sides.appendChild(side((old ? "this run: " : "") + (r[C.correct] ? "right" : "wrong") + ", ended by " + r[C.end_reason],
+      d, r[C.prediction], r[C.correct], r[C.gold]));
+    panel.appendChild(sides);
+    panel.hidden = false;
+    mark();
+    if (location.hash !== "#t=" + i) history.replaceState(null, "", "#t=" + i);
+    panel.scrollIntoView({ block: "start" });
+  }
+
+  // ------------------------------------------------------------------------------------------------ table
+
+  var HEAD = [["id", "id"], ["dataset", "dataset"], ["subject", "subject"], ["level", "level"], ["correct", "verdict"],
+    ["prediction", "prediction"], ["gold", "gold"], ["turns", "turns"], ["tool_calls", "tool calls"], ["end_reason", "end"]];
+  if (hasFlips) HEAD.push(["flip", "flip"]);
+  if (hasReference) HEAD.push(["reference", "reference grader"]);
+  var WIDTH = { id: "20%", dataset: "8%", subject: "10%", level: "4%", correct: "6%", prediction: "14%", gold: "14%",
+    turns: "4%", tool_calls: "5%", end_reason: "8%", flip: "7%", reference: "7%" };
+
+  function cellText(r, name) {
+    var v = r[C[name]];
+    if (name === "id") return v + (hasSamples ? " #" + r[C.sample] : "");
+    if (name === "correct") return v ? "right" : "wrong";
+    if (name === "reference") return v === null ? "" : v ? "right" : "wrong";
+    if (name === "flip") return v === "lost" ? "newly wrong" : v === "gained" ? "newly right" : "";
+    if (name === "prediction" && v === null) return "(none)";
+    return v === null ? "" : String(v);
+  }
+
+  function cellClass(r, name) {
+    if (name === "correct") return r[C.correct] ? "yes" : "no";
+    if (name === "reference" && r[C.reference] !== null) return r[C.reference] ? "yes" : "no";
+    if (name === "flip" && r[C.flip]) return "flip-" + r[C.flip];
+    if (name === "prediction" || name === "gold") return "mono";
+    return "";
+  }
+
+  function fill(select, label, values, describe) {
+    select.appendChild(new Option(label, ""));
+    values.forEach(function (v) { select.appendChild(new Option(describe ? describe(v) : v, v)); });
+    if (values.length < 2 && select.id !== "f-correct") select.hidden = true;
+  }
+
+  function distinct(index, many) {
+    var seen = new Set();
+    rows.forEach(function (r) {
+      if (many) r[index].forEach(function (v) { seen.add(v); });
+      else if (r[index] !== null) seen.add(String(r[index]));
+    });
+    return Array.from(seen).sort(function (a, b) { return a.localeCompare(b, undefined, { numeric: true }); });
+  }
+
+  function filters() {
+    return {
+      search: $("search").value.trim().toLowerCase(), correct: $("f-correct").value, flip: $("f-flip").value,
+      dataset: $("f-dataset").value, subject: $("f-subject").value, level: $("f-level").value, end: $("f-end").value,
+      status: $("f-status").value
+    };
+  }
+
+  function apply() {
+    var f = filters();
+    if (f.search && lowered === null) lowered = questions.map(function (q) { return q.toLowerCase(); });
+    var picked = [];
+    for (var i = 0; i < rows.length; i++) {
+      var r = rows[i];
+      if (f.correct && String(r[C.correct]) !== f.correct) continue;
+      if (f.flip && (f.flip === "flipped" ? !r[C.flip] : r[C.flip] !== f.flip)) continue;
+      if (f.dataset && String(r[C.dataset]) !== f.dataset) continue;
+      if (f.subject && String(r[C.subject]) !== f.subject) continue;
+      if (f.level && String(r[C.level]) !== f.level) continue;
+      if (f.end && r[C.end_reason] !== f.end) continue;
+      if (f.status && r[C.statuses].indexOf(f.status) < 0) continue;
+      if (f.search && lowered[r[C.question]].indexOf(f.search) < 0 &&
+          String(r[C.prediction]).toLowerCase().indexOf(f.search) < 0 && r[C.id].toLowerCase().indexOf(f.search) < 0) continue;
+      picked.push(i);
+    }
+    if (hasFlips) {  // the flipped problems first: newly wrong, then newly right, each in id order
+      var rank = { lost: 0, gained: 1, "": 2 };
+      picked.sort(function (a, b) { return rank[rows[a][C.flip]] - rank[rows[b][C.flip]] || a - b; });
+    }
+    shown = picked;
+    page = 0;
+    render();
+  }
+
+  function mark() {
+    Array.prototype.forEach.call($("rows").tBodies[0].rows, function (tr) {
+      tr.classList.toggle("open", Number(tr.dataset.index) === openIndex);
+    });
+  }
+
+  function render() {
+    var body = $("rows").tBodies[0], pages = Math.max(1, Math.ceil(shown.length / PAGE));
+    page = Math.min(page, pages - 1);
+    var fragment = document.createDocumentFragment();
+    shown.slice(page * PAGE, (page + 1) * PAGE).forEach(function (i) {
+      var r = rows[i], tr = document.createElement("tr");
+      tr.dataset.index = i;
+      tr.tabIndex = 0;
+      HEAD.forEach(function (h) {
+        var text = cellText(r, h[0]), td = el("td", cellClass(r, h[0]), text);
+        td.title = text;
+        tr.appendChild(td);
+      });
+      fragment.appendChild(tr);
+    });
+    body.textContent = "";
+    body.appendChild(fragment);
+    mark();
+    $("count").textContent = shown.length + " of " + rows.length + " trajectories";
+    $("page").textContent = "page " + (page + 1) + " of " + pages;
+    $("prev").disabled = page === 0;
+    $("next").disabled = page >= pages - 1;
+  }
+
+  function setup() {
+    var head = $("rows").tHead.rows[0];
+    HEAD.forEach(function (h) { var th = el("th", null, h[1]); th.style.width = WIDTH[h[0]]; head.appendChild(th); });
+    fill($("f-dataset"), "every dataset", distinct(C.dataset));
+    fill($("f-subject"), "every subject", distinct(C.subject));
+    fill($("f-level"), "every level", distinct(C.level), function (v) { return "level " + v; });
+    fill($("f-end"), "every ending", distinct(C.end_reason), function (v) { return "ended: " + v; });
+    fill($("f-status"), "any executor status", distinct(C.statuses, true), function (v) { return "a call: " + v; });
+    if (hasFlips) {
+      var flip = $("f-flip");
+      fill(flip, "flipped or not", ["flipped", "lost", "gained"],
+        function (v) { return { flipped: "flipped", lost: "newly wrong", gained: "newly right" }[v]; });
+      flip.hidden = false;
+    }
+    Array.prototype.forEach.call(document.querySelectorAll("#filters select"), function (s) { s.addEventListener("change", apply); });
+    $("search").addEventListener("input", apply);
+    $("prev").addEventListener("click", function () { page--; render(); });
+    $("next").addEventListener("click", function () { page++; render(); });
+    var body = $("rows").tBodies[0];
+    body.addEventListener("click", function (event) {
+      var tr = event.target.closest("tr");
+      if (tr) open(Number(tr.dataset.index));
+    });
+    body.addEventListener("keydown", function (event) {
+      var tr = event.target.closest("tr");
+      if (tr && (event.key === "Enter" || event.key === " ")) { event.preventDefault(); open(Number(tr.dataset.index)); }
+    });
+    Array.prototype.forEach.call(document.querySelectorAll("[data-flip]"), function (a) {
+      a.addEventListener("click", function () { $("f-flip").value = a.dataset.flip; apply(); });
+    });
+    apply();
+    var m = /^#t=(\d+)$/.exec(location.hash);
+    if (m) open(Number(m[1]));
+  }
+
+  setup();
+  // For tests and the benchmark: the table is filled and answers clicks from here on.
+  window.tirReadyMs = performance.now();
+  document.documentElement.dataset.ready = "1";
+})();
