@@ -159,6 +159,8 @@ def _detail(record: Record) -> dict[str, Any]:
         "s": _number(record.get("seconds")),
         "pt": _int(record.get("prompt_tokens")),
         "ct": _int(record.get("completion_tokens")),
+        "rp": _text(record.get("reference_prediction")),
+        "rc": None if record.get("reference_correct") is None else 1 if record.get("reference_correct") else 0,
     }
 
 
@@ -329,33 +331,20 @@ def _distribution_rows(name: str, d: Mapping[str, Any], unit: str = "") -> str:
 
 
 def _reference(summary: Mapping[str, Any]) -> str:
-    """The reference grader's accuracy beside ours, when the summary carries it (newer summaries do)."""
-    acc = summary["accuracy"]
-    candidates = [
-        acc.get("reference"),
-        acc.get("reference_overall"),
-        (summary.get("reference") or {}).get("overall") if isinstance(summary.get("reference"), dict) else None,
-        summary.get("reference_accuracy"),
-        (summary.get("graders") or {}).get("reference") if isinstance(summary.get("graders"), dict) else None,
-    ]
-    group = next((c for c in candidates if isinstance(c, dict) and "accuracy" in c), None)
-    if group is None:
+    """The reference implementation's grader beside ours (summaries of runs that recorded its verdict)."""
+    ref = summary.get("reference_grader")
+    if not isinstance(ref, Mapping) or not isinstance(ref.get("overall"), Mapping):
         return ""
-    text = f"{percent(group['accuracy'])}" + (f" {interval(group['ci'])}" if "ci" in group else "")
-    disagree = next(
-        (
-            v
-            for v in (
-                summary.get("grader_disagreements"),
-                (summary.get("counts") or {}).get("grader_disagreements"),
-                group.get("disagreements"),
-            )
-            if isinstance(v, int)
-        ),
-        None,
+    overall = ref["overall"]
+    detail = (
+        f"95% CI {interval(overall['ci'])}; graders disagree on {ref.get('disagree', 0)} problems "
+        f"({ref.get('only_harness', 0)} samples only ours accepts, {ref.get('only_reference', 0)} only the "
+        "reference's); pass/fail uses ours"
     )
-    extra = f" <small>{_e(disagree)} disagreements</small>" if disagree is not None else ""
-    return f'<div class="metric"><span>reference grader</span><b id="reference-accuracy">{_e(text)}</b>{extra}</div>'
+    return (
+        f'<div class="metric"><span>reference grader</span><b id="reference-accuracy">'
+        f"{_e(percent(overall['accuracy']))}</b><small>{_e(detail)}</small></div>"
+    )
 
 
 def _headline(summary: Mapping[str, Any]) -> str:

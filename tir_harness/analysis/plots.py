@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -46,43 +47,57 @@ def _errors(groups: Sequence[dict[str, Any]]) -> tuple[list[float], list[list[fl
     return values, [below, above]
 
 
-def plot_accuracy(summary: dict[str, Any], path: str | Path) -> Path:
-    """Accuracy by level, one line per subject plus all subjects, with 95% Wilson intervals.
+def _heatmap(figure: Figure, acc: dict[str, Any], levels: list[str]) -> None:
+    """Subject x level, colour = accuracy (viridis, like report.html), with an "all" row and column.
 
-    Without levels (GSM8K and the like): one bar per subject, or per dataset, with its interval.
+    Each cell is labelled with its accuracy, its problem count and its 95% Wilson interval, so nothing is
+    read off overlapping whiskers.
+    """
+    subjects = list(acc["by_subject_level"])
+    rows = [(s, acc["by_subject_level"][s], acc["by_subject"].get(s)) for s in subjects]
+    rows.append(("all subjects", acc["by_level"], acc["overall"]))
+    values = np.full((len(rows), len(levels) + 1), np.nan)
+    labels: dict[tuple[int, int], str] = {}
+    for i, (_, cells, total) in enumerate(rows):
+        for j, group in enumerate([cells.get(lv) for lv in levels] + [total]):
+            if group and group["n"]:
+                values[i, j] = 100 * group["accuracy"]
+                lo, hi = group["ci"]
+                labels[(i, j)] = f"{100 * group['accuracy']:.0f}%\nn={group['n']}\n[{100 * lo:.0f}, {100 * hi:.0f}]"
+    axes = figure.add_subplot()
+    image = axes.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    for (i, j), text in labels.items():
+        colour = "black" if values[i, j] >= 55 else "white"
+        axes.text(j, i, text, ha="center", va="center", fontsize="x-small", color=colour, linespacing=1.1)
+    axes.set_xticks(range(len(levels) + 1), [f"level {lv}" for lv in levels] + ["all levels"])
+    axes.set_yticks(range(len(rows)), [name for name, _, _ in rows])
+    axes.tick_params(length=0)
+    axes.axhline(len(rows) - 1.5, color="white", linewidth=3)  # set the margins apart from the cells
+    axes.axvline(len(levels) - 0.5, color="white", linewidth=3)
+    axes.set_title("Accuracy by subject and level\n(per cell: accuracy, n = problems, [95% Wilson interval])")
+    figure.colorbar(image, ax=axes, label="accuracy (%)", shrink=0.8)
+
+
+def plot_accuracy(summary: dict[str, Any], path: str | Path) -> Path:
+    """Accuracy by subject and level as a heatmap (the numbers of report.html's heatmap).
+
+    Without levels (GSM8K and the like): one bar per subject, or per dataset, with its 95% Wilson interval.
     """
     acc = summary["accuracy"]
     levels = sorted(acc["by_level"], key=int)
+    if levels and acc["by_subject_level"]:
+        figure = _new_figure(max(8.0, 3.5 + 1.0 * (len(levels) + 1)), 1.6 + 0.62 * (len(acc["by_subject_level"]) + 1))
+        _heatmap(figure, acc, levels)
+        return _save(figure, Path(path))
     figure = _new_figure(8, 5)
     axes = figure.add_subplot()
-    if levels:
-        series = list(acc["by_subject_level"].items()) + [("all", acc["by_level"])]
-        width = 0.5 / max(1, len(series))
-        for i, (name, cells) in enumerate(series):
-            present = [lv for lv in levels if lv in cells]
-            values, yerr = _errors([cells[lv] for lv in present])
-            xs = [levels.index(lv) + (i - (len(series) - 1) / 2) * width for lv in present]
-            overall = name == "all"
-            axes.errorbar(
-                xs,
-                values,
-                yerr=yerr,
-                marker="o",
-                capsize=3,
-                label=name,
-                color="black" if overall else None,
-                linewidth=2.5 if overall else 1.2,
-            )
-        axes.set_xticks(range(len(levels)), [f"level {lv}" for lv in levels])
-        axes.set_title("Accuracy by level (95% Wilson intervals)")
-        axes.legend(fontsize="small", ncols=2)
-    else:
-        groups = acc["by_subject"] or acc["by_dataset"] or {"overall": acc["overall"]}
-        names = list(groups)
-        values, yerr = _errors([groups[n] for n in names])
-        axes.bar(range(len(names)), values, yerr=yerr, capsize=4, color="tab:blue")
-        axes.set_xticks(range(len(names)), [f"{n}\n(n={groups[n]['n']})" for n in names])
-        axes.set_title("Accuracy (95% Wilson intervals)")
+    groups = acc["by_subject"] or acc["by_level"] or acc["by_dataset"] or {"overall": acc["overall"]}
+    names = list(groups)
+    values, yerr = _errors([groups[n] for n in names])
+    axes.bar(range(len(names)), values, yerr=yerr, capsize=4, color="tab:blue")
+    prefix = "level " if groups is acc["by_level"] else ""
+    axes.set_xticks(range(len(names)), [f"{prefix}{n}\n(n={groups[n]['n']})" for n in names])
+    axes.set_title("Accuracy (95% Wilson intervals)")
     axes.set_ylabel("accuracy (%)")
     axes.set_ylim(0, 100)
     axes.grid(axis="y", alpha=0.3)

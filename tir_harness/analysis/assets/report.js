@@ -38,9 +38,37 @@
     if (window.renderMathInElement && /[$\\]/.test(text)) {
       try {
         window.renderMathInElement(node, Object.assign({ delimiters: DELIMITERS, errorCallback: function () {} }, KATEX));
+        boxes(node);
       } catch (e) { node.textContent = text; }
     }
     return node;
+  }
+
+  // Models often write their answer as a bare \boxed{...} outside any $...$: typeset those too.
+  function boxes(node) {
+    var walker = document.createTreeWalker(node, NodeFilter.SHOW_TEXT), found = [], t;
+    while ((t = walker.nextNode())) {
+      if (t.nodeValue.indexOf("\\boxed{") >= 0 && !(t.parentNode.closest && t.parentNode.closest(".katex"))) found.push(t);
+    }
+    found.forEach(function (textNode) {
+      var text = textNode.nodeValue, out = document.createDocumentFragment(), last = 0, at;
+      while ((at = text.indexOf("\\boxed{", last)) >= 0) {
+        var depth = 0, end = -1;
+        for (var k = at + 6; k < text.length; k++) {
+          if (text[k] === "{") depth++;
+          else if (text[k] === "}" && --depth === 0) { end = k + 1; break; }
+        }
+        if (end < 0) break;
+        out.appendChild(document.createTextNode(text.slice(last, at)));
+        var span = el("span");
+        window.katex.render(text.slice(at, end), span, KATEX);
+        out.appendChild(span);
+        last = end;
+      }
+      if (last === 0) return;
+      out.appendChild(document.createTextNode(text.slice(last)));
+      textNode.parentNode.replaceChild(out, textNode);
+    });
   }
 
   function formula(text) {
@@ -138,6 +166,11 @@
     answer.appendChild(g);
     answer.appendChild(el("b", null, "verdict"));
     answer.appendChild(el("span", correct ? "yes" : "no", (correct ? "correct" : "wrong") + (d.r ? ": " + d.r : "")));
+    if (d.rc !== null && d.rc !== undefined) {
+      answer.appendChild(el("b", null, "reference grader"));
+      answer.appendChild(el("span", d.rc ? "yes" : "no", (d.rc ? "correct" : "wrong") +
+        (d.rp !== null && d.rp !== undefined ? ", its answer: " + d.rp : ", no answer")));
+    }
     var cost = [];
     if (d.pt !== null) cost.push(d.pt + " prompt tokens");
     if (d.ct !== null) cost.push(d.ct + " completion tokens");
@@ -185,8 +218,8 @@
     ["prediction", "prediction"], ["gold", "gold"], ["turns", "turns"], ["tool_calls", "tool calls"], ["end_reason", "end"]];
   if (hasFlips) HEAD.push(["flip", "flip"]);
   if (hasReference) HEAD.push(["reference", "reference grader"]);
-  var WIDTH = { id: "20%", dataset: "8%", subject: "10%", level: "4%", correct: "6%", prediction: "14%", gold: "14%",
-    turns: "4%", tool_calls: "5%", end_reason: "8%", flip: "7%", reference: "7%" };
+  var WIDTH = { id: "18%", dataset: "7%", subject: "10%", level: "4%", correct: "5%", prediction: "13%", gold: "13%",
+    turns: "4%", tool_calls: "6%", end_reason: "8%", flip: "8%", reference: "9%" };
 
   function cellText(r, name) {
     var v = r[C[name]];
