@@ -51,6 +51,8 @@ class Reply:
     finish_reason: str = "stop"
     stop_reason: str | int | None = None
     cached_tokens: int | None = None
+    raw: bytes | None = None  # send these bytes as the body, as they are
+    content_type: str = "application/json"
 
 
 @dataclass
@@ -134,6 +136,12 @@ class FakeOpenAI:
                 if reply.drop:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
+                elif reply.raw is not None:
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", reply.content_type)
+                    self.send_header("Content-Length", str(len(reply.raw)))
+                    self.end_headers()
+                    self.wfile.write(reply.raw)
                 elif reply.status != 200:
                     self._send(reply.status, {"error": {"message": reply.message, "code": reply.status}})
                 else:
@@ -410,6 +418,34 @@ def test_a_rejected_request_fails_alone_without_retries(fakes, engines):
     assert result(futures[0]).text == result(futures[2]).text == "ok"
     assert fake.prompts().count("long") == 1
     assert engine.info()["down"] == {}
+
+
+HTML = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><h1>nginx</h1></body></html>"
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (Reply(raw=b'{"choices": [{"text": null, "finish_reason": "stop"}]}'),
+         "unreadable response: choices[0].text is null, not a string"),
+        (Reply(raw=b'{"choices": []}'), "unreadable response: no choices in the answer"),
+        (Reply(raw=b'{"object": "error"}'), "unreadable response: no choices in the answer"),
+        (Reply(raw=b'{"choices": [{"text": "cut'), 'unreadable response: not JSON ({"choices": [{"text": "cut)'),
+        (Reply(raw=b""), "unreadable response: not JSON (empty body)"),
+        (Reply(raw=HTML, content_type="text/html"), "unreadable response: an HTML page (502 Bad Gateway)"),
+        (Reply(status=404, raw=HTML, content_type="text/html"), "HTTP 404: an HTML page (502 Bad Gateway)"),
+        (Reply(status=422, raw=b'{"detail": "max_tokens must be at least 1"}'),
+         "HTTP 422: max_tokens must be at least 1"),
+        (Reply(status=400, raw=b"plain words"), "HTTP 400: plain words"),
+    ],
+    ids=["text-null", "no-choices", "error-object", "cut-json", "empty", "html-200", "html-404", "detail", "text"],
+)  # fmt: skip
+def test_a_bad_answer_fails_its_request_with_what_was_wrong(fakes, engines, reply, message):
+    fake = fakes(respond=lambda body: reply if body["prompt"] == "bad" else Reply(text="fine"))
+    engine = engines([fake.url])
+    assert failure(engine.submit(request("bad"))) == f"{fake.url}: {message}"
+    assert result(engine.submit(request("good"))).text == "fine"  # the server is not blamed
+    assert fake.prompts().count("bad") == 1 and engine.info()["down"] == {}
 
 
 def test_503_and_dropped_connections_are_retried_until_success(fakes, engines):

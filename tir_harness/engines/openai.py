@@ -78,9 +78,22 @@ def _transport_cause(exc: BaseException) -> str:
     return _one_line(f"{type(exc).__name__}: {exc}")
 
 
+def _html_title(text: str) -> str | None:
+    """The title of an HTML page (a proxy's or load balancer's error page), or None if `text` is not HTML."""
+    head = text.lstrip()[:512].lower()
+    if not head.startswith(("<!doctype html", "<html", "<head", "<body", "<title")):
+        return None
+    start = text.lower().find("<title>")
+    end = text.lower().find("</title>", start)
+    return _one_line(text[start + 7 : end], 120) if 0 <= start < end else ""
+
+
 def _server_message(status: int, body: bytes) -> str:
     """The error text of an HTTP answer: OpenAI's {"error": {"message"}}, older vLLM's, FastAPI's."""
     text = body.decode("utf-8", "replace")
+    title = _html_title(text)
+    if title is not None:  # a page for people, not an API answer: its title says all there is
+        return f"HTTP {status}: an HTML page" + (f" ({title})" if title else "")
     try:
         data = json.loads(text)
     except ValueError:
@@ -114,6 +127,15 @@ class _Endpoint:
         https = parts.scheme == "https"
         port = parts.port or (443 if https else 80)
         return cls(normal, https, parts.hostname or "", port, parts.path)
+
+
+class _Unreadable(ValueError):
+    """A 200 answer that holds no completion; the message says what is wrong with it."""
+
+
+def _count(value: Any) -> int:
+    """A token count from a server: a non-negative int, else 0 (usage is informative, never worth a failure)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 class _AnswerTimeout(TimeoutError):
@@ -508,17 +530,18 @@ class OpenAIEngine:
                 )
                 continue
             except (OSError, http.client.HTTPException) as exc:
-                cause = _transport_cause(exc)
+                cause, transport = _transport_cause(exc), True
             else:
+                transport = False
                 if status == 200:
                     return self._succeed(server, job, body, time.monotonic() - started)
                 cause = _server_message(status, body)
                 if status < 500 and status not in (408, 429):
                     return self._finish(server, job, error=EngineError(f"{server.url}: {cause}"))
-            if not self._retry_or_give_up(server, job, cause):
+            if not self._retry_or_give_up(server, job, cause, transport):
                 return None
 
-    def _retry_or_give_up(self, server: _Server, job: _Job, cause: str) -> bool:
+    def _retry_or_give_up(self, server: _Server, job: _Job, cause: str, transport: bool = False) -> bool:
         """After a failure that may pass: wait and return True to retry, or settle the job."""
         now = time.monotonic()
         with self._lock:
@@ -530,8 +553,9 @@ class OpenAIEngine:
                 job.first_failure = now
             exhausted = job.attempts > self.connect_retries
             healthy = server.last_success > job.first_failure
-        if exhausted and healthy:
-            # The server served others meanwhile: the fault is this request's.
+        if exhausted and healthy and not (transport and not self._answers(server)):
+            # The server served others meanwhile and still answers: the fault is this request's.  (A server
+            # that served others and then died is marked down below, and this request moves to a live one.)
             self._finish(server, job, error=EngineError(f"{server.url}: {cause}"))
             return False
         if exhausted:
@@ -556,27 +580,40 @@ class OpenAIEngine:
     def _succeed(self, server: _Server, job: _Job, body: bytes, seconds: float) -> None:
         try:
             completion = self._completion(body, seconds, server.url)
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            error = EngineError(f"{server.url}: unreadable completion ({_one_line(str(exc), 200)})")
-            return self._finish(server, job, error=error)
+        except _Unreadable as exc:
+            return self._finish(server, job, error=EngineError(f"{server.url}: unreadable response: {exc}"))
         with self._lock:
             server.last_success = time.monotonic()
         return self._finish(server, job, completion=completion)
 
     @staticmethod
     def _completion(body: bytes, seconds: float, url: str) -> Completion:
-        data = json.loads(body)
-        choice = data["choices"][0]
-        usage = data.get("usage") or {}
-        details = usage.get("prompt_tokens_details") or {}
-        cached = details.get("cached_tokens")
+        """The completion in a 200 answer; every byte is the server's, so every field is checked."""
+        text = body.decode("utf-8", "replace")
+        title = _html_title(text)
+        if title is not None:
+            raise _Unreadable("an HTML page" + (f" ({title})" if title else ""))
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise _Unreadable(f"not JSON ({_one_line(text, 80) or 'empty body'})") from None
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise _Unreadable("no choices in the answer")
+        choice = choices[0]
+        # A null text is no completion: taken as "" the turn would pass for a model that wrote nothing.
+        if not isinstance(choice.get("text"), str):
+            raise _Unreadable(f"choices[0].text is {json.dumps(choice.get('text'))[:40]}, not a string")
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        details = usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}
+        stop_reason = choice.get("stop_reason")
         return Completion(
-            text=str(choice["text"]),
+            text=choice["text"],
             finish_reason=str(choice.get("finish_reason") or "length"),
-            stop_reason=choice.get("stop_reason"),
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
-            cached_tokens=int(cached) if cached is not None else None,
+            stop_reason=stop_reason if isinstance(stop_reason, (str, int)) else None,
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+            completion_tokens=_count(usage.get("completion_tokens")),
+            cached_tokens=_count(details["cached_tokens"]) if details.get("cached_tokens") is not None else None,
             seconds=seconds,
             extra={"server": url},
         )

@@ -19,7 +19,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, BinaryIO
 
 import pytest
 
@@ -58,7 +58,7 @@ class Reporter:
         self.summary: dict[str, Any] | None = None
         self.comparison: Any = None
         self.gate_result: Any = None
-        self._file: IO[str] | None = None
+        self._file: BinaryIO | None = None  # unbuffered: a failed write leaves nothing behind to flush later
         self._problems_done = 0
         self._problems_correct = 0
         self._next_live = 1
@@ -115,11 +115,11 @@ class Reporter:
 
     # -- during the run --------------------------------------------------------------------------------------
 
-    def _open(self) -> IO[str]:
+    def _open(self) -> BinaryIO:
         if self._file is None:
             self.prepare()
             # One run per folder: a rerun into the same --report-dir rewrites it whole (the store resumes it).
-            self._file = open(self.run_dir / "trajectories.jsonl", "w", encoding="utf-8")
+            self._file = open(self.run_dir / "trajectories.jsonl", "wb", buffering=0)
             self.manifest = run_manifest(self.options, self.run_id)
             self._write_manifest()
         return self._file
@@ -156,11 +156,12 @@ class Reporter:
         records = json.loads(taken[RECORDS_PROPERTY])
         # Sanitised as a whole line: a lone surrogate becomes its JSON escape again, so the text round-trips.
         text = "".join(sanitize(json.dumps({**r, "run_id": self.run_id}, ensure_ascii=False)) + "\n" for r in records)
-        handle.flush()
+        data = text.encode("utf-8")
         end = handle.tell()
         try:
-            handle.write(text)
-            handle.flush()
+            written = 0
+            while written < len(data):  # an unbuffered write may take only part
+                written += handle.write(data[written:]) or 0
             os.fsync(handle.fileno())
         except OSError as exc:
             # Cut back to the last whole line (truncating needs no space): every line before stays intact.
@@ -169,7 +170,8 @@ class Reporter:
                 handle.seek(end)
             except OSError:
                 pass
-            return self._write_failed(exc, path)
+            self._write_failed(exc, path)
+        # Counted even when its line could not be written: the terminal summary then still matches pytest's count.
         for record in records:
             record["run_id"] = self.run_id
         self.records.extend(records)
@@ -234,7 +236,7 @@ class Reporter:
         try:
             return load_records(self.options.baseline)
         except (ReportError, OSError) as exc:
-            raise pytest.UsageError(f"--baseline {self.options.baseline}: {exc}") from None
+            raise pytest.UsageError(f"tir-harness: --baseline {self.options.baseline}: {exc}") from None
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         for error in (self.write_error, self.summary_error):

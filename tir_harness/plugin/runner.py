@@ -23,6 +23,7 @@ from tir_harness.engines.models import ModelError, ModelSpec, resolve_model
 from tir_harness.plugin.guard import Interrupts, SafeEngine, safe_sessions
 from tir_harness.plugin.options import HarnessOptions
 from tir_harness.plugin.reporter import ENGINE_PROPERTY, RECORDS_PROPERTY
+from tir_harness.records.store import StoreError
 from tir_harness.records.trajectory import END_ERROR, Trajectory
 from tir_harness.records.verdict import regraded
 from tir_harness.run.loop import LOOP_VERSION, REFERENCE_OUTPUT_CHARS, LoopConfig, run_trajectory, sample_seed
@@ -202,7 +203,10 @@ class Runner:
         )
         self.scheduler = Scheduler(opts.max_inflight)
         keys = {(p, s): self._key(p, s) for p in self.work for s in range(opts.samples)}
-        stored = {} if opts.refresh else self.store.get_many(list(keys.values()))
+        try:
+            stored = {} if opts.refresh else self.store.get_many(list(keys.values()))
+        except StoreError as exc:  # a store damaged past its header is found by its first read
+            raise StartupError(f"tir-harness: --store-dir {exc}") from None
         if len(stored) < len(keys):
             self.start_generation()  # a run the store already holds needs no engine at all
         for (problem, sample), key in keys.items():
@@ -212,14 +216,18 @@ class Runner:
         """Start the engine and the executor, once (a run that the store holds in full needs neither)."""
         if self.engine is None:
             self.engine = self._start_engine(self._model)
-        if self.executor is None:
-            from tir_harness.sandbox.executor import Executor
+        try:
+            if self.executor is None:
+                from tir_harness.sandbox.executor import Executor
 
-            self.executor = Executor(config=self._executor_config)
+                self.executor = Executor(config=self._executor_config)
+            isolation = self.executor.isolation  # waits for the sandbox to be ready
+        except Exception as exc:
+            raise StartupError(f"tir-harness: the sandbox cannot start: {exception_line(exc)}") from None
         self.engine_info = {
             **self.engine.info(),
             "model_identity": self._model.identity,
-            "executor_isolation": self.executor.isolation,
+            "executor_isolation": isolation,
         }
 
     def _model_spec(self) -> ModelSpec:
@@ -285,7 +293,7 @@ class Runner:
             raise StartupError(f"tir-harness: --prompt-format chat-template: {exc}") from None
 
     def _open_store(self) -> Any:
-        from tir_harness.records.store import ResultStore, StoreError, resolve_store_path
+        from tir_harness.records.store import ResultStore, resolve_store_path
 
         cache = getattr(self.config, "cache", None)  # absent with -p no:cacheprovider
         cache_dir = (
@@ -425,6 +433,9 @@ class Runner:
         # In a thread of its own, so that a second Ctrl-C or SIGTERM ends the wait at once.
         closer = threading.Thread(target=shut_down, name="tir-harness-close", daemon=True)
         closer.start()
+        closer.join(0.5)
+        if closer.is_alive() and self.interrupts.count and not self.interrupts.abort.is_set():
+            self._warn("interrupted: finishing the trajectories in flight (interrupt again to stop at once)")
         while closer.is_alive() and not self.interrupts.abort.is_set():
             closer.join(0.05)
         if self.executor is not None:

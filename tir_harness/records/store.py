@@ -278,6 +278,15 @@ class ResultStore:
 
     def _setup(self, conn: sqlite3.Connection) -> None:
         try:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.DatabaseError as exc:
+            if _is_busy(exc):
+                raise
+            raise StoreError(f"{self.path}: not a tir-harness result store ({exc})") from exc
+        if tables and not {"meta", "trajectories"} <= tables:
+            # Someone else's database: adding our tables (or even switching it to WAL) would change it.
+            raise StoreError(f"{self.path}: a SQLite database that is not a tir-harness result store; left untouched")
+        try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         except sqlite3.DatabaseError as exc:
             if _is_busy(exc):
