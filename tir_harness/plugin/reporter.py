@@ -208,14 +208,6 @@ class Reporter:
         from tir_harness.analysis.report import write_summary
 
         baseline = self._baseline
-        try:
-            self._write_manifest()
-            self.summary = write_summary(self.run_dir, self.records, baseline=baseline, plots=not self._aborted())
-        except OSError as exc:
-            self.summary_error = f"tir-harness: the summary could not be written to {self.run_dir} ({exc.strerror})"
-            from tir_harness.analysis.summary import summarize
-
-            self.summary = summarize(self.records)  # still shown on the terminal
         if baseline is not None:
             from tir_harness.analysis.compare import GateResult, compare, gate
 
@@ -227,6 +219,22 @@ class Reporter:
                     self.gate_result = gate(self.comparison, self.options.max_drop, self.options.alpha)
                 # The gate decides the job, not individual problems: a real, significant drop fails it.
                 session.exitstatus = 0 if self.gate_result.passed else 1
+        # After the gate: report.html shows the verdict that decides the job.
+        try:
+            self._write_manifest()
+            self.summary = write_summary(
+                self.run_dir,
+                self.records,
+                baseline=baseline,
+                plots=not self._aborted(),
+                html=not self._aborted(),
+                gate_result=self.gate_result,
+            )
+        except OSError as exc:
+            self.summary_error = f"tir-harness: the summary could not be written to {self.run_dir} ({exc.strerror})"
+            from tir_harness.analysis.summary import summarize
+
+            self.summary = summarize(self.records)  # still shown on the terminal
 
     def _baseline_records(self) -> list[dict[str, Any]] | None:
         if not self.options.baseline:
