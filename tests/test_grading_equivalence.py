@@ -260,3 +260,27 @@ def test_python_tool_outputs(a: str, b: str, want: bool) -> None:
 )
 def test_reason_says_why(pred: str, gold: str, words: str) -> None:
     assert words in grade(pred, gold, extracted=True).reason
+
+
+# Held-out defects (issue 12): each row is one class of answer, not one string.
+HELD_OUT = [
+    ("p - q", "-q + p", True),  # a difference of single letters is math, not a hyphenated word
+    ("b-a", "-a+b", True),
+    ("m - n", "n - m", False),
+    ("u-v-w", "-w-v+u", True),
+    ("x-axis", "y-axis", False),  # a hyphenated word stays a word
+    ("\\text{an ellipse}", "\\text{ellipse}", True),  # a leading article does not change a word answer
+    ("\\text{a parabola}", "parabola", True),
+    ("the hyperbola", "\\text{hyperbola}", True),
+    ("\\text{an ellipse}", "\\text{circle}", False),
+    ("\\frac{d}{dx}(x^2) = 2x", "2x", True),  # an operation = its value: the value is the answer
+    ("\\int_0^1 x\\,dx = \\frac12", "0.5", True),
+    ("\\lim_{x\\to 0} \\frac{\\sin x}{x} = 1", "1", True),
+    ("\\frac{d}{dx}(x^3) = 3x^2", "2x", False),
+    ("2x + z = 1", "1", False),  # a genuine equation still is not its right side
+]
+
+
+@pytest.mark.parametrize("a, b, want", both_ways(HELD_OUT))
+def test_held_out_defects(a: str, b: str, want: bool) -> None:
+    check(a, b, want)

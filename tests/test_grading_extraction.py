@@ -76,3 +76,17 @@ def test_grade_extracts_then_compares() -> None:
 
 def test_bare_answer_that_is_prose_is_read_as_a_short_response() -> None:
     assert grade("Soucis : 2,74 $ a..", "2.74", extracted=True).correct
+
+
+@pytest.mark.parametrize(
+    "response, answer",
+    [
+        ("<answer>12</answer> Then maybe 13 is also fine.", "12"),  # the tag, not the last number
+        ("Reasoning 4 and 9.\n<answer>\n\\frac{1}{2}\n</answer>", "\\frac{1}{2}"),
+        ("<answer>The answer is $7$.</answer> 8", "7"),  # its own phrase inside the tag
+        ("<answer>x</answer> first, then <ANSWER>$y+1$</ANSWER>", "y+1"),  # the last tag
+        ("<answer>\\boxed{3}</answer> but \\boxed{5}", "5"),  # a box outside still wins
+    ],
+)
+def test_answer_tags(response: str, answer: str) -> None:
+    assert extract_answer(response) == answer

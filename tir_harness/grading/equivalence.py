@@ -83,6 +83,9 @@ def compare_texts(pred: str, gold: str, config: GraderConfig = DEFAULT_CONFIG) -
     choice = _compare_choice(cp, cg)
     if choice is not None:
         return choice
+    value_p, value_g = _operation_value(cp), _operation_value(cg)
+    if (value_p is None) != (value_g is None):
+        return compare_texts(value_p or cp, value_g or cg, config)
     np_, ng = parse_answer(cp, config), parse_answer(cg, config)
     if np_ is None or ng is None:
         same = _squash(cp).lower() == _squash(cg).lower()
@@ -110,10 +113,14 @@ def parse_answer(cleaned: str, config: GraderConfig = DEFAULT_CONFIG) -> Node | 
 
 
 def _mathy_word(text: str) -> bool:
-    """Short letter runs are products of variables (`xy`, `AB`); longer words are words."""
+    """Short letter runs are products of variables (`xy`, `AB`); longer words are words.  Letters joined by
+    minus signs (`p - q`, `b-a`) are a difference of variables, not a hyphenated word (`x-axis`)."""
     words = text.split()
     if len(words) == 1 and (len(text) <= 2 or text in MATH_WORDS or text in FUNCTIONS or text in MULTI_ARG):
         return True
+    if "-" in text and "'" not in text:
+        tokens = [t for t in re.split(r"[\s-]+", text) if t]
+        return all(len(t) <= 2 or t in FUNCTIONS for t in tokens)
     return False
 
 
@@ -123,7 +130,25 @@ def _squash(text: str) -> str:
 
 
 def _text_key(text: str) -> str:
-    return re.sub(r"[^0-9a-z]+", "", text.lower())
+    # A leading article does not change a word answer: `an ellipse` is `ellipse` (but `a b` stays two letters).
+    text = re.sub(r"^\s*(?:a|an|the)\s+(?=[a-z]{3})", "", text.lower())
+    return re.sub(r"[^0-9a-z]+", "", text)
+
+
+# The left side of `\frac{d}{dx}(x^2) = 2x` is an operation whose value the right side gives, unlike the
+# left side of a genuine equation (`2x + z = 1`).
+_OPERATION_SIDE = re.compile(
+    r"\\[dt]?frac\s*\{\s*d[^{}]*\}\s*\{\s*d|\\(?:int|iint|oint|lim|sum|prod|det|max|min|gcd|operatorname)(?![A-Za-z])"
+    r"|\bd\s*/\s*d[a-z]\b|\b(?:gcd|lcm|max|min)\s*\("
+)
+
+
+def _operation_value(cleaned: str) -> str | None:
+    """The right side of `operation = value`, else None."""
+    sides = cleaned.split("=")
+    if len(sides) != 2 or not sides[1].strip() or not _OPERATION_SIDE.search(sides[0]):
+        return None
+    return sides[1].strip()
 
 
 def _compare_choice(cp: str, cg: str) -> Outcome | None:

@@ -3,7 +3,8 @@
 In order (docs/grading.md):
 1. the last `\\boxed{}`/`\\fbox{}` (via `tir_harness.boxed.last_boxed`), joined with the boxes just before
    it when only a few connecting words separate them (`\\boxed{1} and \\boxed{2}` -> `1, 2`);
-2. GSM8K's `#### 42` (any dataset);
+2. the last `<answer>...</answer>` tag (its own box or answer phrase, else its whole content);
+   then GSM8K's `#### 42` (any dataset);
 3. the last "final answer is" / "the answer is" / "Answer:" phrase (also French, Spanish, German, Chinese,
    Russian), reading to the end of its sentence;
 4. fallback: the last math span (`$...$`, `\\(...\\)`, `\\[...\\]`) or the last number, whichever comes
@@ -27,6 +28,7 @@ MAX_BOXES = 50
 NUMBER_DATASETS = {"gsm8k", "gsm-hard", "gsm_hard", "gsmhard", "svamp", "asdiv", "mawps", "multiarith"}
 
 _GSM = re.compile(r"####\s*([^\n]+)")
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _PHRASE = re.compile(
     r"(?:answer|r[ée]ponse|respuesta|antwort|ответ)\s*(?:is|est|es|ist|:|=)\s*:?|答案\s*(?:是|为|：|:)?",
     re.IGNORECASE,
@@ -62,6 +64,12 @@ def extract_answer(response: str, dataset: str | None = None, *, fallback: bool 
             if final is not None and (is_mathy(final) or NUMBER.fullmatch(final)):
                 return final
         return boxed
+    tags = _ANSWER_TAG.findall(text)
+    if tags and tags[-1].strip():
+        # `<answer>...</answer>`: the model's declared answer, read for its own markers, else taken whole.
+        content = tags[-1].strip()
+        marked = extract_answer(content, dataset, fallback=False) if len(content) < len(text) else None
+        return marked if marked is not None else _strip_delimiters(content)
     gsm = _GSM.findall(text)
     if gsm:
         return gsm[-1].strip()

@@ -294,7 +294,7 @@ def _read_line(fd: int, deadline: float) -> bytes:
 # letters and a few function names (parse_expr evaluates Python, and the prediction is the model's).  Sides
 # that do not parse are "not equal" (the reference would hand such a string to sympify, which evaluates it).
 _WORKER_SOURCE = r"""
-import json, math, re, resource, sys
+import functools, json, math, re, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 from sympy import N, simplify
 from sympy.parsing.latex import parse_latex
@@ -303,6 +303,7 @@ BACKENDS = ["antlr", "lark"]  # antlr needs its 4.11 runtime; a backend that can
 NAMES = {"sqrt", "pi", "oo", "sin", "cos", "tan", "log", "exp", "E", "I", "Abs"}
 SAFE = re.compile(r"[0-9A-Za-z+\-*/^()., ]*")
 
+@functools.lru_cache(maxsize=4096)  # a gold answer is parsed once, not once per sample
 def parse(s):
     for backend in list(BACKENDS):
         try:
