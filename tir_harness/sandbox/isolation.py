@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
-PIDS_V1 = "/sys/fs/cgroup/pids"
+V1_ROOT = "/sys/fs/cgroup"
 PREFIX = "tir-harness-"
 UID_FIRST = 10_000_000  # far above any uid a distribution hands out
 UID_BLOCK = 4096  # uids per executor: one per live worker (ExecutorConfig.max_workers <= this)
@@ -23,7 +24,11 @@ def uid_base(index: int) -> int:
     return UID_FIRST + ((os.getpid() * 64 + index) % UID_BLOCKS) * UID_BLOCK
 
 
-def _own_pids_dir() -> str | None:
+CONTROLLERS = ("memory", "cpuacct", "freezer", "pids")
+
+
+def _own_dir(controller: str) -> str | None:
+    """This process's directory in a cgroup v1 hierarchy, if we may make children there."""
     try:
         with open("/proc/self/cgroup") as f:
             lines = f.read().splitlines()
@@ -31,8 +36,10 @@ def _own_pids_dir() -> str | None:
         return None
     for line in lines:
         _, controllers, path = line.split(":", 2)
-        if "pids" in controllers.split(","):
-            base = PIDS_V1 + path.rstrip("/")
+        if controller in controllers.split(","):
+            base = f"{V1_ROOT}/{controller}{path.rstrip('/')}"
+            if not os.path.isdir(base):  # e.g. mounted as cpu,cpuacct
+                base = f"{V1_ROOT}/{controllers}{path.rstrip('/')}"
             usable = os.access(base, os.W_OK) and os.path.exists(os.path.join(base, "cgroup.procs"))
             return base if usable else None
     return None
@@ -54,6 +61,12 @@ def kill_and_remove(path: str) -> None:
         if entry.is_dir(follow_symlinks=False):
             kill_and_remove(entry.path)
     for _ in range(100):
+        if os.path.exists(os.path.join(path, "freezer.state")):  # frozen tasks die only once thawed
+            try:
+                with open(os.path.join(path, "freezer.state"), "w") as f:
+                    f.write("THAWED")
+            except OSError:
+                pass
         try:
             with open(os.path.join(path, "cgroup.procs")) as f:
                 pids = [int(p) for p in f.read().split()]
@@ -66,16 +79,20 @@ def kill_and_remove(path: str) -> None:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-    try:
-        os.rmdir(path)
-    except OSError:
-        pass
+    for _ in range(50):  # processes killed a moment ago may still be leaving the group
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.01)
 
 
-def make_pids_cgroup(name: str) -> str | None:
-    """A fresh pids cgroup for one executor, or None where the machine does not let us make one.
-    Leftovers of executors whose process is gone are removed on the way."""
-    base = _own_pids_dir()
+def make_cgroup(controller: str, name: str) -> str | None:
+    """A fresh cgroup (v1) of one controller for one executor, or None where the machine does not let us
+    make one.  Leftovers of executors whose process is gone are removed on the way."""
+    base = _own_dir(controller)
     if base is None:
         return None
     try:
@@ -88,29 +105,51 @@ def make_pids_cgroup(name: str) -> str | None:
         os.mkdir(path)
     except OSError:
         return None
-    if not os.path.exists(os.path.join(path, "pids.max")):
+    if not os.path.exists(os.path.join(path, "tasks")):
         kill_and_remove(path)
         return None
+    if controller == "memory":  # a worker's own limit binds; the executor's group only sums them
+        for knob in ("memory.use_hierarchy",):
+            try:
+                with open(os.path.join(path, knob), "w") as f:
+                    f.write("1")
+            except OSError:
+                pass
     return path
+
+
+def make_cgroups(name: str) -> dict[str, str | None]:
+    return {c: make_cgroup(c, name) for c in CONTROLLERS}
 
 
 def summary(config: dict, facts: dict) -> dict:
     """The isolation actually in force, as plain builtins for the run manifest."""
-    cgroup = facts.get("process_limit") == "pids_cgroup_v1"
+    cgroups = list(facts.get("cgroups", []))
+    view = bool(facts.get("view_root"))
     return {
         "pid_namespace": bool(facts.get("pid_namespace")),
         "network_namespace": bool(facts.get("network_namespace")),
         "network": "none" if facts.get("network_namespace") else "host",
+        "mount_namespace": view,
+        "ipc_namespace": bool(facts.get("ipc_namespace")),
         "user_namespace": bool(facts.get("user_namespace")),
         "unprivileged_uid": bool(facts.get("uid_drop")),
+        "seccomp": facts.get("seccomp", "none"),
+        "cgroups": cgroups,
         "process_limit": facts.get("process_limit", "none"),
         "max_processes": config["max_processes"] - 2,
+        "memory_limit": "memory_cgroup_v1_per_session" if "memory" in cgroups else "rlimit_as_per_process",
+        "cpu_limit": "cpuacct_cgroup_per_session" if "cpuacct" in cgroups else "per_call_watchdog_w2_only",
+        "idle_sessions": "frozen" if "freezer" in cgroups else "running",
         "kill_scope": "pid_namespace" if facts.get("pid_namespace") else "process_group",
-        "rlimits": ["AS", "CPU", "FSIZE", "CORE", "NOFILE"] + ([] if cgroup else ["NPROC"]),
-        "cpu_limit": "per_call_watchdog",
+        "rlimits": ["AS", "CPU", "FSIZE", "CORE", "NOFILE"] + (["NPROC"] if "pids" not in cgroups else []),
         "no_new_privs": True,
         "environment": "scrubbed",
-        "workdir": "private_temporary",
-        "filesystem": "uid_permissions" if facts.get("uid_drop") else "same_user_as_harness",
+        "filesystem": "read_only_view" if view else (
+            "uid_permissions" if facts.get("uid_drop") else "same_user_as_harness"
+        ),
+        "workdir": "private_tmpfs" if view else "private_temporary",
+        "view": list(facts.get("view", [])),
         "hidden_dirs": list(facts.get("hidden_dirs", [])),
+        "fallbacks": [f for f in (facts.get("view_error"),) if f],
     }

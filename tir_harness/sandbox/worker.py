@@ -1,18 +1,22 @@
 """The sandbox's side: a zygote that imports the heavy modules once and forks one worker per session.
 
-`tir_harness.sandbox.executor` runs this file as a script (the harness never imports it) with a JSON configuration
+`tir_harness.sandbox.zygote` runs this file as a script (the harness never imports it) with a JSON configuration
 in argv[1] and a SOCK_SEQPACKET control socket on the fd it names.  Per session, the zygote forks:
 
-    zygote ── W0: setsid, joins the pids cgroup, unshares a PID namespace, forks W1, exits
-                 └─ W1: PID 1 of that namespace; only reaps, and exits with W2's status
-                      └─ W2: limits itself, drops privileges, runs the snippets over its socket
+    zygote ── W0: setsid, joins the worker's cgroups, unshares PID, mount and IPC namespaces, mounts the
+                  worker's private tmpfs, forks W1, exits
+                 └─ W1: PID 1 of that namespace: mounts a fresh /proc, chroots into the view; only reaps,
+                        and exits with W2's status
+                      └─ W2: limits itself, drops privileges, loads the seccomp filter, runs the snippets
 
-The zygote is a child subreaper, so W1 becomes its child when W0 exits: it alone reaps W1, which makes
-its kills race-free, and killing W1 makes the kernel kill everything left in the namespace.  W2 is not
-PID 1, so signals and `getppid()` behave for the snippet as in any Python process.
+Spawns are asynchronous: the zygote forks W0 and goes back to its loop, so several workers start at once
+and the harness's pool is refilled in parallel.  The zygote is a child subreaper, so W1 becomes its child
+when W0 exits: it alone reaps W1, which makes its kills race-free, and killing W1 makes the kernel kill
+everything left in the namespace.  The worker's files live on a tmpfs mounted only in its own mount
+namespace: when the namespace's last process is gone the kernel drops it, and the zygote never walks it.
 
 Everything here is trusted only as far as the snippet cannot reach it: the harness enforces the limits
-from outside (wall clock, kills, output cap) and treats whatever W2 sends as untrusted.
+from outside (wall clock, kills, output cap, cgroups) and treats whatever W2 sends as untrusted.
 """
 
 from __future__ import annotations
@@ -39,15 +43,30 @@ import traceback
 import types
 
 CLONE_NEWNS = 0x00020000
-CLONE_NEWNET = 0x40000000
-CLONE_NEWPID = 0x20000000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
-MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 _HEADER = struct.Struct("!I")
 _PID = struct.Struct("=i")
 _LIBC = ctypes.CDLL(None, use_errno=True)
+# Request: nonce, call number, then the code.  Reply: magic, the request's nonce and number, status,
+# completed, three totals, then seven length-prefixed strings.  Flat on purpose: the harness decodes it
+# without recursion, and with a bound on every length (tir_harness.sandbox.protocol).
+REQUEST = struct.Struct("!16sI")
+REPLY = struct.Struct("!4s16sIBBQQQ")
+MAGIC = b"TIR2"
+STATUS_CODES = {"ok": 0, "error": 1, "memory": 2, "output_limit": 3}
+_LEN = struct.Struct("!I")
+# How a worker's view of the filesystem is laid out (paths inside the chroot).
+SCRATCH = "/tmp"  # the worker's tmpfs: its working directory, HOME, TMPDIR, and /dev/shm
 
 
 def _check(ret: int) -> None:
@@ -67,8 +86,8 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
     _check(_LIBC.mount(c(source), c(target), c(fstype), ctypes.c_ulong(flags), c(data)))
 
 
-def _prctl(option: int, arg: int) -> None:
-    _check(_LIBC.prctl(ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0), 0))
+def _prctl(option: int, arg: int, arg3: int = 0) -> None:
+    _check(_LIBC.prctl(ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(arg3), ctypes.c_ulong(0), 0))
 
 
 def _write(path: str, text: str) -> None:
@@ -77,11 +96,6 @@ def _write(path: str, text: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------- frames
-
-
-def send_frame(sock: socket.socket, obj: object) -> None:
-    data = json.dumps(obj).encode()
-    sock.sendall(_HEADER.pack(len(data)) + data)
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
@@ -94,12 +108,36 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
     return bytes(buf)
 
 
-def recv_frame(sock: socket.socket) -> dict | None:
+def recv_request(sock: socket.socket) -> tuple[bytes, int, str] | None:
     header = _recv_exact(sock, _HEADER.size)
     if header is None:
         return None
     body = _recv_exact(sock, _HEADER.unpack(header)[0])
-    return None if body is None else json.loads(body)
+    if body is None:
+        return None
+    nonce, n = REQUEST.unpack_from(body)
+    return nonce, n, body[REQUEST.size :].decode("utf-8", "surrogatepass")
+
+
+def encode_reply(nonce: bytes, n: int, reply: dict) -> bytes:
+    texts = [*reply["out"][:2], *reply["display"][:2], *reply["error"][:2], reply["error_line"]]
+    parts = [
+        REPLY.pack(
+            MAGIC,
+            nonce,
+            n,
+            STATUS_CODES[reply["status"]],
+            int(reply["completed"]),
+            reply["out"][2],
+            reply["display"][2],
+            reply["error"][2],
+        )
+    ]
+    for text in texts:
+        data = text.encode("utf-8", "surrogatepass")
+        parts += [_LEN.pack(len(data)), data]
+    body = b"".join(parts)
+    return _HEADER.pack(len(body)) + body
 
 
 # --------------------------------------------------------------------------------------------- worker (W2)
@@ -202,10 +240,12 @@ class Cells:
 
     def serve(self) -> None:
         while True:
-            request = recv_frame(self.sock)
+            request = recv_request(self.sock)
             if request is None:
                 return
-            send_frame(self.sock, self.run(request["code"], request["n"]))
+            nonce, n, code = request
+            reply = self.run(code, n)
+            self.sock.sendall(encode_reply(nonce, n, reply))
 
     def _execute(self, code: str, filename: str) -> str:
         tree = ast.parse(code, filename)
@@ -285,7 +325,7 @@ def _vm_size() -> int:
         return int(f.read().split()[0]) * resource.getpagesize()
 
 
-def setup_worker(cfg: dict, spec: dict, sock_fd: int, drop: bool) -> None:
+def setup_worker(cfg: dict, spec: dict, drop: bool, seccomp: ctypes.Array | None) -> None:
     """Turn a fresh fork into W2: own session, no inherited fds, scrubbed env, limits, no privileges."""
     os.setsid()
     null = os.open(os.devnull, os.O_RDWR)
@@ -304,7 +344,7 @@ def setup_worker(cfg: dict, spec: dict, sock_fd: int, drop: bool) -> None:
     _lower(resource.RLIMIT_FSIZE, cfg["file_size_mb"] * mb)
     _lower(resource.RLIMIT_CORE, 0)
     _lower(resource.RLIMIT_NOFILE, cfg["max_open_files"])
-    if not spec["cgroup"]:  # RLIMIT_NPROC counts every task of the real uid: exact for a worker's own uid
+    if not spec["cgroups"].get("pids"):  # RLIMIT_NPROC counts every task of the real uid: exact for its own uid
         _lower(
             resource.RLIMIT_NPROC,
             cfg["max_processes"] - 1 if drop else _count_tasks_of(os.getuid()) + cfg["max_processes"],
@@ -318,8 +358,259 @@ def setup_worker(cfg: dict, spec: dict, sock_fd: int, drop: bool) -> None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
+    if seccomp is not None:  # last: the filter refuses some of the calls above
+        _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(seccomp))
     if "numpy" in sys.modules:  # a fresh process would not share its random state with the other sessions
         sys.modules["numpy"].random.seed()
+
+
+# --------------------------------------------------------------------------------------------- seccomp
+
+# Calls math code never makes and that widen what a snippet can reach: namespaces and mounts (a new user
+# namespace gives full capabilities over a fresh set of kernel objects), other processes' memory, the
+# kernel keyring, BPF, io_uring, userfaultfd, perf, modules, clocks and the like.  docs/executor.md lists
+# them with their reasons.  They fail with EPERM, as an unprivileged process would see them fail.
+DENIED = (
+    "unshare setns mount umount2 pivot_root chroot open_tree move_mount fsopen fsconfig fsmount fspick "
+    "mount_setattr ptrace process_vm_readv process_vm_writev kcmp pidfd_getfd keyctl add_key request_key "
+    "bpf userfaultfd perf_event_open io_uring_setup io_uring_enter io_uring_register fanotify_init "
+    "init_module finit_module delete_module kexec_load kexec_file_load reboot swapon swapoff acct quotactl "
+    "quotactl_fd syslog iopl ioperm settimeofday clock_settime clock_adjtime adjtimex sethostname setdomainname "
+    "open_by_handle_at name_to_handle_at lookup_dcookie uselib vhangup personality"
+).split()
+# Without network the only sockets left are Unix ones: no bind/connect means no abstract or filesystem
+# socket that another session (or the host) could reach; socketpair (multiprocessing's pipes) still works.
+DENIED_WITHOUT_NETWORK = "bind connect listen accept accept4".split()
+NAMESPACE_FLAGS = (
+    CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET,
+)
+
+
+class _ArgCmp(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("a", ctypes.c_uint64), ("b", ctypes.c_uint64)]
+
+
+class _Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def build_seccomp(network: bool) -> tuple[ctypes.Structure | None, str]:
+    """The filter as a loadable `sock_fprog` (compiled once here, loaded by each W2 with one prctl), and
+    what happened: "libseccomp" or the reason there is none."""
+    try:
+        lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    except OSError:
+        return None, "no libseccomp.so.2"
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_rule_add_array.argtypes = [
+        ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_ArgCmp),
+    ]
+    lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    allow, eperm, enosys, masked_eq = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS, 7
+    ctx = lib.seccomp_init(allow)
+    if not ctx:
+        return None, "seccomp_init failed"
+    try:
+        names = DENIED + ([] if network else DENIED_WITHOUT_NETWORK)
+        for name in names:
+            nr = lib.seccomp_syscall_resolve_name(name.encode())
+            if nr >= 0 and lib.seccomp_rule_add_array(ctx, eperm, nr, 0, None) != 0:
+                return None, f"seccomp_rule_add({name}) failed"
+        clone = lib.seccomp_syscall_resolve_name(b"clone")
+        for flag in NAMESPACE_FLAGS:  # clone's flags are its first argument: refuse any new namespace
+            cmp = _ArgCmp(0, masked_eq, flag, flag)
+            if lib.seccomp_rule_add_array(ctx, eperm, clone, 1, ctypes.byref(cmp)) != 0:
+                return None, "seccomp_rule_add(clone) failed"
+        # clone3 passes its flags in memory, which a filter cannot read: ENOSYS makes libc fall back to clone.
+        clone3 = lib.seccomp_syscall_resolve_name(b"clone3")
+        if clone3 >= 0 and lib.seccomp_rule_add_array(ctx, enosys, clone3, 0, None) != 0:
+            return None, "seccomp_rule_add(clone3) failed"
+        r, w = os.pipe()
+        try:
+            if lib.seccomp_export_bpf(ctx, w) != 0:
+                return None, "seccomp_export_bpf failed"
+            os.close(w)
+            w = -1
+            code = b""
+            while chunk := os.read(r, 65536):
+                code += chunk
+        finally:
+            os.close(r)
+            if w >= 0:
+                os.close(w)
+    finally:
+        lib.seccomp_release(ctx)
+    buffer = ctypes.create_string_buffer(code, len(code))
+    prog = _Fprog(len(code) // 8, ctypes.addressof(buffer))
+    prog._buffer = buffer  # type: ignore[attr-defined]  # keeps the instructions alive with the program
+    return prog, "libseccomp"
+
+
+# --------------------------------------------------------------------------------------------- the view
+
+
+def _python_paths() -> list[str]:
+    paths = {sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable))}
+    paths.update(p for p in sys.path if p and os.path.isdir(p))
+    return sorted({os.path.realpath(p) for p in paths})
+
+
+def _expose(targets: list[str], directory: str = "/") -> list[str]:
+    """Without a view: let unprivileged uids reach `targets` (the interpreter may live in a 0700 home):
+    each directory on the way that others may not search is covered by a tmpfs that holds only bind
+    mounts of the ways on.  Returns the covered directories."""
+    below = [t for t in targets if t != directory]
+    children = sorted({os.path.relpath(t, directory).split("/")[0] for t in below})
+    covered = []
+    if not os.stat(directory).st_mode & 0o001:
+        if directory in targets:
+            raise PermissionError(f"{directory} is not readable by other users")
+        fds = {c: os.open(os.path.join(directory, c), os.O_PATH) for c in children}
+        _mount("tmpfs", directory, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
+        for child, fd in fds.items():
+            os.mkdir(os.path.join(directory, child))
+            _mount(f"/proc/self/fd/{fd}", os.path.join(directory, child), None, MS_BIND | MS_REC, None)
+            os.close(fd)
+        covered.append(directory)
+    for child in children:
+        path = os.path.join(directory, child)
+        covered += _expose([t for t in below if t == path or t.startswith(path + "/")], path)
+    return covered
+
+
+def _site_dirs() -> list[str]:
+    import site
+
+    dirs = set(site.getsitepackages()) | {site.getusersitepackages()}
+    dirs.update(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))
+    return sorted({os.path.realpath(d) for d in dirs if os.path.isdir(d)}, key=len, reverse=True)
+
+
+def _needed_entries() -> dict[str, set[str]]:
+    """Site directory -> the top-level entries (package folders, modules) of every module loaded now:
+    the preloaded libraries and what they imported.  Nothing else of site-packages is needed."""
+    sites = _site_dirs()
+    needed: dict[str, set[str]] = {}
+    for module in list(sys.modules.values()):
+        for path in [getattr(module, "__file__", None), *list(getattr(module, "__path__", []) or [])]:
+            if not isinstance(path, str):
+                continue
+            real = os.path.realpath(path)
+            for site_dir in sites:
+                if real.startswith(site_dir + "/"):
+                    entry = os.path.relpath(real, site_dir).split("/")[0]
+                    if not entry.startswith("__editable__") and entry != "__pycache__":
+                        needed.setdefault(site_dir, set()).add(entry)
+                    break
+    for site_dir, entries in needed.items():  # compiled libraries some wheels keep beside the package
+        for entry in list(entries):
+            if os.path.isdir(os.path.join(site_dir, entry + ".libs")):
+                entries.add(entry + ".libs")
+    return needed
+
+
+class _View:
+    """Builds the read-only root the workers chroot into, inside the zygote's private mount namespace."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def inside(self, path: str) -> str:
+        return os.path.join(self.root, path.lstrip("/"))
+
+    def makedirs(self, path: str) -> None:
+        os.makedirs(self.inside(path), mode=0o755, exist_ok=True)
+
+    def bind(self, source: str, target: str | None = None, device: bool = False) -> None:
+        """Read-only bind of a file or directory at the same path (or `target`) in the view."""
+        target = self.inside(target or source)
+        if os.path.isdir(source):
+            os.makedirs(target, mode=0o755, exist_ok=True)
+        else:
+            os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
+            if not os.path.exists(target):
+                os.close(os.open(target, os.O_CREAT | os.O_WRONLY, 0o644))
+        _mount(source, target, None, MS_BIND, None)
+        flags = MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | (0 if device else MS_NODEV)
+        _mount(None, target, None, flags, None)
+
+    def copy_symlink(self, path: str) -> None:
+        os.makedirs(os.path.dirname(self.inside(path)), mode=0o755, exist_ok=True)
+        if not os.path.lexists(self.inside(path)):
+            os.symlink(os.readlink(path), self.inside(path))
+
+    def empty_dir(self, path: str) -> None:
+        """Hide what a bound directory holds at `path` under a small tmpfs (made read-only by `seal`)."""
+        self.makedirs(path)
+        _mount("tmpfs", self.inside(path), "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k,nr_inodes=4096")
+        self.sealed.append(self.inside(path))
+
+    def build(self) -> list[str]:
+        """Mount the view; returns the host paths it exposes (for the manifest)."""
+        self.sealed: list[str] = [self.root]
+        exposed: list[str] = []
+        os.makedirs(self.root, exist_ok=True)
+        _mount("tmpfs", self.root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m,nr_inodes=8192")
+        for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr"):
+            path = "/" + name
+            if os.path.islink(path):
+                self.copy_symlink(path)
+            elif os.path.isdir(path):
+                self.bind(path)
+                exposed.append(path)
+        for path in ("/etc/ld.so.cache", "/etc/localtime", "/etc/mime.types"):
+            if os.path.isfile(path):
+                self.bind(os.path.realpath(path), path)
+                exposed.append(path)
+        self.makedirs("/dev")
+        for name in ("null", "zero", "full", "random", "urandom"):
+            self.bind(f"/dev/{name}", device=True)
+        for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                             ("stderr", "/proc/self/fd/2"), ("shm", SCRATCH)):
+            os.symlink(target, self.inside(f"/dev/{name}"))
+        self.makedirs("/proc")
+        self.makedirs(SCRATCH)
+        # The interpreter: its standard library (without the base site-packages) and the executable.
+        stdlib = os.path.dirname(os.__file__)
+        lib_dir = os.path.dirname(stdlib)  # <prefix>/lib: the stdlib and libpython
+        if not self._covered(lib_dir, exposed):
+            self.bind(lib_dir)
+            exposed.append(lib_dir)
+        executable = os.path.realpath(sys.executable)
+        if not self._covered(os.path.dirname(executable), exposed):
+            self.bind(executable)
+            exposed.append(executable)
+        path = sys.executable
+        while os.path.islink(path):  # e.g. .venv/bin/python -> the base interpreter
+            self.copy_symlink(path)
+            path = os.path.join(os.path.dirname(path), os.readlink(path))
+        cfg = os.path.join(sys.prefix, "pyvenv.cfg")
+        if os.path.isfile(cfg):
+            self.bind(cfg)
+        for site_dir in _site_dirs():
+            if self._covered(site_dir, exposed) or os.path.isdir(self.inside(site_dir)):
+                self.empty_dir(site_dir)  # hide whatever else the bound tree holds there
+        for site_dir, entries in sorted(_needed_entries().items()):
+            if not os.path.isdir(self.inside(site_dir)):
+                self.makedirs(site_dir)
+            for entry in sorted(entries):
+                source = os.path.join(site_dir, entry)
+                self.bind(source)
+                exposed.append(source)
+        for path in reversed(self.sealed):  # mount points exist now: nothing may add to the view
+            _mount(None, path, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, None)
+        return exposed
+
+    @staticmethod
+    def _covered(path: str, exposed: list[str]) -> bool:
+        return any(path == e or path.startswith(e.rstrip("/") + "/") for e in exposed)
+
+
+def _report_error(w: int, text: str) -> None:
+    data = text[:500].encode()
+    os.write(w, b"E" + _PID.pack(len(data)) + data)
 
 
 # --------------------------------------------------------------------------------------------- zygote
@@ -328,7 +619,7 @@ def setup_worker(cfg: dict, spec: dict, sock_fd: int, drop: bool) -> None:
 def _enter_namespaces(cfg: dict) -> dict:
     """Network (and for non-root, user) namespace for the zygote and hence every worker: done once,
     before importing numpy, because unshare(CLONE_NEWUSER) needs a single-threaded process."""
-    facts = {"network_namespace": False, "user_namespace": False, "hidden_dirs": []}
+    facts = {"network_namespace": False, "user_namespace": False, "hidden_dirs": [], "mount_namespace": False}
     if not cfg["namespaces"]:
         return facts
     net = 0 if cfg["network"] else CLONE_NEWNET
@@ -353,59 +644,27 @@ def _enter_namespaces(cfg: dict) -> dict:
         try:
             _unshare(CLONE_NEWNS)
             _mount(None, "/", None, MS_REC | MS_PRIVATE, None)  # nothing we mount reaches the host
-            facts["hidden_dirs"] = _expose(_python_paths())
+            facts["mount_namespace"] = True
         except OSError:
             pass
     return facts
 
 
-def _python_paths() -> list[str]:
-    paths = {sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable))}
-    paths.update(p for p in sys.path if p and os.path.isdir(p))
-    return sorted({os.path.realpath(p) for p in paths})
-
-
-def _expose(targets: list[str], directory: str = "/") -> list[str]:
-    """Let unprivileged uids reach `targets` (the interpreter may live in a 0700 home): each directory
-    on the way that others may not search is covered by a tmpfs that holds only bind mounts of the
-    ways on.  Everything else in it is hidden from the sandbox.  Returns the covered directories."""
-    below = [t for t in targets if t != directory]
-    children = sorted({os.path.relpath(t, directory).split("/")[0] for t in below})
-    covered = []
-    if not os.stat(directory).st_mode & 0o001:
-        if directory in targets:
-            raise PermissionError(f"{directory} is not readable by other users")
-        fds = {c: os.open(os.path.join(directory, c), os.O_PATH) for c in children}
-        _mount("tmpfs", directory, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=64k")
-        for child, fd in fds.items():
-            os.mkdir(os.path.join(directory, child))
-            _mount(f"/proc/self/fd/{fd}", os.path.join(directory, child), None, MS_BIND | MS_REC, None)
-            os.close(fd)
-        covered.append(directory)
-    for child in children:
-        path = os.path.join(directory, child)
-        covered += _expose([t for t in below if t == path or t.startswith(path + "/")], path)
-    return covered
-
-
-def _probe_unprivileged(uid: int) -> bool:
-    """Can a worker that drops to `uid` still import from the standard library?"""
+def _probe_unprivileged(uid: int, paths: list[str], view: str | None) -> bool:
+    """Can a worker that drops to `uid` still import from the standard library (in its view)?"""
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
+            if view:
+                os.chroot(view)
             os.setgroups([])
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
-            code = 0 if all(os.access(p, os.R_OK | os.X_OK) for p in _python_paths()) else 1
+            code = 0 if all(os.access(p, os.R_OK | os.X_OK) for p in paths) else 1
         finally:
             os._exit(code)
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
-
-
-def _report_error(w: int, text: str) -> None:
-    data = text[:500].encode()
-    os.write(w, b"E" + _PID.pack(len(data)) + data)
 
 
 def _probe_pid_namespace() -> bool:
@@ -423,16 +682,50 @@ def _probe_pid_namespace() -> bool:
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
+def _probe_worker_namespaces(view: str | None) -> int:
+    """The namespaces a worker can get besides PID: mount (with its tmpfs) and IPC, where allowed."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        flags = 0
+        for flag in (CLONE_NEWIPC, CLONE_NEWNS):
+            try:
+                _unshare(flag)
+                flags |= flag
+            except OSError:
+                pass
+        if flags & CLONE_NEWNS and view:
+            try:
+                _mount("tmpfs", os.path.join(view, SCRATCH.lstrip("/")), "tmpfs", MS_NOSUID | MS_NODEV, "size=1m")
+            except OSError:
+                flags &= ~CLONE_NEWNS
+        os.write(w, _PID.pack(flags))
+        os._exit(0)
+    os.close(w)
+    data = os.read(r, 4)
+    os.close(r)
+    os.waitpid(pid, 0)
+    return _PID.unpack(data)[0] if len(data) == 4 else 0
+
+
 class Zygote:
     """Serves spawn/kill/shutdown requests from the harness and reports each worker's end."""
 
     def __init__(self, cfg: dict, ctrl: socket.socket, facts: dict) -> None:
         self.cfg, self.ctrl, self.facts = cfg, ctrl, facts
         self.workers: dict[int, dict] = {}  # W1 pid -> spec (+ "pid2")
+        self.starting: dict[int, dict] = {}  # fd of a W0's report pipe -> spawn state
+        self.starters: dict[int, int] = {}  # W0 pid -> fd of its report pipe
+        self.unclaimed: dict[int, int] = {}  # W1s reaped before their W0's report was read: pid -> status
+        self.leftover_cgroups: list[str] = []
         self.drop = facts["uid_drop"]
-        # A worker's own uid makes RLIMIT_NPROC exact; a cgroup v1 attach costs an RCU grace period.
-        self.cgroup = None if self.drop else cfg["cgroup"]
-        if self.cgroup:
+        self.view = facts.get("view_root")
+        self.seccomp = facts.pop("_seccomp", None)
+        self.cgroups = {c: p for c, p in cfg["cgroups"].items() if p}
+        if self.drop:
+            self.cgroups.pop("pids", None)  # the uid's RLIMIT_NPROC is exact, and an attach less is cheaper
+        if self.cgroups.get("pids"):
             facts["process_limit"] = "pids_cgroup_v1"
         elif self.drop:
             facts["process_limit"] = "rlimit_nproc_per_worker_uid"
@@ -440,6 +733,7 @@ class Zygote:
             facts["process_limit"] = "none"  # RLIMIT_NPROC does not bind root
         else:
             facts["process_limit"] = "rlimit_nproc_shared_uid"
+        facts["cgroups"] = sorted(self.cgroups)
         self.wake_r, self.wake_w = os.pipe()
 
     def send(self, obj: dict) -> None:
@@ -455,7 +749,10 @@ class Zygote:
         signal.set_wakeup_fd(self.wake_w)
         self.send({"op": "ready", "facts": self.facts, "pid": os.getpid()})
         while True:
-            readable = select.select([self.ctrl, self.wake_r], [], [], 1.0)[0]
+            try:
+                readable = select.select([self.ctrl, self.wake_r, *self.starting], [], [], 1.0)[0]
+            except InterruptedError:
+                readable = []
             if self.wake_r in readable:
                 while True:
                     try:
@@ -463,7 +760,11 @@ class Zygote:
                             break
                     except BlockingIOError:
                         break
+            for fd in readable:
+                if fd in self.starting:
+                    self._read_report(fd)
             self.reap()
+            self._retry_cgroups()
             if self.ctrl in readable:
                 try:
                     data, fds, _, _ = socket.recv_fds(self.ctrl, 1 << 16, 1)
@@ -485,16 +786,14 @@ class Zygote:
     # -- spawning
 
     def spawn(self, msg: dict, sock_fd: int) -> None:
-        spec = dict(msg["spec"], workdir=os.path.join(self.cfg["base_dir"], msg["spec"]["name"]), cgroup=None)
-        if self.cgroup:
-            spec["cgroup"] = os.path.join(self.cgroup, spec["name"])
+        name = msg["spec"]["name"]
+        spec = dict(msg["spec"], workdir=SCRATCH if self.view else os.path.join(self.cfg["base_dir"], name))
+        spec["cgroups"] = {c: os.path.join(p, spec["name"]) for c, p in self.cgroups.items()}
         try:
-            os.mkdir(spec["workdir"], 0o700)
-            if self.drop:
-                os.chown(spec["workdir"], spec["uid"], spec["uid"])
-            if spec.get("cgroup"):
-                os.mkdir(spec["cgroup"])
-                _write(os.path.join(spec["cgroup"], "pids.max"), str(self.cfg["max_processes"]))
+            if not self.view:
+                os.mkdir(spec["workdir"], 0o700)
+                if self.drop:
+                    os.chown(spec["workdir"], spec["uid"], spec["uid"])
             r, w = os.pipe()
             pid0 = os.fork()
         except OSError as exc:
@@ -506,33 +805,56 @@ class Zygote:
             self._w0(spec, sock_fd, r, w)
         os.close(w)
         os.close(sock_fd)
-        pids, error = self._read_pids(r)
+        os.set_blocking(r, False)
+        self.starting[r] = {"id": msg["id"], "spec": spec, "data": b"", "pid0": pid0}
+        self.starters[pid0] = r
+
+    def _read_report(self, r: int) -> None:
+        """Read what W0, W1 and W2 wrote so far; on EOF (all three done) answer the spawn request."""
+        state = self.starting[r]
+        while True:
+            try:
+                chunk = os.read(r, 4096)
+            except BlockingIOError:
+                break
+            except OSError:
+                chunk = b""
+            if not chunk or len(state["data"]) > 8192:
+                self._finish_spawn(r)
+                return
+            state["data"] += chunk
+            pids, _ = self._parse(state["data"])
+            if "1" in pids and pids["1"] not in self.workers and "pid1" not in state:
+                state["pid1"] = pids["1"]  # known before W1 can be reaped: see reap()
+                state["spec"]["pid1"] = pids["1"]
+                self.workers[pids["1"]] = state["spec"]
+
+    def _finish_spawn(self, r: int) -> None:
+        state = self.starting.pop(r)
         os.close(r)
-        os.waitpid(pid0, 0)
-        if "1" in pids:
-            spec["pid2"] = pids.get("2")
-            self.workers[pids["1"]] = spec
-            if error or "2" not in pids:
-                self.kill(pids["1"])
-        else:
-            self._cleanup(spec)
+        spec = state["spec"]
+        pids, error = self._parse(state["data"])
+        pid1 = pids.get("1")
+        if pid1 is not None and pid1 not in self.workers and pid1 not in self.unclaimed:
+            self.workers[pid1] = spec
+        spec["pid2"] = pids.get("2")
         if error or "2" not in pids:
-            self.send({"op": "spawned", "id": msg["id"], "error": error or "the worker did not start"})
+            if pid1 is not None:
+                self.kill(pid1)
+            elif not self.view:
+                self._cleanup(spec)
+            self.send({"op": "spawned", "id": state["id"], "error": error or "the worker did not start"})
         else:
-            self.send({"op": "spawned", "id": msg["id"], "pid1": pids["1"], "pid2": pids["2"]})
+            self.send({"op": "spawned", "id": state["id"], "pid1": pid1, "pid2": pids["2"]})
+        if pid1 in self.unclaimed:  # it ended before we knew it
+            self._ended(pid1, spec, self.unclaimed.pop(pid1))
 
     @staticmethod
-    def _read_pids(r: int) -> tuple[dict[str, int], str]:
-        data = b""
-        while select.select([r], [], [], 10.0)[0]:
-            chunk = os.read(r, 4096)
-            if not chunk:
-                break
-            data += chunk
+    def _parse(data: bytes) -> tuple[dict[str, int], str]:
         pids: dict[str, int] = {}
         error = ""
         while len(data) >= 5:  # records: tag, int32 (a pid, or the length of an error text that follows)
-            tag, value = data[:1].decode(), _PID.unpack(data[1:5])[0]
+            tag, value = data[:1].decode(errors="replace"), _PID.unpack(data[1:5])[0]
             if tag == "E":
                 error, data = data[5 : 5 + value].decode(errors="replace"), data[5 + value :]
             else:
@@ -545,13 +867,28 @@ class Zygote:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             self.ctrl.close()
-            for fd in (r, self.wake_r, self.wake_w):
+            for fd in (r, self.wake_r, self.wake_w, *self.starting):
                 os.close(fd)
             os.setsid()
-            if spec.get("cgroup"):
-                _write(os.path.join(spec["cgroup"], "cgroup.procs"), "0")
-            if self.facts["pid_namespace"]:
-                _unshare(CLONE_NEWPID)
+            cg = spec["cgroups"]
+            for controller, path in cg.items():
+                os.mkdir(path)
+                if controller == "memory":
+                    limit = (self.cfg["memory_mb"] + self.cfg["disk_mb"] + 64) * 1024 * 1024
+                    _write(os.path.join(path, "memory.limit_in_bytes"), str(limit))
+                    if os.path.exists(os.path.join(path, "memory.memsw.limit_in_bytes")):
+                        _write(os.path.join(path, "memory.memsw.limit_in_bytes"), str(limit))
+                elif controller == "pids":
+                    _write(os.path.join(path, "pids.max"), str(self.cfg["max_processes"]))
+            for path in cg.values():
+                _write(os.path.join(path, "cgroup.procs"), "0")
+            flags = (CLONE_NEWPID if self.facts["pid_namespace"] else 0) | self.facts["worker_namespaces"]
+            if flags:
+                _unshare(flags)
+            if self.view:
+                uid = spec["uid"]
+                options = f"size={self.cfg['disk_mb']}m,nr_inodes={self.cfg['max_files']},mode=0700,uid={uid},gid={uid}"
+                _mount("tmpfs", os.path.join(self.view, SCRATCH.lstrip("/")), "tmpfs", MS_NOSUID | MS_NODEV, options)
             pid1 = os.fork()
             if pid1 == 0:
                 self._w1(spec, sock_fd, w)
@@ -564,9 +901,14 @@ class Zygote:
     def _w1(self, spec: dict, sock_fd: int, w: int) -> None:
         code = 70
         try:
+            if self.view:
+                _mount("proc", os.path.join(self.view, "proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
             pid2 = os.fork()
             if pid2 == 0:
                 self._w2(spec, sock_fd, w)
+            if self.view:  # W2 read its host pid first; from now on no process here sees the host's root
+                os.chroot(self.view)
+                os.chdir("/")
             os.close(w)
             os.close(sock_fd)
             while True:  # as PID 1 we inherit the namespace's orphans: reap them until W2 is gone
@@ -575,16 +917,23 @@ class Zygote:
                     sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
                     code = 128 + sig if sig else os.waitstatus_to_exitcode(status)
                     break
+        except BaseException as exc:
+            try:
+                _report_error(w, f"W1: {exc!r}")
+            except OSError:
+                pass
         finally:
             os._exit(code)
 
     def _w2(self, spec: dict, sock_fd: int, w: int) -> None:
         try:
-            outer_pid = int(os.readlink("/proc/self"))  # /proc belongs to the outer namespace
+            outer_pid = int(os.readlink("/proc/self"))  # the host's /proc: the pid the harness sees
+            if self.view:
+                os.chroot(self.view)
             os.closerange(3, min(sock_fd, w))
             os.closerange(max(sock_fd, w) + 1, 1 << 16)
             os.closerange(min(sock_fd, w) + 1, max(sock_fd, w))
-            setup_worker(self.cfg, spec, sock_fd, self.drop)
+            setup_worker(self.cfg, spec, self.drop, self.seccomp)
             os.write(w, b"2" + _PID.pack(outer_pid))
             os.close(w)
         except BaseException as exc:
@@ -605,30 +954,41 @@ class Zygote:
         spec = self.workers.get(pid1)
         if spec is None:
             return  # already reaped: the pid may belong to someone else now
-        for target, sender in ((spec.get("pid2"), os.killpg), (pid1, os.kill)):
-            if target:
-                try:
-                    sender(target, signal.SIGKILL)
-                except OSError:
-                    pass
+        try:
+            os.kill(pid1, signal.SIGKILL)
+        except OSError:
+            pass
+        if not self.facts["pid_namespace"] and spec.get("pid2"):
+            try:
+                os.killpg(spec["pid2"], signal.SIGKILL)
+            except OSError:
+                pass
         self._kill_cgroup(spec)
 
     def _kill_cgroup(self, spec: dict) -> None:
-        if not spec.get("cgroup"):
-            return
-        for _ in range(100):  # a fork bomb may add processes while we kill: repeat until empty
+        freezer = spec["cgroups"].get("freezer")
+        if freezer:  # a frozen task cannot die: thaw after the SIGKILL is queued
             try:
-                with open(os.path.join(spec["cgroup"], "cgroup.procs")) as f:
-                    pids = [int(p) for p in f.read().split()]
+                _write(os.path.join(freezer, "freezer.state"), "THAWED")
             except OSError:
-                return
-            if not pids:
-                return
-            for pid in pids:
+                pass
+        if self.facts["pid_namespace"]:
+            return  # the kernel kills the whole namespace with its PID 1
+        for path in spec["cgroups"].values():
+            for _ in range(100):  # a fork bomb may add processes while we kill: repeat until empty
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    with open(os.path.join(path, "cgroup.procs")) as f:
+                        pids = [int(p) for p in f.read().split()]
                 except OSError:
-                    pass
+                    break
+                if not pids:
+                    break
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+            break
 
     def reap(self) -> None:
         while True:
@@ -638,40 +998,76 @@ class Zygote:
                 return
             if info is None:
                 return
-            spec = self.workers.pop(info.si_pid, None)
+            pid = info.si_pid
+            if pid in self.starters:  # a W0: it wrote W1's pid before it ended
+                r = self.starters.pop(pid)
+                if r in self.starting:
+                    self._read_report(r)
+            spec = self.workers.pop(pid, None)
             if spec is not None:
                 # W1 is still an unreaped zombie here, so W2's process group id cannot be reused yet.
-                if spec.get("pid2"):
+                if not self.facts["pid_namespace"] and spec.get("pid2"):
                     try:
                         os.killpg(spec["pid2"], signal.SIGKILL)
                     except OSError:
                         pass
                 self._kill_cgroup(spec)
             try:
-                os.waitpid(info.si_pid, 0)
+                os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
+            status = {"code": info.si_status, "why": info.si_code}
             if spec is not None:
-                self._cleanup(spec)
-                self.send({"op": "exit", "pid": info.si_pid, "code": info.si_status, "why": info.si_code})
+                self._ended(pid, spec, status)
+            elif pid not in self.starters and any(s.get("pid1") is None for s in self.starting.values()):
+                self.unclaimed[pid] = status
+
+    def _ended(self, pid1: int, spec: dict, status: dict) -> None:
+        memory = spec["cgroups"].get("memory")
+        if memory:  # read before the group goes: did its limit kill a process?
+            try:
+                with open(os.path.join(memory, "memory.oom_control")) as f:
+                    status["oom"] = any(
+                        line.startswith("oom_kill ") and line.split()[1] != "0" for line in f
+                    )
+            except OSError:
+                pass
+        self._cleanup(spec)
+        if "pid2" in spec:  # the harness knows this worker: tell it how it ended
+            self.send({"op": "exit", "pid": pid1, **status})
 
     def _cleanup(self, spec: dict) -> None:
-        shutil.rmtree(spec["workdir"], ignore_errors=True)
-        if spec.get("cgroup"):
+        if not self.view:  # with a view the files are on the worker's own tmpfs, gone with its namespace
+            shutil.rmtree(spec["workdir"], ignore_errors=True)
+            if os.path.exists(spec["workdir"]):
+                self.send({"op": "log", "text": f"could not remove {spec['workdir']}"})
+        for path in spec["cgroups"].values():
             try:
-                os.rmdir(spec["cgroup"])
-            except OSError as exc:
-                if exc.errno != errno.ENOENT:
-                    self._kill_cgroup(spec)
-                    try:
-                        os.rmdir(spec["cgroup"])
-                    except OSError:
-                        pass
+                os.rmdir(path)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                self.leftover_cgroups.append(path)
+
+    def _retry_cgroups(self) -> None:
+        leftover, self.leftover_cgroups = self.leftover_cgroups, []
+        for path in leftover:
+            try:
+                os.rmdir(path)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                self.leftover_cgroups.append(path)
 
     def shutdown(self) -> None:
         for pid1 in list(self.workers):
             self.kill(pid1)
-        while self.workers:
+        while self.workers or self.starting:
+            for r in list(self.starting):
+                os.set_blocking(r, True)
+                self._read_report(r) if r in self.starting else None
+                for pid1 in list(self.workers):
+                    self.kill(pid1)
             try:
                 info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOWAIT)
             except ChildProcessError:
@@ -682,6 +1078,11 @@ class Zygote:
             self.reap()
         for spec in list(self.workers.values()):
             self._cleanup(spec)
+        for _ in range(50):
+            self._retry_cgroups()
+            if not self.leftover_cgroups:
+                break
+            select.select([], [], [], 0.02)  # a cgroup emptied a moment ago may still be busy
 
 
 def main() -> None:
@@ -698,15 +1099,40 @@ def main() -> None:
         importlib.import_module(name)
     if "numpy" in sys.modules:
         sys.modules["numpy"].random.seed()  # its first call imports and builds much: not in every worker
-    gc.collect()
-    gc.freeze()  # keep the collector from writing to (and so copying) every inherited page in each worker
     facts["pid_namespace"] = bool(cfg["namespaces"]) and _probe_pid_namespace()
+    facts["view_root"] = None
+    facts["view"] = []
+    if facts["mount_namespace"]:
+        root = os.path.join(cfg["base_dir"], "view")
+        try:
+            facts["view"] = _View(root).build()
+            facts["view_root"] = root
+        except OSError as exc:
+            facts["view_error"] = repr(exc)
+    if facts["view_root"] is None and facts["mount_namespace"]:
+        try:
+            facts["hidden_dirs"] = _expose(_python_paths())
+        except OSError:
+            pass
+    facts["worker_namespaces"] = _probe_worker_namespaces(facts["view_root"]) if cfg["namespaces"] else 0
+    if not facts["worker_namespaces"] & CLONE_NEWNS:
+        facts["view_root"] = None
+    facts["ipc_namespace"] = bool(facts["worker_namespaces"] & CLONE_NEWIPC)
     facts["uid_drop"] = (
         os.geteuid() == 0
         and not facts["user_namespace"]
         and cfg["uid_base"] is not None
-        and _probe_unprivileged(cfg["uid_base"])
+        and _probe_unprivileged(
+            cfg["uid_base"],
+            [os.path.dirname(os.__file__), sys.executable] if facts["view_root"] else _python_paths(),
+            facts["view_root"],
+        )
     )
+    prog, how = build_seccomp(cfg["network"]) if cfg["namespaces"] else (None, "off (isolation='basic')")
+    facts["seccomp"] = how if prog is not None else f"none: {how}"
+    facts["_seccomp"] = prog
+    gc.collect()
+    gc.freeze()  # keep the collector from writing to (and so copying) every inherited page in each worker
     Zygote(cfg, ctrl, facts).serve()
 
 
