@@ -8,6 +8,7 @@ unprivileged uid (Linux as root, as on this project's machines and CI); `test_ex
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -28,12 +29,14 @@ SLACK = 1.0
 @pytest.fixture(scope="module")
 def ex() -> Iterator[Executor]:
     with Executor(timeout=TIMEOUT, max_processes=32, file_size_mb=16, max_output_chars=2000) as executor:
+        _ = executor.isolation  # the zygote's start-up is not part of any snippet's time
         yield executor
 
 
 @pytest.fixture(scope="module")
 def slow_ex() -> Iterator[Executor]:
     with Executor(timeout=SLOW_TIMEOUT, max_output_chars=2000, warm_workers=1) as executor:
+        _ = executor.isolation
         yield executor
 
 
@@ -126,8 +129,9 @@ CASES = [
     ),
     Case("kill_everything", "import os, signal\nos.kill(-1, signal.SIGKILL)", "error", "ProcessLookupError"),
     Case("input", "input()", "error", "EOFError"),
-    Case("write_outside_workdir", "open('{public}/new.txt', 'w').write('x')", "error", "PermissionError"),
-    Case("delete_files", "import os\nos.remove('{public}/keep.txt')", "error", "PermissionError"),
+    Case("write_outside_workdir", "open('/usr/new.txt', 'w').write('x')", "error", "Read-only file system"),
+    Case("write_host_tmp", "open('{public}/new.txt', 'w').write('x')", "error", "No such file or directory"),
+    Case("delete_files", "import os\nos.remove('/usr/bin/env')", "error", "Read-only file system"),
     Case(
         "read_parent_environment",
         "import os\nprint(os.environ.get('TIR_TEST_SECRET'))",
@@ -139,14 +143,14 @@ CASES = [
         "read_parent_proc_environ",
         f"print(open('/proc/{os.getpid()}/environ').read())",
         "error",
-        "PermissionError",
+        "No such file or directory",  # /proc is the worker's own PID namespace's
         _not_in_text(SECRET),
     ),
     Case(
         "socket_to_localhost",
         "import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)",
         "error",
-        "Network is unreachable",
+        "Operation not permitted",  # seccomp refuses connect() without network
     ),
     Case("deep_recursion", "def f(n):\n    return f(n + 1)\nf(0)", "error", "RecursionError"),
     Case(
@@ -267,3 +271,253 @@ def test_public_dir_is_really_public(public_dir: str) -> None:
     # The write/delete cases prove something only if the sandbox could reach the directory at all.
     mode = os.stat(public_dir).st_mode
     assert mode & stat.S_IROTH and mode & stat.S_IXOTH
+
+
+# ------------------------------------------------------------------------------------------ issue 13
+# Each attempt below: the expected status within its limit, nothing readable outside the view, nothing
+# left after close, and other sessions (one holding state, running concurrently) unaffected.
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ANSWER = "gold-answer-5d1e0c77"  # what a reward hacker looks for
+
+
+@pytest.fixture(scope="module")
+def answers() -> Iterator[list[str]]:
+    """Files holding the answer where the harness keeps its data: the checkout, a temporary directory."""
+    paths = []
+    for folder in (os.path.join(REPO, "tests"), tempfile.gettempdir()):
+        fd, path = tempfile.mkstemp(prefix="tir-answers-", suffix=".jsonl", dir=folder)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps({"problem": "1+1", "answer": ANSWER}) + "\n")
+        os.chmod(path, 0o644)  # world-readable, as a dataset or report would be
+        paths.append(path)
+    yield paths
+    for path in paths:
+        os.remove(path)
+
+
+@pytest.fixture()
+def witness(ex: Executor) -> Iterator[object]:
+    """Another session holding state: whatever a hostile snippet does, it must still have it after."""
+    s = ex.session()
+    assert s.run("kept = 'still here'").status == "ok"
+    yield s
+    obs = s.run("kept")
+    s.close()
+    assert (obs.status, obs.text, obs.state_lost) == ("ok", "'still here'", False)
+
+
+def _host_ipc() -> tuple[str, str]:
+    with open("/proc/sysvipc/shm") as f, open("/proc/sysvipc/msg") as g:
+        return f.read(), g.read()
+
+
+def _run_checked(ex: Executor, code: str, status: str, limit: float | None = None) -> Observation:
+    with ex.session() as s:
+        start = time.monotonic()
+        obs = s.run(code)
+        wall = time.monotonic() - start
+    assert obs.status == status, obs.text[-800:]
+    assert wall <= (limit or ex.config.timeout) + SLACK
+    with ex.session() as fresh:
+        assert fresh.run("x = 40\nx + 2").text == "42"
+    return obs
+
+
+def test_answers_are_not_readable(ex: Executor, slow_ex: Executor, answers: list[str], witness: object) -> None:
+    walk = (
+        "import os\nfound = []\n"
+        "for top in os.listdir('/'):\n"
+        "    if top in ('proc', 'usr', 'lib', 'lib64', 'bin', 'sbin'):  # the kernel's and the system's\n"
+        "        continue\n"
+        "    for d, dirs, files in os.walk('/' + top):\n"
+        "        dirs[:] = [x for x in dirs if x not in ('.pyenv', 'numpy', 'sympy', 'mpmath')]\n"
+        "        for name in files:\n"
+        "            if not name.endswith(('.json', '.jsonl', '.gz', '.sqlite3', '.txt', '.csv', '.parquet')):\n"
+        "                continue\n"
+        "            try:\n"
+        f"                if {ANSWER!r}.encode() in open(os.path.join(d, name), 'rb').read(1 << 20):\n"
+        "                    found.append(os.path.join(d, name))\n"
+        "            except OSError:\n                pass\n"
+        "print('found', found)"
+    )
+    obs = _run_checked(slow_ex, walk, "ok")
+    assert obs.text == "found []"
+    for path in answers:
+        assert "No such file" in _run_checked(ex, f"open({path!r}).read()", "error").text
+    assert not REPO.startswith("/usr/")
+    assert "No module named 'tir_harness'" in _run_checked(ex, "import tir_harness", "error").text
+    # Of the checkout only the virtualenv's interpreter and the preloaded packages are there.
+    listing = _run_checked(ex, f"import os\nprint(os.listdir({REPO!r}), os.listdir('/root'))", "ok").text
+    assert listing == "['.venv'] ['.pyenv']"
+    site = _run_checked(
+        ex, "import os, numpy\nsorted(os.listdir(os.path.dirname(os.path.dirname(numpy.__file__))))", "ok"
+    )
+    assert "pytest" not in site.text and "tir_harness" not in site.text and "numpy" in site.text
+
+
+def test_deep_tree_does_not_kill_the_zygote(ex: Executor, witness: object) -> None:
+    zygote = ex._zygote.proc.pid
+    code = "import os\nfor i in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\nprint(len(os.getcwd()))"
+    assert _run_checked(ex, code, "ok").text == str(len("/tmp") + 2 * 1500)
+    assert ex._zygote.proc.pid == zygote and ex._zygote.proc.poll() is None
+
+
+def test_hard_links_hit_the_inode_cap_quickly(ex: Executor, witness: object) -> None:
+    code = (
+        "import os\nopen('f', 'w').close()\ntry:\n    for i in range(10**6):\n        os.link('f', f'l{i}')\n"
+        "except OSError as e:\n    print(type(e).__name__, i < 10**5)"
+    )
+    assert _run_checked(ex, code, "ok").text == "OSError True"
+
+
+def test_files_are_capped_and_gone_after_close(ex: Executor, witness: object) -> None:
+    before_shm = set(os.listdir("/dev/shm"))
+    code = (
+        "import os\ntry:\n    with open('/dev/shm/big', 'wb') as f:\n"
+        "        for _ in range(1024):\n            f.write(b'x' * 2**20)\nexcept OSError as e:\n    print(e.strerror)"
+    )
+    assert _run_checked(ex, code, "ok").text in ("No space left on device", "File too large")
+    assert set(os.listdir("/dev/shm")) == before_shm
+    with ex.session() as a, ex.session() as b:
+        a.run("open('/tmp/note', 'w').write('a')\nopen('/dev/shm/note', 'w').write('a')")
+        assert b.run("import os\nos.path.exists('/tmp/note'), os.path.exists('/dev/shm/note')").text == "(False, False)"
+
+
+def test_ipc_does_not_leak_or_cross_sessions(ex: Executor, witness: object) -> None:
+    before = _host_ipc()
+    shm = (
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "shmid = libc.shmget(0x7171, 64 * 2**20, 0o1666)\nprint(shmid >= 0)"
+    )
+    mq = (
+        "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(libc.mq_open(b'/tirq', 0o100 | 2, 0o666, None) >= 0)"
+    )
+    with ex.session() as a, ex.session() as b:
+        assert a.run(shm).text == "True" and a.run(mq).text == "True"
+        seen = "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nprint(libc.shmget(0x7171, 0, 0) >= 0)"
+        assert b.run(seen).text == "False"  # another IPC namespace
+    assert _host_ipc() == before
+
+
+def test_sockets_reach_nothing(ex: Executor, witness: object) -> None:
+    path = os.path.join(tempfile.gettempdir(), f"tir-sock-{os.getpid()}")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    os.chmod(path, 0o777)
+    server.listen()
+    server.setblocking(False)
+    try:
+        code = f"import socket\ns = socket.socket(socket.AF_UNIX)\ns.connect({path!r})"
+        assert _run_checked(ex, code, "error").text.endswith("Operation not permitted")
+        abstract = "import socket\ns = socket.socket(socket.AF_UNIX)\ns.bind(b'\\x00tir-abstract')"
+        assert _run_checked(ex, abstract, "error").text.endswith("Operation not permitted")
+        with pytest.raises(BlockingIOError):
+            server.accept()
+    finally:
+        server.close()
+        os.remove(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "call"),
+    [
+        ("unshare_user", "libc.unshare(0x10000000)"),
+        ("clone_user", "libc.syscall(56, 0x10000000 | 17, 0, 0, 0, 0)"),
+        ("ptrace", "libc.ptrace(16, 1, 0, 0)"),
+        ("mount", "libc.mount(b'none', b'/tmp', b'tmpfs', 0, None)"),
+        ("keyctl", "libc.syscall(250, 0, 0, 0, 0, 0)"),
+        ("bpf", "libc.syscall(321, 0, 0, 0)"),
+    ],
+)
+def test_seccomp_refuses(ex: Executor, name: str, call: str) -> None:
+    code = f"import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nprint({call}, ctypes.get_errno())"
+    assert _run_checked(ex, code, "ok").text == "-1 1"  # EPERM
+
+
+def test_forged_and_nested_replies_never_raise(ex: Executor, witness: object) -> None:
+    find = (
+        "import gc, socket, struct\n"
+        "sock = [o for o in gc.get_objects() if isinstance(o, socket.socket) and o.fileno() >= 0][0]\n"
+    )
+    nested = find + "body = b'[' * 30000\nsock.sendall(struct.pack('!I', len(body)) + body)\nimport time\ntime.sleep(1)"
+    assert "protocol" in _run_checked(ex, nested, "killed").text
+    forged = find + (
+        "body = struct.pack('!4s16sIBBQQQ', b'TIR2', b'0' * 16, 1, 0, 1, 6, 0, 0)"
+        " + b''.join(struct.pack('!I', len(t)) + t for t in [b'forged', b'', b'', b'', b'', b'', b''])\n"
+        "sock.sendall(struct.pack('!I', len(body)) + body)\nimport time\ntime.sleep(1)"
+    )
+    obs = _run_checked(ex, forged, "killed")
+    assert "forged" not in obs.text
+    ahead = find + (  # a reply written ahead, for the next call, from a thread
+        "import threading, time\n"
+        "def later():\n    time.sleep(0.2)\n    sock.sendall(struct.pack('!I', 3) + b'[[[')\n"
+        "threading.Thread(target=later).start()"
+    )
+    with ex.session() as s:
+        assert s.run(ahead).status == "ok"
+        # The bytes arrive during this call: they are not its answer, and the worker goes.
+        assert s.run("import time\ntime.sleep(1)").status == "killed"
+        assert s.run("1 + 1").text == "2"
+
+
+def test_cpu_between_calls_is_frozen(ex: Executor, witness: object) -> None:
+    spin = (
+        "import os, signal, resource\nif os.fork() == 0:\n    signal.signal(signal.SIGXCPU, signal.SIG_IGN)\n"
+        "    soft, hard = resource.getrlimit(resource.RLIMIT_CPU)\n"
+        "    resource.setrlimit(resource.RLIMIT_CPU, (hard, hard))\n    while True:\n        pass\n"
+        "import threading\nthreading.Thread(target=lambda: [0 for _ in iter(int, 1)], daemon=True).start()\n"
+        "print('spinning')"
+    )
+    with ex.session() as s:
+        assert s.run(spin).text == "spinning"
+        worker = s._worker
+        assert worker is not None and "freezer" in worker.cgroups and "cpuacct" in worker.cgroups
+        state = os.path.join(worker.cgroups["freezer"], "freezer.state")
+        deadline = time.monotonic() + 5.0
+        while open(state).read().strip() != "FROZEN":
+            assert time.monotonic() < deadline, "the idle session was not frozen"
+            time.sleep(0.05)
+        usage = os.path.join(worker.cgroups["cpuacct"], "cpuacct.usage")
+        first = int(open(usage).read())
+        time.sleep(1.0)  # a measured interval: a spinning process would add ~1 s of CPU here
+        assert int(open(usage).read()) - first < 50_000_000
+        assert s.run("print('thawed')").text == "thawed"  # the next call thaws it
+
+
+def test_memory_outside_rlimit_is_counted(witness: object) -> None:
+    with Executor(timeout=10.0, memory_mb=256, warm_workers=1) as small:
+        memfd = (
+            "import os\nfds = [os.memfd_create('x') for _ in range(20)]\n"  # each under file_size_mb
+            "for fd in fds:\n    for _ in range(50):\n        os.write(fd, b'x' * 2**20)\n"
+            "print('held 1 GB')"
+        )
+        obs = _run_checked(small, memfd, "memory")
+        assert "256 MB" in obs.text
+        # Children that together pass the limit: the session's memory cgroup kills some of them.
+        children = (
+            "import os, time\npids = []\nfor _ in range(8):\n    pid = os.fork()\n    if pid == 0:\n"
+            "        b = b'x' * (150 * 2**20)\n        time.sleep(100)\n    pids.append(pid)\n"
+            "time.sleep(4)\nkilled = 0\nfor pid in pids:\n    if os.waitpid(pid, os.WNOHANG)[0]:\n"
+            "        killed += 1\nprint(killed > 0)"
+        )
+        with small.session() as s:
+            assert s.run(children).text == "True"
+            worker = s._worker
+            assert worker is not None
+            assert worker.memory() <= (256 + small.config.disk_mb + 64) * 2**20
+
+
+def test_nothing_left_after_close() -> None:
+    before_shm, before_ipc = set(os.listdir("/dev/shm")), _host_ipc()
+    ex = Executor(timeout=5.0, warm_workers=2)
+    cgroups = [p for p in ex._cgroups.values() if p]
+    with ex.session() as s:
+        s.run("open('/dev/shm/x', 'wb').write(b'x' * 2**20)\nimport os\nos.makedirs('a/' * 200)")
+        s.run("import subprocess\np = subprocess.Popen(['sleep', '1000'])")
+    base = ex._base_dir
+    ex.close()
+    assert not os.path.exists(base)
+    assert not any(os.path.exists(p) for p in cgroups)
+    assert set(os.listdir("/dev/shm")) == before_shm and _host_ipc() == before_ipc

@@ -876,6 +876,10 @@ class Zygote:
                 if controller == "memory":
                     limit = (self.cfg["memory_mb"] + self.cfg["disk_mb"] + 64) * 1024 * 1024
                     _write(os.path.join(path, "memory.limit_in_bytes"), str(limit))
+                    try:  # without swap accounting, the limit would only push the excess to swap
+                        _write(os.path.join(path, "memory.swappiness"), "0")
+                    except OSError:
+                        pass
                     if os.path.exists(os.path.join(path, "memory.memsw.limit_in_bytes")):
                         _write(os.path.join(path, "memory.memsw.limit_in_bytes"), str(limit))
                 elif controller == "pids":
