@@ -478,3 +478,13 @@ def test_statuses_are_documented() -> None:
     with open(os.path.join(os.path.dirname(__file__), "..", "docs", "executor.md")) as f:
         doc = f.read()
     assert all(f"`{status}`" in doc for status in STATUSES)
+
+
+def test_serve_keeps_the_api_key_out_of_argv() -> None:
+    from tir_harness.engines.serve import split_secrets
+
+    assert split_secrets(["vllm", "serve", "m", "--api-key", "K1", "--port", "1"]) == (
+        ["vllm", "serve", "m", "--port", "1"],
+        {"VLLM_API_KEY": "K1"},
+    )
+    assert split_secrets(["vllm", "--api-key=K2"]) == (["vllm"], {"VLLM_API_KEY": "K2"})

@@ -225,9 +225,11 @@ class VLLMServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
         for key in ("TMPDIR", "VLLM_CACHE_ROOT"):
             Path(env[key]).mkdir(parents=True, exist_ok=True)
+        command, secrets = split_secrets(self.command)
+        env.update(secrets)
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
-                self.command,
+                command,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -355,3 +357,21 @@ def public_url(host: str, port: int) -> str:
     return f"http://{name}:{port}"
 
 
+def split_secrets(command: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The command without `--api-key KEY` (argv is readable by every user in /proc/*/cmdline), and the
+    environment that carries the key instead (vLLM reads VLLM_API_KEY)."""
+    out: list[str] = []
+    env: dict[str, str] = {}
+    i = 0
+    while i < len(command):
+        arg = command[i]
+        if arg == "--api-key" and i + 1 < len(command):
+            env["VLLM_API_KEY"] = command[i + 1]
+            i += 2
+            continue
+        if arg.startswith("--api-key="):
+            env["VLLM_API_KEY"] = arg.split("=", 1)[1]
+        else:
+            out.append(arg)
+        i += 1
+    return out, env
