@@ -276,7 +276,7 @@
       if (f.end && r[C.end_reason] !== f.end) continue;
       if (f.status && r[C.statuses].indexOf(f.status) < 0) continue;
       if (f.search && lowered[r[C.question]].indexOf(f.search) < 0 &&
-          String(r[C.prediction]).toLowerCase().indexOf(f.search) < 0 && r[C.id].toLowerCase().indexOf(f.search) < 0) continue;
+          String(r[C.prediction] || "").toLowerCase().indexOf(f.search) < 0 && r[C.id].toLowerCase().indexOf(f.search) < 0) continue;
       picked.push(i);
     }
     if (hasFlips) {  // the flipped problems first: newly wrong, then newly right, each in id order
