@@ -72,7 +72,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[runner_key] = runner
     config.pluginmanager.register(runner, "tir-harness-runner")
     if worker is None and not config.option.collectonly:
-        reporter = Reporter(config, opts, run_dir, aborted=runner.interrupts.abort.is_set)
+        reporter = Reporter(
+            config,
+            opts,
+            run_dir,
+            aborted=runner.interrupts.abort.is_set,
+            renamed=lambda run_id: setattr(runner, "run_id", run_id),
+        )
         config.stash[reporter_key] = reporter
         config.pluginmanager.register(reporter, "tir-harness-reporter")
 

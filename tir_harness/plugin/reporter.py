@@ -47,8 +47,10 @@ class Reporter:
         options: HarnessOptions,
         run_dir: Path,
         aborted: Callable[[], bool] = lambda: False,
+        renamed: Callable[[str], None] = lambda run_id: None,
     ) -> None:
         self.config = config
+        self._renamed = renamed  # told the run id when the default folder's name was taken
         self._aborted = aborted  # stopped at once by a second signal: no time for plots
         self.options = options
         self.run_dir = run_dir
@@ -72,13 +74,24 @@ class Reporter:
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self._session = session
-        if session.items and not self.config.option.collectonly:
+        # Only a run that will solve problems has a report (not a unit-test session in a repo using the plugin).
+        solving = any({"problem", "solve"} & set(getattr(item, "fixturenames", ())) for item in session.items)
+        if solving and not self.config.option.collectonly:
             self.prepare()
 
     def prepare(self) -> None:
         """Create and lock the report folder and read the baseline; a problem is one line, exit 4."""
         if self._lock is not None:
             return
+        if not self.options.report_dir:
+            # The default folder is named after the second the run started: two runs started in the same
+            # second each get their own (-2, -3, ...) rather than one refusing the other.
+            base, n = self.run_dir, 1
+            while (self.run_dir / LOCK_FILE).exists() and n < 100:
+                n += 1
+                self.run_dir = base.with_name(f"{base.name}-{n}")
+            self.run_id = self.run_dir.name
+            self._renamed(self.run_id)
         where = f"--report-dir {self.run_dir}" if self.options.report_dir else f"report folder {self.run_dir}"
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise pytest.UsageError(f"tir-harness: {where}: exists and is not a folder")
