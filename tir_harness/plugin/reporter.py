@@ -2,7 +2,7 @@
 
 `Reporter` runs in one process only (the controller under pytest-xdist) and is fed by
 `pytest_runtest_logreport`, which sees every test of every worker: lines never interleave, and each is on
-disk (flushed and fsync'd) as soon as its test has finished.
+disk (written at once; fsync'd every FSYNC_SECONDS and at the end) as soon as its test has finished.
 
 Before any test runs, the report folder is created and locked (`.tir-harness.lock`, an fcntl lock held until
 the run ends: a second run into the same folder is refused instead of interleaving its lines) and the
@@ -17,6 +17,7 @@ import errno
 import fcntl
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -31,6 +32,7 @@ from tir_harness.util.text import sanitize
 LOCK_FILE = ".tir-harness.lock"
 
 RECORDS_PROPERTY = "tir_records"
+FSYNC_SECONDS = 0.5  # trajectories.jsonl is fsync'd at most this often while tests report, and at the end
 ENGINE_PROPERTY = "tir_engine"
 
 
@@ -61,6 +63,7 @@ class Reporter:
         self.comparison: Any = None
         self.gate_result: Any = None
         self._file: BinaryIO | None = None  # unbuffered: a failed write leaves nothing behind to flush later
+        self._synced = 0.0  # time.monotonic() of the last fsync of trajectories.jsonl
         self._problems_done = 0
         self._problems_correct = 0
         self._next_live = 1
@@ -175,7 +178,13 @@ class Reporter:
             written = 0
             while written < len(data):  # an unbuffered write may take only part
                 written += handle.write(data[written:]) or 0
-            os.fsync(handle.fileno())
+            # The line is in the kernel once written (a kill -9 cannot lose it); fsync'd for power loss at most
+            # every FSYNC_SECONDS, as one fsync costs more than a fast trajectory.  The store holds the record
+            # durably before its test reports, and a rerun rewrites this file from there (docs/store.md).
+            now = time.monotonic()
+            if now - self._synced >= FSYNC_SECONDS:
+                os.fsync(handle.fileno())
+                self._synced = now
         except OSError as exc:
             # Cut back to the last whole line (truncating needs no space): every line before stays intact.
             try:
@@ -209,9 +218,10 @@ class Reporter:
         if self._file is None:
             return
         try:
+            os.fsync(self._file.fileno())
             self._file.close()
         except OSError:
-            pass  # its lines were flushed and fsync'd one test at a time
+            pass  # its lines were written one test at a time, and the store has every record
         self._file = None
         self.manifest["finished"] = dt.datetime.now().isoformat(timespec="seconds")
         self.manifest["problems"] = self._problems_done

@@ -12,7 +12,7 @@ import dataclasses
 import json
 import os
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from tir_harness.plugin.reporter import ENGINE_PROPERTY, RECORDS_PROPERTY
 from tir_harness.records.store import StoreError
 from tir_harness.records.trajectory import END_ERROR, Trajectory
 from tir_harness.records.verdict import regraded
+from tir_harness.records.writer import GroupWriter
 from tir_harness.run.loop import LOOP_VERSION, REFERENCE_OUTPUT_CHARS, LoopConfig, run_trajectory, sample_seed
 from tir_harness.run.problems import Problem
 from tir_harness.run.prompts import (
@@ -64,6 +65,7 @@ class Runner:
         self.engine: Engine | None = None
         self.executor: Any = None
         self.store: Any = None
+        self._writer: GroupWriter | None = None
         self.scheduler: Scheduler | None = None
         self.context: RunContext | None = None
         self.engine_info: dict[str, Any] = {}
@@ -166,6 +168,7 @@ class Runner:
             os.environ["CUDA_VISIBLE_DEVICES"] = str(_worker_index(self.config.workerinput["workerid"]))
         self._model = ModelSpec(name=opts.model or "", path=opts.model or "") if custom else self._model_spec()
         self.store = self._open_store()  # before any engine: a bad store is found before generation
+        self._writer = GroupWriter(self.store)
         self.engine = custom
         if self.engine is None and not opts.model:
             self.engine = self._start_engine(self._model)  # only the server knows the model's name
@@ -333,9 +336,41 @@ class Runner:
             future: Future[dict[str, Any]] = Future()
             future.set_result({**regraded(cached, problem.dataset), "run_id": self.run_id, "cached": True})
         else:
-            future = self.scheduler.submit(lambda: self._solve_one(problem, sample, key))
+            # Resolved once the record is durable in the store, not when the trajectory ends: a test never
+            # reports a trajectory that a crash could still lose.
+            future = Future()
+            self.scheduler.submit(lambda: self._run_one(future, problem, sample, key))
         self._futures[(problem.id, sample)] = future
         return future
+
+    def _run_one(self, outer: Future[dict[str, Any]], problem: Problem, sample: int, key: str) -> None:
+        try:
+            record = self._solve_one(problem, sample, key)
+        except BaseException as exc:
+            _settle(outer, exception=exc)
+            raise
+        writer = self._writer
+        if record["end_reason"] == END_ERROR or writer is None:  # engine failures are retried, not remembered
+            _settle(outer, record)
+            return
+        try:
+            stored = writer.put(key, record)
+        except Exception as exc:  # the writer is closed: the run is ending
+            self._store_failed(exc)
+            _settle(outer, record)
+            return
+
+        def durable(done: Future[None]) -> None:
+            exc = done.exception()
+            if exc is not None:
+                self._store_failed(exc)
+            _settle(outer, record)
+
+        stored.add_done_callback(durable)
+
+    def _store_failed(self, exc: BaseException) -> None:
+        # A full or broken store: the record is still reported, but nothing more can be kept.
+        self.stop(f"tir-harness: cannot write the result store: {sanitize(exception_line(exc))}")
 
     def _solve_one(self, problem: Problem, sample: int, key: str) -> dict[str, Any]:
         assert self.engine is not None and self.context is not None
@@ -355,13 +390,6 @@ class Runner:
             error = sanitize(f"internal error: {exception_line(exc)}")
             return make_record(problem, sample, Trajectory("", end_reason=END_ERROR, error=error), self.context, key,
                                sampling)  # fmt: skip
-        store = self.store
-        if trajectory.end_reason != END_ERROR and store is not None:  # engine failures are retried, not remembered
-            try:
-                store.put(key, record)
-            except Exception as exc:
-                # A full or broken store: the record is still reported, but nothing more can be kept.
-                self.stop(f"tir-harness: cannot write the result store: {sanitize(exception_line(exc))}")
         return record
 
     def stop(self, reason: str) -> None:
@@ -440,9 +468,22 @@ class Runner:
             closer.join(0.05)
         if self.executor is not None:
             self.executor.close()  # kills the sandboxes and removes their folders, whatever is still running
+        if self._writer is not None and not closer.is_alive():
+            self._writer.close()  # commits what the last trajectories queued
         if self.store is not None and not closer.is_alive():
             self.store.close()  # left open after an abort: a thread may be inside a write, and SQLite is crash-safe
-        self.engine = self.scheduler = self.executor = self.store = None
+        self.engine = self.scheduler = self.executor = self.store = self._writer = None
+
+
+def _settle(future: Future[Any], result: Any = None, exception: BaseException | None = None) -> None:
+    """Resolve `future` unless the run's close cancelled it meanwhile."""
+    try:
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass
 
 
 def _problem_of(item: pytest.Item) -> Problem | None:

@@ -366,32 +366,21 @@ class ResultStore:
 
     def put(self, key: str, record: Mapping[str, Any]) -> None:
         """Store (or replace) the record of `key`; durable on disk when this returns."""
-        _check_key(key)
-        if not isinstance(record, Mapping):
-            raise TypeError(f"record must be a mapping, got {type(record).__name__}")
-        if record.get("key", key) != key:
-            raise ValueError(f"record['key'] {record.get('key')!r} differs from the key it is stored under")
-        try:
-            text = json.dumps(record, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"record for key {key[:12]} is not plain JSON data: {exc}") from exc
-        sample = record.get("sample")
-        row = (
-            key,
-            _opt_str(record.get("run_id")),
-            _opt_str(record.get("problem_id")),
-            sample if isinstance(sample, int) and not isinstance(sample, bool) else None,
-            _opt_str(record.get("model")),
-            time.time(),
-            text,
-        )
+        self.put_many([(key, record)])
+
+    def put_many(self, items: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
+        """Store (or replace) several records in one transaction: one fsync for all of them, and all or none
+        of them on disk after a crash.  Durable when this returns.  A bad record fails the whole call."""
+        rows = [_row(key, record) for key, record in items]
+        if not rows:
+            return
         self._write(
-            lambda conn: conn.execute(
+            lambda conn: conn.executemany(
                 "INSERT INTO trajectories (key, run_id, problem_id, sample, model, created, record) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET run_id = excluded.run_id, "
                 "problem_id = excluded.problem_id, sample = excluded.sample, model = excluded.model, "
                 "created = excluded.created, record = excluded.record",
-                row,
+                rows,
             )
         )
 
@@ -456,6 +445,28 @@ class ResultStore:
 
     def __repr__(self) -> str:
         return f"ResultStore({str(self.path)!r})"
+
+
+def _row(key: str, record: Mapping[str, Any]) -> tuple[Any, ...]:
+    _check_key(key)
+    if not isinstance(record, Mapping):
+        raise TypeError(f"record must be a mapping, got {type(record).__name__}")
+    if record.get("key", key) != key:
+        raise ValueError(f"record['key'] {record.get('key')!r} differs from the key it is stored under")
+    try:
+        text = json.dumps(record, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"record for key {key[:12]} is not plain JSON data: {exc}") from exc
+    sample = record.get("sample")
+    return (
+        key,
+        _opt_str(record.get("run_id")),
+        _opt_str(record.get("problem_id")),
+        sample if isinstance(sample, int) and not isinstance(sample, bool) else None,
+        _opt_str(record.get("model")),
+        time.time(),
+        text,
+    )
 
 
 def _check_key(key: object) -> None:
