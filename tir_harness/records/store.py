@@ -283,7 +283,7 @@ class ResultStore:
             if _is_busy(exc):
                 raise
             raise StoreError(f"{self.path}: not a tir-harness result store ({exc})") from exc
-        if tables and not {"meta", "trajectories"} <= tables:
+        if self._create and tables and not {"meta", "trajectories"} <= tables:
             # Someone else's database: adding our tables (or even switching it to WAL) would change it.
             raise StoreError(f"{self.path}: a SQLite database that is not a tir-harness result store; left untouched")
         try:
