@@ -61,6 +61,7 @@ class VLLMEngine:
         self._closed = False
         self._version = ""
         self.busy_seconds = 0.0  # time with at least one request in the engine (for the perf benchmark)
+        self.max_num_seqs: int | None = None  # sequences vLLM batches at once, once the model is loaded
         self.cached_tokens = 0
         self._thread = threading.Thread(target=self._run, name="tir-vllm-engine", daemon=True)
         self._thread.start()
@@ -83,7 +84,7 @@ class VLLMEngine:
         done.result()
 
     def info(self) -> dict[str, Any]:
-        return {"kind": "vllm", "vllm_version": self._version, **asdict(self.config)}
+        return {"kind": "vllm", "vllm_version": self._version, **asdict(self.config), "max_num_seqs": self.max_num_seqs}
 
     def close(self) -> None:
         if self._closed:
@@ -101,8 +102,12 @@ class VLLMEngine:
             self._error = exc
             self._ready.set()
             return
-        self._ready.set()
         engine, tokenizer = llm.llm_engine, llm.get_tokenizer()
+        try:  # vLLM's own choice for this device unless set: the harness sizes its in-flight count from it
+            self.max_num_seqs = int(engine.vllm_config.scheduler_config.max_num_seqs)
+        except (AttributeError, TypeError, ValueError):
+            pass
+        self._ready.set()
         try:
             while True:
                 busy = engine.has_unfinished_requests()

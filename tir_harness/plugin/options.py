@@ -118,7 +118,9 @@ def addoption(parser: pytest.Parser) -> None:
         help="KV cache size for vLLM, e.g. 512M (needed on CPU)",
     )
     add("--enforce-eager", action="store_true", help="disable CUDA graphs / compilation in vLLM")
-    add("--max-inflight", type=_positive_int, default=256, help="trajectories in flight per process")
+    add("--max-inflight", type=_positive_int, default=None,
+        help="trajectories in flight per process; default: from the engine's batch size (vLLM's max_num_seqs) "
+        "and the sandbox's session limit, recorded in the manifest")  # fmt: skip
     add("--gpu-per-worker", action="store_true",
         help="with pytest-xdist: worker N sees only GPU N (CUDA_VISIBLE_DEVICES)")  # fmt: skip
     add("--exec-timeout", type=_bounded(0.0, _DAY, low_open=True), default=10.0,
@@ -162,7 +164,7 @@ class HarnessOptions:
     gpu_memory_utilization: float | None
     kv_cache_memory: int | None
     enforce_eager: bool
-    max_inflight: int
+    max_inflight: int | None  # None: chosen from the engine and the sandbox (Runner.start_generation)
     gpu_per_worker: bool
     exec_timeout: float
     exec_memory_mb: int

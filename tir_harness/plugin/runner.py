@@ -39,7 +39,7 @@ from tir_harness.run.prompts import (
     format_for_model,
 )
 from tir_harness.run.results import Result, RunContext, make_record
-from tir_harness.run.scheduler import Scheduler
+from tir_harness.run.scheduler import Scheduler, automatic_max_inflight, engine_slots
 from tir_harness.util.text import exception_line, sanitize
 
 PROBLEM_FIXTURE = "problem"
@@ -204,7 +204,6 @@ class Runner:
             max_tool_calls=opts.max_tool_calls,
             executor=dataclasses.asdict(self._executor_config),
         )
-        self.scheduler = Scheduler(opts.max_inflight)
         keys = {(p, s): self._key(p, s) for p in self.work for s in range(opts.samples)}
         try:
             stored = {} if opts.refresh else self.store.get_many(list(keys.values()))
@@ -227,10 +226,16 @@ class Runner:
             isolation = self.executor.isolation  # waits for the sandbox to be ready
         except Exception as exc:
             raise StartupError(f"tir-harness: the sandbox cannot start: {exception_line(exc)}") from None
+        if self.scheduler is None:
+            inflight = self.options.max_inflight or automatic_max_inflight(
+                engine_slots(self.engine), getattr(self._executor_config, "max_workers", None)
+            )
+            self.scheduler = Scheduler(inflight)
         self.engine_info = {
             **self.engine.info(),
             "model_identity": self._model.identity,
             "executor_isolation": isolation,
+            "max_inflight": self.scheduler.max_inflight,  # the manifest records what --max-inflight came to
         }
 
     def _model_spec(self) -> ModelSpec:
@@ -252,7 +257,7 @@ class Runner:
                 engine = OpenAIEngine(
                     list(opts.server_urls),
                     model=None,
-                    max_inflight_per_server=min(opts.max_inflight, 64),
+                    max_inflight_per_server=min(opts.max_inflight or 64, 64),
                     request_timeout=opts.server_timeout,
                     connect_retries=opts.server_retries,
                     on_warning=self._warn,
@@ -330,7 +335,6 @@ class Runner:
         )
 
     def _submit(self, problem: Problem, sample: int, key: str, cached: dict[str, Any] | None) -> Future[dict[str, Any]]:
-        assert self.scheduler is not None
         if cached is not None:
             # Stored trajectories are graded again: a better grader re-scores without regenerating.
             future: Future[dict[str, Any]] = Future()
@@ -339,6 +343,7 @@ class Runner:
             # Resolved once the record is durable in the store, not when the trajectory ends: a test never
             # reports a trajectory that a crash could still lose.
             future = Future()
+            assert self.scheduler is not None  # start_generation made it
             self.scheduler.submit(lambda: self._run_one(future, problem, sample, key))
         self._futures[(problem.id, sample)] = future
         return future
