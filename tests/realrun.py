@@ -15,10 +15,9 @@ VLLM_CPU = ["--dtype=float32", "--max-model-len=2048", "--enforce-eager", "--kv-
 VOLATILE = {"run_id", "seconds", "gen_seconds", "exec_seconds", "cached", "cached_tokens", "test_id"}
 
 
-def environment(tmp: Path, data_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
+def environment(tmp: Path) -> dict[str, str]:
+    env = dict(os.environ)  # the benchmark test sets ship with the package: no TIR_DATA_DIR needed
     env.update(
-        TIR_DATA_DIR=str(data_dir),
         OMP_NUM_THREADS="2",
         TMPDIR=str(tmp),  # vLLM leaves sockets and files there
         VLLM_CACHE_ROOT=os.environ.get("VLLM_CACHE_ROOT", str(tmp / "vllm-cache")),
@@ -31,17 +30,17 @@ def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args]
 
 
-def run(args: list[str], tmp: Path, data_dir: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+def run(args: list[str], tmp: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        command(*args), cwd=REPO, env=environment(tmp, data_dir), capture_output=True, text=True, timeout=timeout
+        command(*args), cwd=REPO, env=environment(tmp), capture_output=True, text=True, timeout=timeout
     )
 
 
-def start(args: list[str], tmp: Path, data_dir: Path) -> subprocess.Popen[str]:
+def start(args: list[str], tmp: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         command(*args),
         cwd=REPO,
-        env=environment(tmp, data_dir),
+        env=environment(tmp),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

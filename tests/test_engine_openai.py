@@ -245,8 +245,9 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
-def engine_threads() -> int:
-    return sum(t.name.startswith("openai-engine") for t in threading.enumerate())
+def engine_threads(before: set[threading.Thread]) -> int:
+    """Live worker threads started since `before` was taken: this test's engine's, not another test's."""
+    return sum(t.name.startswith("openai-engine") for t in set(threading.enumerate()) - before)
 
 
 # ---------------------------------------------------------------------------- requests and answers
@@ -394,11 +395,12 @@ def test_requests_go_to_the_least_loaded_server(fakes, engines):
 def test_in_flight_requests_per_server_are_bounded_and_the_rest_queue(fakes, engines):
     gate = threading.Event()
     fake = fakes(respond=lambda body: Reply(hold=gate))
+    before = set(threading.enumerate())
     engine = engines([fake.url], max_inflight_per_server=2)
     futures = [engine.submit(request(f"p{i}")) for i in range(7)]
     fake.wait_until(lambda: fake.active == 2)
     assert engine.info()["queued"] == 5
-    assert engine_threads() <= 2
+    assert engine_threads(before) == 2  # one worker per request in flight, none for the queue
     gate.set()
     assert [result(f).text for f in futures] == ["ok"] * 7
     assert fake.max_active == 2 and len(fake.bodies) == 7
@@ -551,16 +553,18 @@ def test_a_request_without_answer_within_the_timeout_fails_alone(fakes, engines)
 def test_close_cancels_queued_work_fails_running_work_and_joins_threads(fakes, engines):
     gate = threading.Event()
     fake = fakes(respond=lambda body: Reply(hold=gate))
+    before = set(threading.enumerate())
     engine = engines([fake.url], max_inflight_per_server=1)
     futures = [engine.submit(request(f"p{i}")) for i in range(3)]
     fake.wait_until(lambda: fake.active == 1)
+    assert engine_threads(before) == 1
     closer = threading.Thread(target=engine.close)
     closer.start()
     closer.join(WAIT)
     assert not closer.is_alive()
     assert "closed" in failure(futures[0])
     assert futures[1].cancelled() and futures[2].cancelled()
-    assert engine_threads() == 0
+    assert engine_threads(before) == 0  # joined
     assert "closed" in failure(engine.submit(request("after")))
 
 

@@ -7,10 +7,14 @@ import random
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 
-from hypothesis import assume, given, settings
+import pytest
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from tir_harness.grading import equivalent
+from tir_harness.grading.config import DEFAULT_CONFIG
+from tir_harness.grading.equivalence import _Comparer, parse_answer
+from tir_harness.grading.normalize import clean
 
 small = st.integers(min_value=-500, max_value=500)
 positive = st.integers(min_value=1, max_value=500)
@@ -44,6 +48,10 @@ def test_factorials_and_powers_compare_exactly(n: int, m: int) -> None:
 
 @SETTINGS
 @given(st.integers(1, 10**6), st.integers(1, 997), st.integers(2, 12), st.booleans())
+# 3/256 = 0.01171875 rounds to 0.0117188: exactly half a unit below it, the boundary of the rule, which binary
+# arithmetic had put outside (drawn once on a fresh machine, before the suite was derandomized).
+@example(p=3, q=256, k=7, truncate=False)
+@example(p=3, q=256, k=7, truncate=True)
 def test_a_decimal_equals_the_value_it_rounds_or_truncates(p: int, q: int, k: int, truncate: bool) -> None:
     value = Fraction(p, q)
     unit = Fraction(1, 10**k)
@@ -113,62 +121,61 @@ def test_lists_of_solutions_ignore_order_and_tuples_do_not(values: list[int], rn
     assert not equivalent(as_list, ", ".join(map(str, values[:-1])))
 
 
-answers = st.sampled_from(
-    [
-        "3",
-        "-3",
-        "3.0",
-        "0.5",
-        r"\frac12",
-        r"\frac{1}{3}",
-        "0.3333",
-        r"\sqrt{2}",
-        "1.4142",
-        r"2\sqrt2",
-        r"\sqrt8",
-        "x",
-        "x+1",
-        "1+x",
-        "x = 3",
-        "(1,2)",
-        "(2,1)",
-        "1, 2",
-        r"\{1,2\}",
-        "[1,2]",
-        "[1,2)",
-        r"(-\infty, 1]",
-        r"10\%",
-        "0.1",
-        "10",
-        r"30^\circ",
-        r"\frac{\pi}{6}",
-        r"1 \pm \sqrt2",
-        r"1+\sqrt2, 1-\sqrt2",
-        r"\text{B}",
-        "B",
-        "(B) Bob",
-        "x > 1",
-        "1 < x",
-        r"\begin{pmatrix}1\\2\end{pmatrix}",
-        "3+4i",
-        "4i+3",
-        "y = 2x + 1",
-        "2x + 1",
-        "2y = 4x + 2",
-        "e",
-        r"\text{e}",
-        "True",
-        r"\pi",
-        "3.1416",
-        "1,000",
-        "1000",
-        "1 000",
-        "f(x)",
-        "f(y)",
-        "12:00",
-        "1:00",
-    ]
-)
+ANSWERS = [
+    "3",
+    "-3",
+    "3.0",
+    "0.5",
+    r"\frac12",
+    r"\frac{1}{3}",
+    "0.3333",
+    r"\sqrt{2}",
+    "1.4142",
+    r"2\sqrt2",
+    r"\sqrt8",
+    "x",
+    "x+1",
+    "1+x",
+    "x = 3",
+    "(1,2)",
+    "(2,1)",
+    "1, 2",
+    r"\{1,2\}",
+    "[1,2]",
+    "[1,2)",
+    r"(-\infty, 1]",
+    r"10\%",
+    "0.1",
+    "10",
+    r"30^\circ",
+    r"\frac{\pi}{6}",
+    r"1 \pm \sqrt2",
+    r"1+\sqrt2, 1-\sqrt2",
+    r"\text{B}",
+    "B",
+    "(B) Bob",
+    "x > 1",
+    "1 < x",
+    r"\begin{pmatrix}1\\2\end{pmatrix}",
+    "3+4i",
+    "4i+3",
+    "y = 2x + 1",
+    "2x + 1",
+    "2y = 4x + 2",
+    "e",
+    r"\text{e}",
+    "True",
+    r"\pi",
+    "3.1416",
+    "1,000",
+    "1000",
+    "1 000",
+    "f(x)",
+    "f(y)",
+    "12:00",
+    "1:00",
+]
+answers = st.sampled_from(ANSWERS)
 
 
 @settings(max_examples=400, deadline=None)
@@ -177,10 +184,20 @@ def test_equivalence_is_symmetric(a: str, b: str) -> None:
     assert equivalent(a, b) is equivalent(b, a)
 
 
-@settings(max_examples=100, deadline=None)
-@given(answers)
+@pytest.mark.parametrize("a", ANSWERS)
 def test_equivalence_is_reflexive(a: str) -> None:
-    assert equivalent(a, a)
+    assert equivalent(a, a)  # identical text: answered before any parsing
+    # So compare two parses of it too, as two differently written answers would be compared.
+    first, second = parse_answer(clean(a), DEFAULT_CONFIG), parse_answer(clean(a), DEFAULT_CONFIG)
+    if first is None:  # not math (a word): compared as text only
+        return
+    assert _Comparer(DEFAULT_CONFIG).nodes(first, second).equal
+
+
+def test_most_reflexivity_cases_are_parsed() -> None:
+    # Guards the test above: if parsing failed for most answers, it would check next to nothing.
+    parsed = [a for a in ANSWERS if parse_answer(clean(a), DEFAULT_CONFIG) is not None]
+    assert len(parsed) >= len(ANSWERS) - 2
 
 
 def test_helpers_agree_with_python() -> None:

@@ -170,7 +170,7 @@ def test_bad_options_name_the_option(pytester: pytest.Pytester):
     result.stderr.fnmatch_lines(["ERROR: --data-dir /no/such/dir: no such folder"])
 
 
-def test_markers_select_subjects_and_levels(pytester: pytest.Pytester, shared_data):
+def test_markers_select_subjects_and_levels(pytester: pytest.Pytester):
     pytester.makepyfile(
         test_math=textwrap.dedent(
             """
@@ -182,7 +182,7 @@ def test_markers_select_subjects_and_levels(pytester: pytest.Pytester, shared_da
             """
         )
     )
-    result = pytester.runpytest("--collect-only", "-q", f"--data-dir={shared_data}", "-m", "level5 and algebra")
+    result = pytester.runpytest("--collect-only", "-q", "-m", "level5 and algebra")  # the shipped MATH test
     lines = [line for line in result.stdout.lines if "::test_math[" in line]
     assert len(lines) == 307  # counted from math/test.jsonl: Algebra, Level 5
     assert "test_math.py::test_math[algebra-1]" not in lines  # a level 3 problem
@@ -215,7 +215,7 @@ def test_the_engine_fixture_hands_out_the_runs_engine(project: pytest.Pytester, 
         from tir_harness.engines.base import GenerationRequest, SamplingConfig
 
         def test_direct(tir_engine):
-            completion = tir_engine.submit(GenerationRequest("RIGHT?", SamplingConfig())).result()
+            completion = tir_engine.submit(GenerationRequest("RIGHT?", SamplingConfig())).result(timeout=60)
             assert completion.text == "It is \\\\boxed{42}."
         """
     )
@@ -227,11 +227,11 @@ def test_a_missing_dataset_stops_the_run_only_when_selected(pytester: pytest.Pyt
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     pytester.makepyfile(
-        test_svamp="""
+        test_train="""
         import pytest
 
-        @pytest.mark.tir_dataset("svamp")
-        def test_svamp(problem, solve):
+        @pytest.mark.tir_dataset("gsm8k", split="train")  # not shipped, not in the folder, not in the cache
+        def test_train(problem, solve):
             pass
         """,
         test_mine=BENCH,
@@ -240,7 +240,7 @@ def test_a_missing_dataset_stops_the_run_only_when_selected(pytester: pytest.Pyt
     empty = pytester.mkdir("data")
     result = pytester.runpytest("-p", "no:cacheprovider", f"--data-dir={empty}", "--collect-only", "-q")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"ERROR: tir-harness: dataset svamp/test not found; looked in {empty}*"])
+    result.stderr.fnmatch_lines([f"ERROR: tir-harness: dataset gsm8k/train not found; looked in {empty}*"])
     result = pytester.runpytest("-p", "no:cacheprovider", f"--data-dir={empty}", "--collect-only", "-q", "-k", "mine")
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["test_mine.py::test_mine[right]"])

@@ -22,19 +22,19 @@ PLAIN = FORMATS["plain"]
 FIVE = "0000 or 0001 or 0002 or 0003 or 0004"
 
 
-def test_five_problems_leave_jsonl_and_junit(gemma, tmp_path, shared_data):
+def test_five_problems_leave_jsonl_and_junit(gemma, tmp_path):
     reports, junit = tmp_path / "run", tmp_path / "junit.xml"
     result = realrun.run(
         ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=160", "-k", FIVE,
          f"--report-dir={reports}", f"--junitxml={junit}", f"--store-dir={tmp_path / 'store'}", "-v"],
-        tmp_path, shared_data,
+        tmp_path,
     )  # fmt: skip
     lines = realrun.records(reports / "trajectories.jsonl")
     assert len(lines) == 5, result.stdout[-3000:]
     # A test run: exit 1 when any problem failed, 0 when all passed.
     assert result.returncode == (0 if all(r["correct"] for r in lines) else 1), result.stdout[-3000:]
     assert "tir-harness summary" in result.stdout
-    problems = {p.id: p for p in _gsm8k(shared_data)}
+    problems = {p.id: p for p in _gsm8k()}
     tool_turns = 0
     for record in lines:
         problem = problems[record["problem_id"]]
@@ -74,26 +74,26 @@ def test_five_problems_leave_jsonl_and_junit(gemma, tmp_path, shared_data):
         ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=160", "-k", FIVE,
          f"--report-dir={tmp_path / 'gated'}", f"--store-dir={tmp_path / 'store'}",
          f"--baseline={reports / 'trajectories.jsonl'}", "--gate"],
-        tmp_path, shared_data,
+        tmp_path,
     )  # fmt: skip
     assert gated.returncode == 0, gated.stdout[-3000:]
     assert "gate PASSED" in gated.stdout
 
 
-def _gsm8k(data_dir):
+def _gsm8k():
     from tir_harness.run.problems import load
 
-    return load("gsm8k", "test", data_dir=data_dir)
+    return load("gsm8k", "test")  # the shipped copy, as the runs above use
 
 
 EIGHT = " or ".join(f"00{n:02d}" for n in range(10, 18))
 
 
-def test_kill_9_mid_run_loses_nothing_and_the_rerun_resumes(gemma, tmp_path, shared_data):
+def test_kill_9_mid_run_loses_nothing_and_the_rerun_resumes(gemma, tmp_path):
     store = tmp_path / "store"
     args = ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=128", "-k", EIGHT,
             f"--store-dir={store}", "-v", "--max-inflight=2"]  # fmt: skip
-    process = realrun.start([*args, f"--report-dir={tmp_path / 'killed'}"], tmp_path, shared_data)
+    process = realrun.start([*args, f"--report-dir={tmp_path / 'killed'}"], tmp_path)
     realrun.wait_for_results(process, 2)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
@@ -102,24 +102,22 @@ def test_kill_9_mid_run_loses_nothing_and_the_rerun_resumes(gemma, tmp_path, sha
     with ResultStore(store) as results:
         finished = len(results)
     assert 2 <= finished < 8
-    resumed = realrun.run([*args, f"--report-dir={tmp_path / 'resumed'}"], tmp_path, shared_data)
+    resumed = realrun.run([*args, f"--report-dir={tmp_path / 'resumed'}"], tmp_path)
     after = realrun.records(tmp_path / "resumed" / "trajectories.jsonl")
     assert len(after) == 8, resumed.stdout[-3000:]
     assert sum(r["cached"] for r in after) == finished  # only the rest was generated
-    fresh = realrun.run(
-        [*args, f"--report-dir={tmp_path / 'fresh'}", f"--store-dir={tmp_path / 'other'}"], tmp_path, shared_data
-    )
+    fresh = realrun.run([*args, f"--report-dir={tmp_path / 'fresh'}", f"--store-dir={tmp_path / 'other'}"], tmp_path)
     clean = realrun.records(tmp_path / "fresh" / "trajectories.jsonl")
     assert resumed.returncode == fresh.returncode
     by_id = {r["problem_id"]: realrun.stable(r) for r in clean}
     assert {r["problem_id"]: realrun.stable(r) for r in after} == by_id
 
 
-def test_ctrl_c_prints_the_summary_and_keeps_finished_work(gemma, tmp_path, shared_data):
+def test_ctrl_c_prints_the_summary_and_keeps_finished_work(gemma, tmp_path):
     store = tmp_path / "store"
     args = ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=128", "-k", EIGHT,
             f"--store-dir={store}", "-v", "--max-inflight=2", f"--report-dir={tmp_path / 'run'}"]  # fmt: skip
-    process = realrun.start(args, tmp_path, shared_data)
+    process = realrun.start(args, tmp_path)
     seen = realrun.wait_for_results(process, 1)
     process.send_signal(signal.SIGINT)
     rest, _ = process.communicate(timeout=120)  # ends promptly: in-flight work is cancelled
@@ -134,11 +132,11 @@ def test_ctrl_c_prints_the_summary_and_keeps_finished_work(gemma, tmp_path, shar
         assert len(results) >= len(written)
 
 
-def test_a_grader_change_regrades_without_regenerating(gemma, tmp_path, shared_data):
+def test_a_grader_change_regrades_without_regenerating(gemma, tmp_path):
     store = tmp_path / "store"
     args = ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=128",
             "-k", "0020 or 0021 or 0022", f"--store-dir={store}"]  # fmt: skip
-    realrun.run([*args, f"--report-dir={tmp_path / 'first'}"], tmp_path, shared_data)
+    realrun.run([*args, f"--report-dir={tmp_path / 'first'}"], tmp_path)
     first = realrun.records(tmp_path / "first" / "trajectories.jsonl")
     assert len(first) == 3
     # Pretend an older grader scored these: opposite verdicts, an old version.
@@ -146,7 +144,7 @@ def test_a_grader_change_regrades_without_regenerating(gemma, tmp_path, shared_d
         for record in list(results.records()):
             results.put(record["key"], {**record, "correct": not record["correct"], "prediction": "stale",
                                         "grader_version": "0"})  # fmt: skip
-    second = realrun.run([*args, f"--report-dir={tmp_path / 'second'}", "-v"], tmp_path, shared_data)
+    second = realrun.run([*args, f"--report-dir={tmp_path / 'second'}", "-v"], tmp_path)
     again = realrun.records(tmp_path / "second" / "trajectories.jsonl")
     assert all(r["cached"] for r in again), second.stdout[-2000:]
     assert "Loading weights" not in second.stdout + second.stderr  # no engine was even started

@@ -44,12 +44,12 @@ def _args(url: str, *extra: str) -> list[str]:
     return ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", f"--server-url={url}", "--max-tokens=128", *extra]
 
 
-def test_a_run_against_the_server_leaves_jsonl_and_junit(server, tmp_path, shared_data):
+def test_a_run_against_the_server_leaves_jsonl_and_junit(server, tmp_path):
     junit = tmp_path / "junit.xml"
     result = realrun.run(
         _args(server.url, "-k", THREE, f"--report-dir={tmp_path / 'run'}", f"--junitxml={junit}",
               f"--store-dir={tmp_path / 'store'}"),
-        tmp_path, shared_data,
+        tmp_path,
     )  # fmt: skip
     records = realrun.records(tmp_path / "run" / "trajectories.jsonl")
     assert len(records) == 3, result.stdout[-3000:]
@@ -62,14 +62,14 @@ def test_a_run_against_the_server_leaves_jsonl_and_junit(server, tmp_path, share
     assert len([case for suite in JUnitXml.fromfile(str(junit)) for case in suite]) == 3
 
 
-def test_two_xdist_workers_write_the_same_report_as_one_process(server, tmp_path, shared_data):
+def test_two_xdist_workers_write_the_same_report_as_one_process(server, tmp_path):
     single = realrun.run(
         _args(server.url, "-k", SIX, f"--report-dir={tmp_path / 'one'}", f"--store-dir={tmp_path / 's1'}"),
-        tmp_path, shared_data,
+        tmp_path,
     )  # fmt: skip
     double = realrun.run(
         _args(server.url, "-k", SIX, "-n", "2", f"--report-dir={tmp_path / 'two'}", f"--store-dir={tmp_path / 's2'}"),
-        tmp_path, shared_data,
+        tmp_path,
     )  # fmt: skip
     one = realrun.records(tmp_path / "one" / "trajectories.jsonl")
     two = realrun.records(tmp_path / "two" / "trajectories.jsonl")
@@ -81,13 +81,13 @@ def test_two_xdist_workers_write_the_same_report_as_one_process(server, tmp_path
     assert "tir-harness summary" in double.stdout
 
 
-def test_a_server_that_dies_mid_run_fails_its_problems_instead_of_hanging(gemma, tmp_path, shared_data):
+def test_a_server_that_dies_mid_run_fails_its_problems_instead_of_hanging(gemma, tmp_path):
     with _server(gemma) as doomed:
         doomed.wait_ready(timeout=300)
         process = realrun.start(
             _args(doomed.url, "-k", SIX, "-v", "--max-inflight=1", f"--report-dir={tmp_path / 'run'}",
                   f"--store-dir={tmp_path / 'store'}"),
-            tmp_path, shared_data,
+            tmp_path,
         )  # fmt: skip
         seen = realrun.wait_for_results(process, 1)
         doomed.stop()

@@ -293,7 +293,7 @@ def test_kill_9_loses_no_committed_record(tmp_path: Path, kill_after: int) -> No
                 break
         # The child is somewhere inside its next put (or between two): exactly the case to survive.
         child.send_signal(signal.SIGKILL)
-        child.wait()
+        child.wait(timeout=60)
         child.stdout.close()
         assert child.returncode == -signal.SIGKILL
         assert len(reported) == kill_after, "the writer died before reaching the kill point"
@@ -330,7 +330,7 @@ def test_writer_killed_inside_a_transaction_leaves_no_lock_and_no_row(tmp_path: 
     assert child.stdout is not None and child.stdin is not None
     assert child.stdout.readline().strip() == "holding the write lock"
     child.send_signal(signal.SIGKILL)
-    child.wait()
+    child.wait(timeout=60)
     child.stdin.close()
     child.stdout.close()
     _check_integrity(tmp_path)
@@ -415,7 +415,8 @@ def test_threads_share_one_store_object(tmp_path: Path) -> None:
         for w in workers:
             w.start()
         for w in workers:
-            w.join()
+            w.join(timeout=120)
+        assert not any(w.is_alive() for w in workers), "a thread is stuck in the store"
         assert errors == []
         assert len(store) == 120
 

@@ -2,9 +2,10 @@
 
     python benchmarks/perf/grading.py [FILE.jsonl ...] [--errors]
 
-Default FILE: the dev set, `$TIR_SHARED_DIR/grading/dev_cases.jsonl` or `../shared/grading/dev_cases.jsonl`
-relative to the repository. Each line: `pred`, `gold`, `equal` (the label), optional `kind`/`gold_kind`
-("extracted" for a bare answer, "response" for a full response to extract from; default "extracted").
+FILE: labelled pairs, e.g. a copy of the dev set (Math-Verify's and lighteval's own suites); without one, the
+held-out set in this repository, `benchmarks/perf/data/holdout_cases.jsonl`. Each line: `pred`, `gold`,
+`equal` (the label), optional `kind`/`gold_kind` ("extracted" for a bare answer, "response" for a full
+response to extract from; default "extracted").
 
 Math-Verify is called as users call it: `verify(parse(gold), parse(pred))`, bare answers wrapped in `$...$`,
 with its signal-based timeouts disabled (this script grades in one thread and must not use SIGALRM).
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import time
@@ -27,11 +27,7 @@ from tir_harness.grading import GRADER_VERSION, extract_answer, grade
 REPO = Path(__file__).resolve().parents[2]
 
 
-def default_dev_set() -> Path:
-    shared = os.environ.get("TIR_SHARED_DIR")
-    if shared:
-        return Path(shared) / "grading" / "dev_cases.jsonl"
-    return (REPO / ".." / "shared" / "grading" / "dev_cases.jsonl").resolve()
+HOLDOUT = REPO / "benchmarks" / "perf" / "data" / "holdout_cases.jsonl"
 
 
 @dataclass
@@ -209,11 +205,11 @@ def stress(threads: int = 4) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("files", nargs="*", type=Path, help="labeled JSONL (default: the dev set)")
+    parser.add_argument("files", nargs="*", type=Path, help=f"labeled JSONL (default: {HOLDOUT.relative_to(REPO)})")
     parser.add_argument("--errors", action="store_true", help="list the cases each grader gets wrong")
     parser.add_argument("--no-stress", action="store_true", help="skip the pathological-input check")
     args = parser.parse_args(argv)
-    files = args.files or [default_dev_set()]
+    files = args.files or [HOLDOUT]
     for path in files:
         if not path.is_file():
             print(f"grading benchmark: no such file: {path}", file=sys.stderr)

@@ -7,6 +7,7 @@ Each subcommand lives in the module of its concept and is imported only when cal
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -29,7 +30,10 @@ def _usage() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:  # a mistake, like any usage error: help on stderr, status 2
+        print(_usage(), file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
     name, rest = argv[0], argv[1:]
@@ -39,9 +43,16 @@ def main(argv: list[str] | None = None) -> int:
     module_name, func_name = COMMANDS[name][0].split(":")
     func = getattr(importlib.import_module(module_name), func_name)
     try:
-        return int(func(rest) or 0)
+        status = int(func(rest) or 0)
+        sys.stdout.flush()  # inside the try: a reader that has gone is noticed here, not at exit
+        return status
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `tir-harness regrade X | head`: the reader took what it wanted and left; stop quietly, as `cat` does.
+        # What is still buffered would raise again when Python flushes stdout at exit: send it nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

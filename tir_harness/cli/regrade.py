@@ -1,4 +1,4 @@
-"""`tir-harness regrade FILE.jsonl`: grade old records again with the current grader and show what changed.
+"""`tir-harness regrade FILE.jsonl|RUN_DIR`: grade old records again with the current grader and show what changed.
 
 Each line is a JSON object with `gold` and either `response` (a full model response: the answer is extracted
 again) or `prediction` (a bare answer). A tir-harness report line also has `correct`, `grader_version`,
@@ -18,6 +18,7 @@ from typing import Any
 
 from tir_harness.grading import GRADER_VERSION, Verdict
 from tir_harness.records.jsonl import JsonlError, read_objects
+from tir_harness.records.load import ReportError, trajectories_path
 from tir_harness.records.verdict import grade_record
 
 
@@ -39,13 +40,17 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="tir-harness regrade", description="Re-grade a JSONL of responses or a tir-harness report."
     )
-    parser.add_argument("file", type=Path, help="JSONL with `gold` and `response` or `prediction` per line")
+    parser.add_argument(
+        "file", type=Path, help="a report folder, or a JSONL with `gold` and `response` or `prediction` per line"
+    )
     parser.add_argument("--output", type=Path, help="write the re-graded records here (JSONL)")
     parser.add_argument("--dataset", help="dataset name for answer extraction when records have none (gsm8k, math)")
     parser.add_argument("--quiet", action="store_true", help="print only the totals")
     args = parser.parse_args(argv)
-    if not args.file.is_file():
-        print(f"tir-harness regrade: no such file: {args.file}", file=sys.stderr)
+    try:
+        args.file = trajectories_path(args.file)  # a report folder means its trajectories.jsonl
+    except ReportError as exc:
+        print(f"tir-harness regrade: {exc}", file=sys.stderr)
         return 2
     totals = Totals()
     out = None
@@ -68,6 +73,8 @@ def main(argv: list[str]) -> int:
     except InputError as exc:
         print(f"tir-harness regrade: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # the reader of stdout has gone (`| head`): the `tir-harness` command ends quietly
     except OSError as exc:
         print(f"tir-harness regrade: {exc}", file=sys.stderr)
         return 2

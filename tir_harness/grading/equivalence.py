@@ -605,6 +605,10 @@ class _Comparer:
         if (v < 0) != (dm < 0) and dm != 0:
             return Outcome(False, f"different values: {shown}")
         excess = abs(v) - abs(dm)
+        if value.exact and value.aerr == 0:
+            # In rationals: a value exactly half a unit below, as 3/256 = 0.01171875 is for 0.0117188 (its
+            # rounding to 7 places), sits on the boundary, which binary arithmetic puts on either side.
+            excess, unit = abs(value.v) - abs(d), Fraction(1, 10**k)
         if -unit / 2 <= excess < unit:
             return Outcome(True, f"equal to the {k} decimals shown")
         return Outcome(False, f"different values: {shown}")

@@ -12,6 +12,7 @@ Hooks stay thin; the state lives in two plugin objects registered in `pytest_con
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import pytest
 from tir_harness.plugin import options as _options
 from tir_harness.plugin.reporter import Reporter, default_run_id
 from tir_harness.plugin.runner import PROBLEM_FIXTURE, Runner, StartupError, Unavailable
-from tir_harness.run.problems import DataError, DatasetNotFound, Problem, load, load_jsonl
+from tir_harness.run.problems import DataError, DatasetNotFound, Problem, load, load_jsonl, splits
 from tir_harness.run.results import Result
 
 runner_key = pytest.StashKey[Runner]()
@@ -118,6 +119,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         raise pytest.Collector.CollectError(f"tir-harness: {exc}") from None
     if problems is None:
         return
+    if isinstance(problems, NotInSplit):
+        metafunc.parametrize(PROBLEM_FIXTURE, [pytest.param(problems, id=f"no-{problems.split}-split")])
+        return
     for name in {p.dataset for p in problems} - set(MARKERS) - set(_MARK_CACHE):  # a JSONL file's dataset too
         metafunc.config.addinivalue_line("markers", f"{name}: problems of the {name} dataset")
     metafunc.parametrize(
@@ -126,11 +130,28 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     )
 
 
-def _problems_for(metafunc: pytest.Metafunc, runner: Runner) -> list[Problem] | None:
+@dataclass(frozen=True)
+class NotInSplit:
+    """Stands in for a dataset that has no split `--split` asks for; such items are deselected."""
+
+    dataset: str
+    split: str
+
+
+def _dataset_split(name: str, split: str = "test") -> tuple[str, str]:  # the arguments of `tir_dataset`
+    return name, split
+
+
+def _problems_for(metafunc: pytest.Metafunc, runner: Runner) -> list[Problem] | NotInSplit | None:
     data_dir = runner.options.data_dir
     mark = metafunc.definition.get_closest_marker("tir_dataset")
     if mark is not None:
-        return load(*mark.args, data_dir=data_dir, **mark.kwargs)
+        name, split = _dataset_split(*mark.args, **mark.kwargs)
+        if runner.options.split is not None:  # --split overrides every benchmark's own split
+            split = runner.options.split
+            if split not in splits(name):
+                return NotInSplit(name, split)
+        return load(name, split, data_dir=data_dir)
     mark = metafunc.definition.get_closest_marker("tir_jsonl")
     if mark is not None:
         path = Path(mark.args[0])
@@ -138,6 +159,19 @@ def _problems_for(metafunc: pytest.Metafunc, runner: Runner) -> list[Problem] | 
             path = Path(metafunc.definition.path).parent / path
         return load_jsonl(path, **mark.kwargs)
     return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # `--split train` over benchmarks/: datasets without a train split leave nothing to run, said as deselected.
+    dropped = [item for item in items if isinstance(_param(item), NotInSplit)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not isinstance(_param(item), NotInSplit)]
+
+
+def _param(item: pytest.Item) -> object:
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get(PROBLEM_FIXTURE) if callspec is not None else None
 
 
 @pytest.fixture

@@ -92,8 +92,11 @@ def addoption(parser: pytest.Parser) -> None:
     add(
         "--data-dir",
         default=None,
-        help="folder with <dataset>/<split>.jsonl (env TIR_DATA_DIR); else the hub",
+        help="folder with <dataset>/<split>.jsonl (env TIR_DATA_DIR); else the shipped test sets, else the hub",
     )
+    add("--split", choices=["test", "train"], default=None,
+        help="run every dataset benchmark on this split (train: for training data; datasets without it are "
+        "deselected); default: each test's own, the test split for benchmarks/")  # fmt: skip
     add("--server-url", action="append", default=[],
         help="OpenAI-compatible server(s) instead of in-process vLLM; repeat or comma-separate")  # fmt: skip
     add("--server-timeout", type=_bounded(0.0, _DAY, low_open=True), default=600.0,
@@ -149,6 +152,7 @@ class HarnessOptions:
     prompt_format: str | None
     prompt_type: str | None
     data_dir: Path | None
+    split: str | None
     server_urls: tuple[str, ...]
     server_timeout: float
     server_retries: int

@@ -1,14 +1,24 @@
 """Benchmark problems: loaders for the public math datasets, a field-mapped JSONL loader, the smoke set.
 
 Every loader yields `Problem`s with a stable id and the gold answer extracted the way the dataset publishes
-it.  Files are looked up first in a data folder laid out as `<dataset>/<split>.jsonl` (`--data-dir` or
-`TIR_DATA_DIR`), then on the Hugging Face hub through `datasets`.
+it.  A dataset split is looked up, in this order:
+1. a data folder laid out as `<dataset>/<split>.jsonl` (`--data-dir` or `TIR_DATA_DIR`);
+2. the copy shipped in this package (`tir_harness/run/data/`: the five test splits and the smoke set,
+   gzip-compressed, each checked against the sha256 and row count of `manifest.json` when read);
+3. the Hugging Face hub through `datasets` (the train splits), after a probe that gives up in seconds.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
+import os
 import re
-from collections.abc import Callable, Iterator
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -40,8 +50,13 @@ class Problem:
 
     @property
     def param_id(self) -> str:
-        """The test id inside the brackets: `test_math[algebra-1]`, `test_gsm8k[0007]`."""
-        return self.id.split("/", 2)[2].replace("/", "-")
+        """The test id inside the brackets: `test_math[algebra-1]`, `test_gsm8k[0007]`.
+
+        A split other than the test split is named in it (`test_gsm8k[train-0007]`), so that a train run's
+        test ids never equal a test run's (`--lf`, junit, baselines).
+        """
+        key = self.id.split("/", 2)[2].replace("/", "-")
+        return key if self.split in ("test", "file") else f"{self.split}-{key}"
 
 
 Parser = Callable[[dict[str, Any], int, str], Problem]
@@ -114,6 +129,16 @@ _MATH_SUBJECTS = (
 )  # fmt: skip
 
 
+def splits(dataset: str) -> tuple[str, ...]:
+    """The splits a dataset has (`smoke` has one, named test)."""
+    if dataset == "smoke":
+        return ("test",)
+    spec = DATASETS.get(dataset)
+    if spec is None:
+        raise DataError(f"unknown dataset {dataset!r}; known: smoke, {', '.join(DATASETS)}")
+    return spec.splits
+
+
 def load(dataset: str, split: str = "test", *, data_dir: Path | None = None) -> list[Problem]:
     """All problems of one dataset split, in the dataset's order."""
     if dataset == "smoke":
@@ -129,15 +154,69 @@ def load(dataset: str, split: str = "test", *, data_dir: Path | None = None) -> 
         if path.is_file():
             return _load_file(path, split, spec.parse)
         looked.append(str(path))
+    if f"{dataset}/{split}" in shipped():
+        return _load_shipped(dataset, split)
+    looked.append("the copies shipped with tir-harness (test splits only)")
     try:
         rows = _hub_rows(spec, split)
     except Exception as exc:  # any hub failure ends in the same one-line message
         looked.append(f"the Hugging Face hub ({spec.hub_path}: {_first_line(exc)})")
         raise DatasetNotFound(
-            f"dataset {dataset}/{split} not found; looked in {' and '.join(looked)}. "
+            f"dataset {dataset}/{split} not found; looked in {', '.join(looked)}. "
             "Point --data-dir or TIR_DATA_DIR at a folder holding <dataset>/<split>.jsonl"
         ) from exc
     return [spec.parse(row, i, split) for i, row in enumerate(rows)]
+
+
+# -- the shipped copies ----------------------------------------------------------------------------------------
+
+DATA = resources.files("tir_harness.run") / "data"
+MANIFEST = "manifest.json"
+
+
+@lru_cache(maxsize=1)
+def shipped() -> dict[str, dict[str, Any]]:
+    """The manifest of the shipped files: `"<dataset>/<split>"` -> file, sha256, rows, upstream, license."""
+    try:
+        return json.loads((DATA / MANIFEST).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{DATA / MANIFEST}: cannot read the shipped data's manifest ({_first_line(exc)})") from None
+
+
+def shipped_bytes(name: str) -> bytes:
+    """A shipped file's content (decompressed), checked against the manifest's sha256 and row count."""
+    entry = shipped()[name]
+    resource = DATA / entry["file"]
+    try:
+        raw = resource.read_bytes()
+        if entry["file"].endswith(".gz"):
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        reason = _first_line(exc)
+        raise DataError(f"{resource}: cannot read this shipped file ({reason}); reinstall tir-harness") from None
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != entry["sha256"]:
+        raise DataError(
+            f"{resource}: sha256 {digest[:16]}... differs from {MANIFEST}'s {entry['sha256'][:16]}...: "
+            "the shipped copy was changed or damaged; reinstall tir-harness"
+        )
+    rows = sum(1 for line in raw.splitlines() if line.strip())
+    if rows != entry["rows"]:
+        raise DataError(f"{resource}: {rows} rows, {MANIFEST} says {entry['rows']}; reinstall tir-harness")
+    return raw
+
+
+@lru_cache(maxsize=8)
+def _load_shipped(dataset: str, split: str) -> list[Problem]:
+    # Cached: collection asks once per test function; 9,160 problems decompress and parse in well under 1 s.
+    name = f"{dataset}/{split}"
+    raw = shipped_bytes(name)
+    parse = DATASETS[dataset].parse
+    label = DATA / shipped()[name]["file"]
+    rows = (
+        (lineno, json.loads(line)) for lineno, line in enumerate(raw.decode("utf-8").splitlines(), 1) if line.strip()
+    )
+    return list(_parse_lines(label, lambda row, i: parse(row, i, split), rows))
 
 
 @lru_cache(maxsize=32)
@@ -146,19 +225,84 @@ def _load_file(path: Path, split: str, parse: Parser) -> list[Problem]:
     return list(_parse_lines(path, lambda row, i: parse(row, i, split)))
 
 
-def _parse_lines(path: Path, parse: Callable[[dict[str, Any], int], Problem]) -> Iterator[Problem]:
+def _parse_lines(
+    path: Path | Any,
+    parse: Callable[[dict[str, Any], int], Problem],
+    rows: Iterable[tuple[int, dict[str, Any]]] | None = None,  # default: the lines of `path`
+) -> Iterator[Problem]:
+    # A problem's id is its identity everywhere (store key, report, the test's parameter): two problems with
+    # one id would be one test fed the other's trajectory, so a duplicate is an error, never merged.
+    first_line: dict[str, int] = {}
     try:
-        for index, (lineno, row) in enumerate(read_objects(path)):
+        for index, (lineno, row) in enumerate(read_objects(path, strict=True) if rows is None else rows):
             try:
-                yield parse(row, index)
+                problem = parse(row, index)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise DataError(f"{path}:{lineno}: cannot read this problem ({_first_line(exc)})") from None
+            if problem.id in first_line:
+                raise DataError(
+                    f"{path}:{lineno}: duplicate problem id {problem.id!r} (also at line {first_line[problem.id]})"
+                )
+            first_line[problem.id] = lineno
+            yield problem
     except JsonlError as exc:
         raise DataError(str(exc)) from None
+    if not first_line:
+        raise DataError(f"{path}: no problems in this file")
+
+
+HUB_PROBE_SECONDS = 5.0
+_hub_probe_lock = threading.Lock()
+_hub_probe: dict[str, str | None] = {}  # endpoint -> None (reachable) or why not
+
+
+def _hub_offline() -> bool:
+    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+               for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))  # fmt: skip
+
+
+def _hub_unreachable(path: str) -> str | None:
+    """Why the hub cannot be reached, or None; asked once per endpoint and process, bounded in time.
+
+    `datasets` retries a hub it cannot reach for minutes; this one request (through the same proxies, as
+    urllib reads HTTPS_PROXY) gives up after HUB_PROBE_SECONDS, DNS included, so a missing dataset is a
+    one-line error in seconds.  Any HTTP answer, even 401 or 404, means the hub is there.
+    """
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    with _hub_probe_lock:
+        if endpoint in _hub_probe:
+            return _hub_probe[endpoint]
+        answer: list[str | None] = []
+
+        def probe() -> None:
+            request = urllib.request.Request(f"{endpoint}/api/datasets/{path}", method="HEAD")
+            try:
+                urllib.request.urlopen(request, timeout=HUB_PROBE_SECONDS).close()
+                answer.append(None)
+            except urllib.error.HTTPError:
+                answer.append(None)
+            except Exception as exc:  # URLError, timeout, refused, DNS
+                answer.append(_first_line(exc))
+
+        thread = threading.Thread(target=probe, name="tir-harness-hub-probe", daemon=True)
+        thread.start()
+        thread.join(HUB_PROBE_SECONDS + 0.5)
+        reason = answer[0] if answer else f"no answer within {HUB_PROBE_SECONDS:g} s"
+        if reason is not None:
+            reason = f"{endpoint} unreachable: {reason}; set HF_HUB_OFFLINE=1 to use the datasets cache"
+        _hub_probe[endpoint] = reason
+        return reason
 
 
 def _hub_rows(spec: DatasetSpec, split: str) -> list[dict[str, Any]]:
-    import datasets  # optional: only needed when no local file is found
+    if not _hub_offline():  # offline: `datasets` answers from its cache at once, or fails at once
+        reason = _hub_unreachable(spec.hub_path)
+        if reason is not None:
+            raise ConnectionError(reason)
+    try:
+        import datasets  # optional: only needed for what is neither in the data folder nor shipped
+    except ImportError:
+        raise ImportError("the `datasets` package is not installed (pip install datasets)") from None
 
     hub_split = (spec.hub_split or {}).get(split, split)
     if spec.name == "math":
@@ -199,9 +343,14 @@ def load_jsonl(
         raise DataError(f"{path}: no such file")
 
     def parse(row: dict[str, Any], index: int) -> Problem:
+        for field_name in (question, answer):
+            if row[field_name] is None:  # str(None) would become the text "None"
+                raise ValueError(f"field {field_name!r} is null")
         text = readers[gold](_number_text(row[answer]))
         if text is None:
             raise KeyError(f"no gold answer in field {answer!r}")
+        if not text.strip():  # every prediction would be graded wrong against it
+            raise ValueError(f"empty gold answer in field {answer!r}")
         key = str(row[id]) if id else f"{index:04d}"
         lvl = row.get(level) if level else None
         return Problem(
@@ -215,7 +364,6 @@ def load_jsonl(
 
 def smoke() -> list[Problem]:
     """About twenty short problems written for this project; a first run needs no download."""
-    source = resources.files("tir_harness") / "data" / "smoke.jsonl"
-    with resources.as_file(source) as path:
+    shipped_bytes("smoke/test")  # checked against the manifest like the benchmark copies
+    with resources.as_file(DATA / shipped()["smoke/test"]["file"]) as path:
         return load_jsonl(path, id="id", dataset="smoke")
-
