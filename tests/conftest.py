@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 from hypothesis import settings
@@ -43,3 +44,18 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
     """
     monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:randomly")
     return pytester
+
+
+@pytest.fixture
+def closed_hub(monkeypatch: pytest.MonkeyPatch):
+    """The hub's address is a port on 127.0.0.1 that refuses connections: asking it fails at once.
+
+    Not HF_HUB_OFFLINE: huggingface_hub reads that when first imported, so whether it held would depend on
+    which earlier test imported it (and online, `datasets` waits on a closed network for half a minute).
+    """
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    with socket.socket() as refusing:
+        refusing.bind(("127.0.0.1", 0))  # bound, never listening
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{refusing.getsockname()[1]}")
+        yield

@@ -223,9 +223,7 @@ def test_the_engine_fixture_hands_out_the_runs_engine(project: pytest.Pytester, 
     result.assert_outcomes(passed=1)
 
 
-def test_a_missing_dataset_stops_the_run_only_when_selected(pytester: pytest.Pytester, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+def test_a_missing_dataset_stops_the_run_only_when_selected(pytester: pytest.Pytester, monkeypatch, closed_hub):
     pytester.makepyfile(
         test_train="""
         import pytest

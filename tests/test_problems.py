@@ -112,11 +112,9 @@ def test_malformed_line_names_file_and_line(tmp_path):
         load("gsm8k", "test", data_dir=tmp_path)
 
 
-def test_missing_dataset_says_where_it_looked(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+def test_missing_dataset_says_where_it_looked(tmp_path, closed_hub):
     with pytest.raises(DatasetNotFound) as info:
-        load("gsm8k", "train", data_dir=tmp_path)  # not shipped, not in the folder, not in the datasets cache
+        load("gsm8k", "train", data_dir=tmp_path)  # not shipped, not in the folder, and the hub refuses
     message = str(info.value)
     assert "\n" not in message
     assert str(tmp_path / "gsm8k" / "train.jsonl") in message and "openai/gsm8k" in message
