@@ -1082,11 +1082,48 @@ class Zygote:
             self.reap()
         for spec in list(self.workers.values()):
             self._cleanup(spec)
+        _drain_children()
         for _ in range(50):
             self._retry_cgroups()
             if not self.leftover_cgroups:
                 break
             select.select([], [], [], 0.02)  # a cgroup emptied a moment ago may still be busy
+
+
+def _children() -> list[int]:
+    pids: list[int] = []
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return pids
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                pids += [int(p) for p in f.read().split()]
+        except (OSError, ValueError):
+            pass
+    return pids
+
+
+def _drain_children(rounds: int = 250) -> None:
+    """Kill and reap every process still parented here, for at most `rounds` x 20 ms.
+
+    The zygote is a child subreaper: what a worker started and left behind (a setsid'd child, a process
+    SIGKILLed a moment ago and still dying) becomes the zygote's child.  The harness's close() returns when
+    the zygote has exited, so the zygote must not exit while one of them still runs.
+    """
+    for _ in range(rounds):
+        for pid in _children():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            return  # no child left at all
+        select.select([], [], [], 0.02)
 
 
 def main() -> None:
