@@ -496,6 +496,20 @@ def test_a_server_that_restarts_is_waited_for(fakes, engines, retries):
     assert engine.info()["down"] == {}
 
 
+def test_a_keep_alive_connection_the_server_closed_while_idle_is_replaced_without_a_retry(fakes, engines, retries):
+    fake = fakes()
+    engine = engines([fake.url], connect_retries=0)  # a failure on the stale connection would be fatal
+    assert result(engine.submit(request("before"))).text == "echo:before"
+    with fake.cond:
+        kept = list(fake._sockets)
+    assert kept  # the connection was kept alive
+    for sock in kept:  # as uvicorn closes a connection idle for 5 s
+        sock.shutdown(socket.SHUT_RDWR)
+    assert result(engine.submit(request("after"))).text == "echo:after"
+    assert engine.info()["requests"][fake.url]["retries"] == 0 and not retries.seen.is_set()
+    assert engine.info()["down"] == {}
+
+
 def test_a_server_that_stays_down_is_reported_once_and_its_requests_move(fakes, engines):
     a, b = fakes(), fakes()
     warned: list[str] = []

@@ -1,9 +1,14 @@
 """An engine backed by one or more OpenAI-compatible servers (`vllm serve`, vLLM's api_server, others).
 
 Requests go to the least-loaded live server with a bounded number in flight per server; the rest wait in
-one queue.  Each server has a small pool of worker threads (grown on demand up to the in-flight bound),
-each holding one keep-alive HTTP connection; only the standard library is used, so a machine that only
-talks to remote servers needs neither vLLM nor an HTTP client package.
+one queue.  Each server has a small pool of worker threads (grown on demand up to the in-flight bound)
+sharing one `httpx.Client`.
+
+httpx (a dependency of vLLM, so present wherever vLLM is) does the HTTP: the keep-alive pool of at most
+the in-flight bound of connections per server, dropping connections the server closed while idle before
+they are reused, timeouts, and mapping socket errors to its own exceptions.  Ours on top: which server a
+request goes to, retries with backoff, giving a server up and moving its requests, and cutting running
+requests off at once (httpx's `close()` leaves a thread blocked in a read until its timeout).
 
 Failures are sorted by whose fault they are:
 - the server rejects the request (4xx, e.g. prompt too long): only that request fails;
@@ -15,19 +20,22 @@ Failures are sorted by whose fault they are:
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import os
 import socket
+import ssl
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+
+import httpx
 
 from tir_harness.engines.base import Completion, EngineError, GenerationRequest
 from tir_harness.util.text import one_line as _one_line
@@ -36,7 +44,11 @@ logger = logging.getLogger(__name__)
 
 _MAX_DELAY = 30.0  # seconds; the longest single backoff sleep
 _PROBE_TIMEOUT = 10.0  # seconds; check() and the liveness probe after a timed-out request
-_STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+# Below the 5 s after which uvicorn (so vLLM) closes an idle connection: we drop it first, so a request is
+# never sent on a connection the server is closing at that moment (a failure no one could tell from a crash).
+_KEEPALIVE_EXPIRY = 4.0  # seconds
+# The events of httpcore's `trace` request extension that hand over a new connection's socket.
+_NEW_SOCKET_EVENTS = frozenset({"connection.connect_tcp.complete", "connection.start_tls.complete"})
 
 
 def normalize_url(url: str) -> str:
@@ -59,22 +71,34 @@ def normalize_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{path}"
 
 
-def _transport_cause(exc: BaseException) -> str:
+class _Aborted(httpx.TransportError):
+    """A request on a server that was given up, or after the engine closed."""
+
+
+def _transport_cause(exc: httpx.HTTPError) -> str:
     """A short cause for a transport failure, as a user would say it."""
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, TimeoutError):  # socket.timeout is TimeoutError since 3.10
+    if isinstance(exc, _Aborted):
+        return str(exc)
+    if isinstance(exc, httpx.TimeoutException):
         return "timed out"
-    if isinstance(exc, http.client.RemoteDisconnected):
+    # httpcore's own error for an EOF where the status line should be; there is no OSError under it.
+    if isinstance(exc, httpx.RemoteProtocolError) and "without sending a response" in str(exc):
         return "the server closed the connection without answering"
-    if isinstance(exc, ConnectionResetError):
+    # The socket's OSError says what happened.  httpx's error is raised from httpcore's, and that one from
+    # the OSError, but httpcore's pool re-raises `from None`, which leaves the OSError as __context__ only.
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(cause, ConnectionResetError):
         return "connection reset"
-    if isinstance(exc, BrokenPipeError):
+    if isinstance(cause, BrokenPipeError):
         return "connection closed by the server"
-    if isinstance(exc, socket.gaierror):
-        return f"unknown host ({exc.strerror or exc})"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror[0].lower() + exc.strerror[1:]
+    if isinstance(cause, socket.gaierror):
+        return f"unknown host ({cause.strerror or cause})"
+    if isinstance(cause, OSError) and cause.strerror:
+        return cause.strerror[0].lower() + cause.strerror[1:]
     return _one_line(f"{type(exc).__name__}: {exc}")
 
 
@@ -108,25 +132,8 @@ def _server_message(status: int, body: bytes) -> str:
             text = str(data["message"])
         elif data.get("detail"):
             text = str(data["detail"])
-    text = _one_line(text) if text.strip() else http.client.responses.get(status, "")
+    text = _one_line(text) if text.strip() else httpx.codes.get_reason_phrase(status)
     return f"HTTP {status}: {text}" if text else f"HTTP {status}"
-
-
-@dataclass(frozen=True)
-class _Endpoint:
-    url: str
-    https: bool
-    host: str
-    port: int
-    base_path: str
-
-    @classmethod
-    def parse(cls, url: str) -> _Endpoint:
-        normal = normalize_url(url)
-        parts = urlsplit(normal)
-        https = parts.scheme == "https"
-        port = parts.port or (443 if https else 80)
-        return cls(normal, https, parts.hostname or "", port, parts.path)
 
 
 class _Unreadable(ValueError):
@@ -138,78 +145,97 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
-class _AnswerTimeout(TimeoutError):
-    """Connected, sent, but no answer within the request timeout."""
+def _shutdown(sock: socket.socket) -> None:
+    # The plain socket's shutdown, also for an SSLSocket: SSLSocket.shutdown() first drops its SSL object,
+    # and a thread reading it would then raise ValueError, which httpx does not map, instead of an OSError.
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass  # closed already, or never connected
 
 
-class _Link:
-    """One keep-alive HTTP connection, used by one thread at a time; `abort()` may come from any thread."""
+class _Client:
+    """One server's `httpx.Client`, shared by its worker threads, with `abort()` callable from any thread.
 
-    def __init__(self, endpoint: _Endpoint, headers: dict[str, str], connect_timeout: float, timeout: float):
-        self._endpoint = endpoint
-        self._headers = headers
-        self._connect_timeout = connect_timeout
-        self._timeout = timeout
-        self._conn: http.client.HTTPConnection | None = None
+    Closing an httpx client closes its sockets, but a thread blocked reading one sleeps on until the read
+    timeout (minutes of generation).  Shutting a socket down wakes it at once; httpx has no call for that,
+    so the sockets are collected as they connect, through the `trace` request extension.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        headers: dict[str, str],
+        *,
+        connections: int,
+        connect_timeout: float,
+        timeout: float,
+        ssl_context: ssl.SSLContext,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         self._aborted = False
+        limits = httpx.Limits(
+            max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=_KEEPALIVE_EXPIRY
+        )
+        # No transport retries: a failed connect is retried by the engine, with backoff and counted.
+        transport = httpx.HTTPTransport(verify=ssl_context, limits=limits, trust_env=False)
+        # trust_env=False: the servers are talked to directly, as named, never through *_PROXY or .netrc.
+        self._client = httpx.Client(
+            base_url=url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            transport=transport,
+            trust_env=False,
+        )
 
-    def _connect(self) -> http.client.HTTPConnection:
-        cls = http.client.HTTPSConnection if self._endpoint.https else http.client.HTTPConnection
-        conn = cls(self._endpoint.host, self._endpoint.port, timeout=self._connect_timeout)
-        conn.connect()
-        if conn.sock is not None:  # connecting should be quick; a generation may take minutes
-            conn.sock.settimeout(self._timeout)
-        return conn
+    def request(
+        self, method: str, path: str, body: bytes | None = None, *, read_timeout: float | None = None
+    ) -> tuple[int, bytes]:
+        """One exchange: the status and the body; raises httpx.HTTPError."""
+        if self._aborted:
+            raise _Aborted("request aborted")
+        timeout = self._client.timeout
+        if read_timeout is not None:
+            timeout = httpx.Timeout(read_timeout, connect=timeout.connect)
+        try:
+            response = self._client.request(
+                method,
+                path,
+                content=body,
+                headers={"Content-Type": "application/json"} if body is not None else None,
+                timeout=timeout,
+                extensions={"trace": self._trace},
+            )
+        except RuntimeError as exc:  # httpx refuses a closed client; close() may come while a probe runs
+            if self._client.is_closed:
+                raise _Aborted("request aborted") from exc
+            raise
+        return response.status_code, response.content
 
-    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        """One exchange; raises _AnswerTimeout if connected but no answer came within the timeout."""
-        headers = dict(self._headers)
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        for _ in range(2):
-            reused = self._conn is not None
-            if not reused and not self._aborted:
-                self._conn = self._connect()
-            if self._aborted:  # checked after connecting too: abort() may have missed the new socket
-                self.close()
-                raise ConnectionAbortedError("request aborted")
-            assert self._conn is not None
-            try:
-                self._conn.request(method, self._endpoint.base_path + path, body, headers)
-                response = self._conn.getresponse()
-                data = response.read()
-                if response.will_close:
-                    self.close()
-                return response.status, data
-            except TimeoutError as exc:
-                self.close()
-                raise _AnswerTimeout() from exc
-            except _STALE:
-                self.close()
-                # Servers close idle keep-alive connections (uvicorn after 5 s): that is no failure,
-                # reconnect once at once; a fresh connection failing the same way is one.
-                if not reused or self._aborted:
-                    raise
-            except BaseException:
-                self.close()
-                raise
-        raise AssertionError("unreachable")
+    def _trace(self, event: str, info: dict[str, Any]) -> None:
+        if event not in _NEW_SOCKET_EVENTS:
+            return
+        sock = info["return_value"].get_extra_info("socket")
+        if not isinstance(sock, socket.socket):
+            return
+        with self._lock:
+            self._sockets.add(sock)
+            aborted = self._aborted
+        if aborted:  # connected while abort() ran: it could not see this socket
+            _shutdown(sock)
 
     def abort(self) -> None:
-        """Make the running and every later request fail at once (the link is not used again)."""
-        self._aborted = True
-        conn = self._conn
-        sock = conn.sock if conn is not None else None
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        """Make the running and every later request fail at once (the client is not used again)."""
+        with self._lock:
+            self._aborted = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shutdown(sock)
 
     def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+        self.abort()
+        self._client.close()
 
 
 @dataclass
@@ -224,12 +250,12 @@ class _Job:
 
 @dataclass
 class _Server:
-    endpoint: _Endpoint
+    url: str
     index: int
     cond: threading.Condition
+    client: _Client
     queue: deque[_Job] = field(default_factory=deque)
     workers: list[threading.Thread] = field(default_factory=list)
-    links: set[_Link] = field(default_factory=set)
     idle: int = 0  # workers waiting for a job
     inflight: int = 0  # jobs queued for or running on this server
     assigned: int = 0
@@ -240,10 +266,6 @@ class _Server:
     down: str | None = None  # the cause, once the server is marked down
     models: tuple[str, ...] = ()
     version: str | None = None
-
-    @property
-    def url(self) -> str:
-        return self.endpoint.url
 
 
 class OpenAIEngine:
@@ -275,11 +297,11 @@ class OpenAIEngine:
             raise EngineError(f"max_inflight_per_server must be >= 1, got {max_inflight_per_server}")
         if connect_retries < 0 or backoff < 0 or request_timeout <= 0 or connect_timeout <= 0:
             raise EngineError("connect_retries and backoff must be >= 0, timeouts > 0")
-        endpoints: list[_Endpoint] = []
+        normal: list[str] = []
         for url in urls:
-            endpoint = _Endpoint.parse(url)
-            if endpoint.url not in [e.url for e in endpoints]:
-                endpoints.append(endpoint)
+            text = normalize_url(url)
+            if text not in normal:
+                normal.append(text)
         self.model = model
         self.max_inflight_per_server = max_inflight_per_server
         self.request_timeout = request_timeout
@@ -292,7 +314,25 @@ class OpenAIEngine:
             self._headers["Authorization"] = f"Bearer {key}"
         self._on_warning = on_warning
         self._lock = threading.Lock()
-        self._servers = [_Server(e, i, threading.Condition(self._lock)) for i, e in enumerate(endpoints)]
+        # The system's trust store, as the standard library uses, rather than httpx's default (certifi's):
+        # a cluster's own CA is in the former.
+        ssl_context = ssl.create_default_context()
+        self._servers = [
+            _Server(
+                url,
+                i,
+                threading.Condition(self._lock),
+                _Client(
+                    url,
+                    self._headers,
+                    connections=max_inflight_per_server,
+                    connect_timeout=connect_timeout,
+                    timeout=request_timeout,
+                    ssl_context=ssl_context,
+                ),
+            )
+            for i, url in enumerate(normal)
+        ]
         self._pending: deque[_Job] = deque()
         self._closing = False
         self._checked = False
@@ -310,6 +350,8 @@ class OpenAIEngine:
         are marked down and named in the returned warning, which is also logged once.
         """
         with self._check_lock:
+            if self._closing and not self._checked:  # the clients are closed: a probe would say nothing true
+                raise EngineError("the OpenAI engine is closed")
             if self._check_error is not None:
                 raise self._check_error
             if self._checked:
@@ -345,13 +387,10 @@ class OpenAIEngine:
 
     def _probe(self, server: _Server) -> str | None:
         """None if the server answers GET /v1/models like an OpenAI server, else the cause."""
-        link = _Link(server.endpoint, self._headers, self.connect_timeout, _PROBE_TIMEOUT)
         try:
-            status, body = link.request("GET", "/v1/models")
-        except (OSError, http.client.HTTPException) as exc:
+            status, body = server.client.request("GET", "/v1/models", read_timeout=_PROBE_TIMEOUT)
+        except httpx.HTTPError as exc:
             return _transport_cause(exc)
-        finally:
-            link.close()
         if status in (401, 403):
             return f"{_server_message(status, body)} (set OPENAI_API_KEY to the server's --api-key)"
         try:
@@ -361,16 +400,13 @@ class OpenAIEngine:
             detail = f"HTTP {status}" if status != 200 else "the answer is not a model list"
             return f"not an OpenAI-compatible server (GET /v1/models: {detail})"
         server.models = models
-        link = _Link(server.endpoint, self._headers, self.connect_timeout, _PROBE_TIMEOUT)
         try:
-            status, body = link.request("GET", "/version")
+            status, body = server.client.request("GET", "/version", read_timeout=_PROBE_TIMEOUT)
             if status == 200:
                 version = json.loads(body).get("version")
                 server.version = str(version) if version else None
-        except (OSError, http.client.HTTPException, ValueError, AttributeError):
+        except (httpx.HTTPError, ValueError, AttributeError):
             pass  # only vLLM has /version
-        finally:
-            link.close()
         return None
 
     def _settle_model(self, live: list[_Server]) -> str:
@@ -489,26 +525,18 @@ class OpenAIEngine:
                 job.future.set_exception(error)
 
     def _work(self, server: _Server) -> None:
-        link = _Link(server.endpoint, self._headers, self.connect_timeout, self.request_timeout)
-        with self._lock:
-            server.links.add(link)
-        try:
-            while True:
-                with self._lock:
-                    server.idle += 1
-                    while not server.queue and not self._closing and server.down is None:
-                        server.cond.wait()
-                    server.idle -= 1
-                    if not server.queue:
-                        return
-                    job = server.queue.popleft()
-                self._run(server, job, link)
-        finally:
-            link.close()
+        while True:
             with self._lock:
-                server.links.discard(link)
+                server.idle += 1
+                while not server.queue and not self._closing and server.down is None:
+                    server.cond.wait()
+                server.idle -= 1
+                if not server.queue:
+                    return
+                job = server.queue.popleft()
+            self._run(server, job)
 
-    def _run(self, server: _Server, job: _Job, link: _Link) -> None:
+    def _run(self, server: _Server, job: _Job) -> None:
         """Serve one job on one server until it succeeds, fails, or must move elsewhere."""
         while True:
             with self._lock:
@@ -519,8 +547,8 @@ class OpenAIEngine:
                 return self._requeue(server, job)
             started = time.monotonic()
             try:
-                status, body = link.request("POST", "/v1/completions", job.payload)
-            except _AnswerTimeout:
+                status, body = server.client.request("POST", "/v1/completions", job.payload)
+            except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):  # connected, but no answer
                 if self._answers(server):
                     error = EngineError(f"{server.url}: no answer within {self.request_timeout:g} s")
                     return self._finish(server, job, error=error)
@@ -529,7 +557,7 @@ class OpenAIEngine:
                     server, f"no answer within {self.request_timeout:g} s, and no answer to GET /v1/models either"
                 )
                 continue
-            except (OSError, http.client.HTTPException) as exc:
+            except httpx.HTTPError as exc:
                 cause, transport = _transport_cause(exc), True
             else:
                 transport = False
@@ -568,14 +596,11 @@ class OpenAIEngine:
         return True
 
     def _answers(self, server: _Server) -> bool:
-        link = _Link(server.endpoint, self._headers, self.connect_timeout, _PROBE_TIMEOUT)
         try:
-            link.request("GET", "/v1/models")
+            server.client.request("GET", "/v1/models", read_timeout=_PROBE_TIMEOUT)
             return True
-        except (OSError, http.client.HTTPException):
+        except httpx.HTTPError:
             return False
-        finally:
-            link.close()
 
     def _succeed(self, server: _Server, job: _Job, body: bytes, seconds: float) -> None:
         try:
@@ -656,8 +681,7 @@ class OpenAIEngine:
             self._pending.extendleft(reversed(server.queue))
             server.inflight -= len(server.queue)
             server.queue.clear()
-            for link in server.links:
-                link.abort()  # running requests there notice at once and move too
+            server.client.abort()  # running requests there notice at once and move too
             server.cond.notify_all()
             left = sum(s.down is None for s in self._servers)
         self._warn(f"--server-url {server.url} is down ({cause}); {left} of {len(self._servers)} servers left")
@@ -690,7 +714,7 @@ class OpenAIEngine:
             }
 
     def close(self) -> None:
-        """Cancel queued requests, abort running ones (their futures fail), join the workers."""
+        """Cancel queued requests, abort running ones (their futures fail), join the workers, close the clients."""
         with self._lock:
             if self._closing:
                 return
@@ -702,8 +726,7 @@ class OpenAIEngine:
                 jobs.extend(server.queue)
                 server.inflight -= len(server.queue)
                 server.queue.clear()
-                for link in server.links:
-                    link.abort()
+                server.client.abort()
                 server.cond.notify_all()
                 workers.extend(server.workers)
         error = EngineError("the OpenAI engine was closed")
@@ -713,6 +736,8 @@ class OpenAIEngine:
         for worker in workers:
             if worker is not threading.current_thread():
                 worker.join(timeout=self.connect_timeout + 5)
+        for server in self._servers:
+            server.client.close()
 
     def __enter__(self) -> OpenAIEngine:
         return self

@@ -26,6 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 # vLLM's api_server behind the torch add-on guard (see engines/torch_addons.py).
 VLLM_MODULE = "tir_harness.engines.vllm_server"
 
@@ -321,23 +323,16 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 def _group_alive(pgid: int) -> bool:
     """Whether a process of the group still runs (zombies do not count: nothing may reap them)."""
-    proc = Path("/proc")
-    if proc.is_dir():
-        for stat in proc.glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            if fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+    # process_iter skips processes gone meanwhile; a status it may not read comes back as None.
+    for process in psutil.process_iter(["status"]):
+        if process.info["status"] in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            continue
+        try:
+            if os.getpgid(process.pid) == pgid:
                 return True
-        return False
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        except (ProcessLookupError, PermissionError):
+            continue  # gone since it was listed, or in another session where the OS will not say
+    return False
 
 
 def port_free(host: str, port: int) -> bool:
