@@ -5,15 +5,19 @@ from __future__ import annotations
 import os
 import socket
 
+# Imported before any test: pytester's in-process runs restore sys.modules afterwards, which drops every
+# module first imported inside them, and a module imported twice has two sets of classes.
+# - httpcore, which httpx imports only when a client is made: httpx maps httpcore's exceptions to its own by
+#   class, in a map built once; a second httpcore raises exceptions that map does not know.
+# - numpy and matplotlib, imported by a run of the plugin to draw its plots: dropped, the next import loads
+#   numpy a second time beside its C extension ("The NumPy module was reloaded"), or half of matplotlib anew
+#   beside the other half.
+# Whether a later test worked depended on which test had imported them first; imported here, they are in every
+# snapshot and stay.
+import httpcore  # noqa: F401
 import pytest
 from hypothesis import settings
 
-# Imported before any test: pytester's in-process runs restore sys.modules afterwards, which drops every
-# module first imported inside them. A run of the plugin imports numpy and matplotlib to draw its plots;
-# dropped, the next import loads numpy a second time beside its C extension ("The NumPy module was
-# reloaded"), or half of matplotlib anew beside the other half (its classes then differ from themselves), and
-# whether a later test could plot depended on which test had imported them first. The whole plotting stack,
-# imported here, is in every snapshot and stays.
 import tir_harness.analysis.plots  # noqa: F401  (numpy, matplotlib's Figure and Agg backend)
 
 pytest_plugins = ["pytester"]

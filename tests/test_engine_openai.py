@@ -564,6 +564,19 @@ def test_a_request_without_answer_within_the_timeout_fails_alone(fakes, engines)
     assert engine.info()["down"] == {}
 
 
+def test_a_bug_in_a_worker_fails_its_request_instead_of_leaving_it_waiting(fakes, engines, monkeypatch):
+    fake = fakes()
+    engine = engines([fake.url])
+
+    def broken(self, server, job):
+        raise KeyError("oops")
+
+    monkeypatch.setattr(OpenAIEngine, "_run", broken)
+    assert failure(engine.submit(request("p"))) == f"{fake.url}: internal error: KeyError: 'oops'"
+    monkeypatch.undo()
+    assert result(engine.submit(request("q"))).text == "echo:q"  # the slot was given back, the worker lives on
+
+
 def test_close_cancels_queued_work_fails_running_work_and_joins_threads(fakes, engines):
     gate = threading.Event()
     fake = fakes(respond=lambda body: Reply(hold=gate))

@@ -534,7 +534,12 @@ class OpenAIEngine:
                 if not server.queue:
                     return
                 job = server.queue.popleft()
-            self._run(server, job)
+            try:
+                self._run(server, job)
+            except Exception as exc:  # a bug of ours fails its request; it must never leave it waiting forever
+                if not job.future.done():
+                    cause = _one_line(f"{type(exc).__name__}: {exc}")
+                    self._finish(server, job, error=EngineError(f"{server.url}: internal error: {cause}"))
 
     def _run(self, server: _Server, job: _Job) -> None:
         """Serve one job on one server until it succeeds, fails, or must move elsewhere."""
