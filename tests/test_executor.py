@@ -6,7 +6,12 @@ import dataclasses
 import gc
 import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
 import threading
 from collections.abc import Iterator
 
@@ -388,6 +393,37 @@ def _state(pid: int) -> str | None:
             return f.read().rsplit(")", 1)[1].split()[0]
     except OSError:
         return None
+
+
+def test_an_interpreter_under_tmp_still_imports_lazily() -> None:
+    # Each worker's private tmpfs is mounted over /tmp; a virtualenv that lives under /tmp (a CI checkout
+    # there) must stay visible beneath it, or a preloaded package cannot import its submodules later.
+    base = tempfile.mkdtemp(prefix="tir-venv-", dir="/tmp")
+    try:
+        venv = os.path.join(base, "venv")
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True, timeout=60)
+        python = os.path.join(venv, "bin", "python")
+        site = subprocess.run(
+            [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout.strip()  # fmt: skip
+        os.makedirs(os.path.join(site, "tirlazy"))
+        with open(os.path.join(site, "tirlazy", "__init__.py"), "w"):
+            pass
+        with open(os.path.join(site, "tirlazy", "later.py"), "w") as f:
+            f.write("VALUE = 42\n")
+        repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        with open(os.path.join(site, "harness.pth"), "w") as f:  # the harness and its dependencies
+            f.write(f"{repo}\n{sysconfig.get_paths()['purelib']}\n")
+        script = (
+            "from tir_harness.sandbox.executor import Executor\n"
+            "with Executor(preload=('math', 'tirlazy')) as ex, ex.session() as s:\n"
+            "    print(s.run('import tirlazy.later\\nprint(tirlazy.later.VALUE)').text)\n"
+        )
+        done = subprocess.run([python, "-c", script], capture_output=True, text=True, timeout=120)
+        assert (done.returncode, done.stdout.strip()) == (0, "42"), done.stderr[-2000:]
+    finally:
+        shutil.rmtree(base)
 
 
 @pytest.mark.parametrize("isolation", ["auto", "basic"])

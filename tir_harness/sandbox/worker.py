@@ -511,20 +511,38 @@ def _needed_entries() -> dict[str, set[str]]:
     return needed
 
 
+def _below_scratch(path: str) -> bool:
+    return path.startswith(SCRATCH + "/")
+
+
 class _View:
     """Builds the read-only root the workers chroot into, inside the zygote's private mount namespace."""
 
     def __init__(self, root: str) -> None:
         self.root = root
+        # What the view holds below SCRATCH (an interpreter or virtualenv under /tmp): each worker's tmpfs is
+        # mounted over SCRATCH and hides it, so W0 lays it again on that tmpfs: (source, target) for a bind,
+        # (path, None) for a symlink.
+        self.under_scratch: list[tuple[str, str | None]] = []
 
     def inside(self, path: str) -> str:
         return os.path.join(self.root, path.lstrip("/"))
+
+    def lay_again(self, entries: list[tuple[str, str | None]]) -> None:
+        """Repeat binds and symlinks of `under_scratch` (in W0, on the worker's fresh tmpfs)."""
+        for source, target in entries:
+            if target is None:
+                self.copy_symlink(source)
+            else:
+                self.bind(source, target)
 
     def makedirs(self, path: str) -> None:
         os.makedirs(self.inside(path), mode=0o755, exist_ok=True)
 
     def bind(self, source: str, target: str | None = None, device: bool = False) -> None:
         """Read-only bind of a file or directory at the same path (or `target`) in the view."""
+        if _below_scratch(target or source):
+            self.under_scratch.append((source, target or source))
         target = self.inside(target or source)
         if os.path.isdir(source):
             os.makedirs(target, mode=0o755, exist_ok=True)
@@ -537,6 +555,8 @@ class _View:
         _mount(None, target, None, flags, None)
 
     def copy_symlink(self, path: str) -> None:
+        if _below_scratch(path):
+            self.under_scratch.append((path, None))
         os.makedirs(os.path.dirname(self.inside(path)), mode=0o755, exist_ok=True)
         if not os.path.lexists(self.inside(path)):
             os.symlink(os.readlink(path), self.inside(path))
@@ -722,6 +742,7 @@ class Zygote:
         self.drop = facts["uid_drop"]
         self.view = facts.get("view_root")
         self.seccomp = facts.pop("_seccomp", None)
+        self.under_scratch = facts.pop("_under_scratch", [])
         self.cgroups = {c: p for c, p in cfg["cgroups"].items() if p}
         if self.drop:
             self.cgroups.pop("pids", None)  # the uid's RLIMIT_NPROC is exact, and an attach less is cheaper
@@ -893,6 +914,8 @@ class Zygote:
                 uid = spec["uid"]
                 options = f"size={self.cfg['disk_mb']}m,nr_inodes={self.cfg['max_files']},mode=0700,uid={uid},gid={uid}"
                 _mount("tmpfs", os.path.join(self.view, SCRATCH.lstrip("/")), "tmpfs", MS_NOSUID | MS_NODEV, options)
+                if self.under_scratch:
+                    _View(self.view).lay_again(self.under_scratch)
             pid1 = os.fork()
             if pid1 == 0:
                 self._w1(spec, sock_fd, w)
@@ -1146,8 +1169,10 @@ def main() -> None:
     if facts["mount_namespace"]:
         root = os.path.join(cfg["base_dir"], "view")
         try:
-            facts["view"] = _View(root).build()
+            view = _View(root)
+            facts["view"] = view.build()
             facts["view_root"] = root
+            facts["_under_scratch"] = view.under_scratch
         except OSError as exc:
             facts["view_error"] = repr(exc)
     if facts["view_root"] is None and facts["mount_namespace"]:
