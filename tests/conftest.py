@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
 
 # Imported before any test: pytester's in-process runs restore sys.modules afterwards, which drops every
 # module first imported inside them, and a module imported twice has two sets of classes.
@@ -62,15 +63,17 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
 
 
 @pytest.fixture
-def closed_hub(monkeypatch: pytest.MonkeyPatch):
-    """The hub's address is a port on 127.0.0.1 that refuses connections: asking it fails at once.
+def closed_hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[socket.socket, str]]:
+    """HF_ENDPOINT is a port on 127.0.0.1, bound and not listening: asking the hub is refused at once.
+    Yields the socket (a test may `listen()` on it to make a hub that never answers) and the endpoint.
 
     Not HF_HUB_OFFLINE: huggingface_hub reads that when first imported, so whether it held would depend on
     which earlier test imported it (and online, `datasets` waits on a closed network for half a minute).
     """
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    with socket.socket() as refusing:
-        refusing.bind(("127.0.0.1", 0))  # bound, never listening
-        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{refusing.getsockname()[1]}")
-        yield
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        monkeypatch.setenv("HF_ENDPOINT", endpoint)
+        yield listener, endpoint

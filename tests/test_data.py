@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -153,21 +152,17 @@ def test_upstream_files_equal_the_shipped_copies(name):
         assert len({p.id for p in loaded}) == len(loaded)
 
 
-def test_benchmarks_collect_every_shipped_problem_with_no_data_folder_and_no_hub(tmp_path):
-    # As a user on a fresh clone: no TIR_DATA_DIR, and a hub that refuses (a closed port on 127.0.0.1), so
-    # asking it at all would show as an `unavailable` item. The <= 3 s target is measured by hand (README);
-    # the bound here only catches a wait on the hub, which took minutes.
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        unset = ("TIR_DATA_DIR", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-        env = {k: v for k, v in os.environ.items() if k not in unset}
-        env["HF_ENDPOINT"] = f"http://127.0.0.1:{closed.getsockname()[1]}"
-        started = time.monotonic()
-        run = subprocess.run(
-            [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "benchmarks/"],
-            cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        seconds = time.monotonic() - started
+def test_benchmarks_collect_every_shipped_problem_with_no_data_folder_and_no_hub(tmp_path, closed_hub):
+    # As a user on a fresh clone: no TIR_DATA_DIR, and a hub that refuses, so asking it at all would show as
+    # an `unavailable` item. The <= 3 s target is measured by hand (README); the bound here only catches a
+    # wait on the hub, which took minutes.
+    env = {k: v for k, v in os.environ.items() if k != "TIR_DATA_DIR"}
+    started = time.monotonic()
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "benchmarks/"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    seconds = time.monotonic() - started
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     items = [line for line in run.stdout.splitlines() if "::" in line]
     assert len(items) == 9138 + 22 and not any("unavailable" in line for line in items)

@@ -1,7 +1,6 @@
 """Dataset loaders: gold answers, stable ids, errors that name the file and line."""
 
 import json
-import socket
 import time
 
 import pytest
@@ -122,20 +121,15 @@ def test_missing_dataset_says_where_it_looked(tmp_path, closed_hub):
 
 
 @pytest.fixture
-def hub(monkeypatch):
-    """A hub endpoint of our own on 127.0.0.1 (never the real one), and no answer cached from another test."""
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+def hub(closed_hub, monkeypatch):
+    """The refusing hub of `closed_hub`, no answer cached from another test, and a short probe."""
     monkeypatch.setattr(problems, "_hub_probe", {})
     monkeypatch.setattr(problems, "HUB_PROBE_SECONDS", 1.0)
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        yield listener, f"http://127.0.0.1:{listener.getsockname()[1]}"
+    return closed_hub
 
 
-def test_a_hub_that_refuses_is_one_line_at_once(hub, monkeypatch, tmp_path):
+def test_a_hub_that_refuses_is_one_line_at_once(hub, tmp_path):
     listener, endpoint = hub  # bound but not listening: connections are refused
-    monkeypatch.setenv("HF_ENDPOINT", endpoint)
     started = time.monotonic()
     with pytest.raises(DatasetNotFound) as info:
         load("math", "train", data_dir=tmp_path)
@@ -144,10 +138,9 @@ def test_a_hub_that_refuses_is_one_line_at_once(hub, monkeypatch, tmp_path):
     assert "\n" not in message and f"{endpoint} unreachable" in message and "HF_HUB_OFFLINE=1" in message
 
 
-def test_a_hub_that_never_answers_is_one_line_in_seconds(hub, monkeypatch, tmp_path):
+def test_a_hub_that_never_answers_is_one_line_in_seconds(hub, tmp_path):
     listener, endpoint = hub
     listener.listen(8)  # connections are taken into the backlog and never answered
-    monkeypatch.setenv("HF_ENDPOINT", endpoint)
     started = time.monotonic()
     with pytest.raises(DatasetNotFound) as info:
         load("gsm8k", "train", data_dir=tmp_path)
