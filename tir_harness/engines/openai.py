@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from tir_harness.engines.base import Completion, EngineError, GenerationRequest
+from tir_harness.util.text import exception_line
 from tir_harness.util.text import one_line as _one_line
 
 logger = logging.getLogger(__name__)
@@ -538,8 +539,8 @@ class OpenAIEngine:
                 self._run(server, job)
             except Exception as exc:  # a bug of ours fails its request; it must never leave it waiting forever
                 if not job.future.done():
-                    cause = _one_line(f"{type(exc).__name__}: {exc}")
-                    self._finish(server, job, error=EngineError(f"{server.url}: internal error: {cause}"))
+                    error = EngineError(f"{server.url}: internal error: {exception_line(exc)}")
+                    self._finish(server, job, error=error)
 
     def _run(self, server: _Server, job: _Job) -> None:
         """Serve one job on one server until it succeeds, fails, or must move elsewhere."""

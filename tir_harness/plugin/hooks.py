@@ -163,10 +163,13 @@ def _problems_for(metafunc: pytest.Metafunc, runner: Runner) -> list[Problem] | 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # `--split train` over benchmarks/: datasets without a train split leave nothing to run, said as deselected.
-    dropped = [item for item in items if isinstance(_param(item), NotInSplit)]
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        (dropped if isinstance(_param(item), NotInSplit) else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = [item for item in items if not isinstance(_param(item), NotInSplit)]
+        items[:] = kept
 
 
 def _param(item: pytest.Item) -> object:

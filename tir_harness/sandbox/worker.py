@@ -541,9 +541,10 @@ class _View:
 
     def bind(self, source: str, target: str | None = None, device: bool = False) -> None:
         """Read-only bind of a file or directory at the same path (or `target`) in the view."""
-        if _below_scratch(target or source):
-            self.under_scratch.append((source, target or source))
-        target = self.inside(target or source)
+        target = target or source
+        if _below_scratch(target):
+            self.under_scratch.append((source, target))
+        target = self.inside(target)
         if os.path.isdir(source):
             os.makedirs(target, mode=0o755, exist_ok=True)
         else:
