@@ -365,6 +365,23 @@ def test_hostile_output_is_shown_as_text(real_run: Path, browser: Browser) -> No
     no_network(page, real_run)  # no dialog either: no alert ran
 
 
+def test_terminal_escapes_and_bidi_overrides_are_shown_inert(tmp_path: Path, browser: Browser) -> None:
+    # "\u202e24" would show as 42: a wrong prediction reading as the gold answer.
+    acting = "\x1b[31mRED\x1b[0m \u202e24 \u2066x\x07"
+    records = small_run()
+    records[0] = {**records[0], "prediction": acting, "question": "Q " + acting, "model": "m" + acting}
+    records[0]["turns"][0]["text"] = "turn " + acting
+    write_summary(tmp_path, records, plots=False)
+    page = browser.open(tmp_path / REPORT_HTML)
+    page.locator("#rows tbody tr").first.click()
+    shown = page.evaluate("document.title + document.body.innerText")
+    assert not any(c in shown for c in "\x1b\x07\u202e\u2066")
+    assert "\\u202e24" in page.locator("#rows tbody tr").first.inner_text()
+    assert "turn \\x1b[31mRED" in page.locator("#trajectory .msg.turn").inner_text()
+    no_network(page, tmp_path / REPORT_HTML)
+    assert records[0]["turns"][0]["text"] == "turn " + acting  # the records keep their text
+
+
 def test_paging_keeps_large_runs_to_one_page_of_rows(tmp_path: Path, browser: Browser) -> None:
     from playwright.sync_api import expect
 

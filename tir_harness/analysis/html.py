@@ -31,6 +31,7 @@ from typing import Any
 
 from tir_harness.analysis.formats import interval, p_value, percent
 from tir_harness.util.files import write_atomic
+from tir_harness.util.text import displayable
 
 REPORT_HTML = "report.html"
 ASSETS = Path(__file__).with_name("assets")
@@ -237,7 +238,19 @@ def page_data(
 
 
 def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    return html.escape(displayable(str(value)), quote=True)
+
+
+def _shown(value: Any) -> Any:
+    """The page's data with every string made displayable: a browser applies a bidirectional override too
+    (a prediction "\u202e24" would show as 42), and the page is for reading; the records keep their text."""
+    if isinstance(value, str):
+        return displayable(value)
+    if isinstance(value, list):
+        return [_shown(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    return value
 
 
 def _colour(accuracy: float) -> tuple[str, str]:
@@ -481,7 +494,7 @@ def render_html(
     verdict (passed, reason), `gate_enforced` whether it decided the exit status (--gate).
     """
     comparison = summary.get("comparison")
-    data = page_data(records, comparison, baseline)
+    data = _shown(page_data(records, comparison, baseline))
     title = _title(summary, manifest)
     acc = summary["accuracy"]
     by_dataset = _accuracy_table("Accuracy by dataset", acc.get("by_dataset") or {})

@@ -198,7 +198,8 @@ def tir_engine(request: pytest.FixtureRequest) -> Any:
 
 def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> list[str] | None:
     from tir_harness.grading import Answer, explain
+    from tir_harness.util.text import displayable
 
     if op == "==" and (isinstance(left, Answer) or isinstance(right, Answer)):
-        return explain(left, right)
+        return [displayable(line) for line in explain(left, right)]  # the reason quotes the model's text
     return None
