@@ -61,6 +61,7 @@ def rec(
         seed=seed,
         sample=sample,
         max_tool_calls=4,
+        max_turn_chars=1_000_000,
         executor={"timeout": 10},
         loop_version="1",
     )

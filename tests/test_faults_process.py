@@ -40,7 +40,8 @@ def pytest_tir_make_engine(config, model):
             deadline = time.monotonic() + 120
             while not (HERE / "release").exists() and time.monotonic() < deadline:
                 time.sleep(0.02)
-        return f"{PAD} It is \\boxed{{{request.prompt.split('ANSWER ')[1].split('.')[0]}}}."
+        pad = "x" * 2_000_000 if "BIG" in request.prompt else PAD  # more than the small disk holds
+        return f"{pad} It is \\boxed{{{request.prompt.split('ANSWER ')[1].split('.')[0]}}}."
 
     return ScriptedEngine(respond)
 '''
@@ -210,27 +211,36 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
-def test_a_full_store_disk_stops_the_run_with_one_line_and_loses_nothing_reported(project, tmp_path, small_disk):
-    problems(project, fast=40, held=0)
+def test_a_record_the_full_store_cannot_take_fails_its_test_and_stops_the_run(project, tmp_path, small_disk):
+    rows = [{"id": f"fast{i}", "question": f"FAST: ANSWER {i}.", "answer": str(i)} for i in range(3)]
+    rows += [{"id": "big", "question": "HOLD BIG: ANSWER 7.", "answer": "7"}]
+    rows += [{"id": f"after{i}", "question": f"AFTER: ANSWER {i}.", "answer": str(i)} for i in range(3)]
+    (project / "problems.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     run_dir, store = tmp_path / "run", small_disk / "store"
     run = Run(project, f"--store-dir={store}", f"--report-dir={run_dir}", "--max-inflight=1",
-              env={"TIR_TEST_PAD": "30000", "TMPDIR": str(project / "tmp")})  # fmt: skip
+              env={"TMPDIR": str(project / "tmp")})  # fmt: skip
+    # The big trajectory is generated once the tests before it reported: its test is the one in progress.
+    run.wait_for(r"test_mine\[fast2\] PASSED")
+    (project / "release").touch()
     code = run.finish()
     assert code == pytest.ExitCode.INTERRUPTED, run.output
     assert "Traceback" not in run.output and "INTERNALERROR" not in run.output
     (stop,) = [line for line in run.lines if "cannot write the result store" in line and "Interrupted" in line]
     assert str(store) in stop and "full" in stop
-    passed = len(re.findall(r" PASSED", run.output))
-    assert 0 < passed < 40
-    reported = records(run_dir)
-    assert len(reported) == passed  # every test that ran is reported, the one whose store write failed too
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["accuracy"]["overall"]["n"] == summary["accuracy"]["overall"]["correct"] == passed
-    # The store is intact and readable, and holds what was reported (trajectories run ahead of their tests,
-    # so it may hold more; the one whose write failed is only in the report).
+    # A test reports passed or failed only once its record is durable: the one the store could not take says so.
+    passed = set(re.findall(r"test_mine\[(\w+)\] PASSED", run.output))
+    failed = set(re.findall(r"test_mine\[(\w+)\] FAILED", run.output))
+    assert passed == {"fast0", "fast1", "fast2"} and failed == {"big"}, run.output
+    assert "tir-harness: internal error: cannot write the result store: " in run.output
+    assert "this trajectory was not kept; a rerun generates it again" in run.output
     in_store = stored(store)
-    reported_ids = {r["problem_id"].rsplit("/", 1)[1] for r in reported}
-    assert len(reported_ids - in_store) <= 1, (reported_ids, in_store)
+    assert passed <= in_store and "big" not in in_store  # the store holds every result reported
+    reported = {r["problem_id"].rsplit("/", 1)[1]: r for r in records(run_dir)}
+    assert set(reported) == passed | failed and reported["big"]["end_reason"] == "error"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["accuracy"]["overall"]["n"] == len(passed) + len(failed)
+    assert summary["accuracy"]["overall"]["correct"] == len(passed)
+    assert summary["counts"]["engine_errors"] == 1
 
 
 def test_a_full_report_disk_stops_the_run_with_one_line_and_keeps_every_line_written(project, tmp_path, small_disk):

@@ -188,7 +188,7 @@ class Runner:
         sampling = SamplingConfig(
             temperature=opts.temperature, top_p=opts.top_p, max_tokens=opts.max_tokens, seed=opts.seed, stop=fmt.stop
         )
-        base = LoopConfig(fmt, prompt_type, sampling, opts.max_tool_calls)
+        base = LoopConfig(fmt, prompt_type, sampling, opts.max_tool_calls, opts.max_turn_chars)
         try:
             self._loop = {
                 s: dataclasses.replace(base, sampling=dataclasses.replace(sampling, seed=sample_seed(opts.seed, s)))
@@ -329,6 +329,7 @@ class Runner:
                 seed=loop.sampling.seed,
                 sample=sample,
                 max_tool_calls=loop.max_tool_calls,
+                max_turn_chars=loop.max_turn_chars,
                 executor=self.context.executor,
                 loop_version=LOOP_VERSION,
             )
@@ -361,21 +362,27 @@ class Runner:
         try:
             stored = writer.put(key, record)
         except Exception as exc:  # the writer is closed: the run is ending
-            self._store_failed(exc)
-            _settle(outer, record)
+            _settle(outer, self._store_failed(exc, problem, sample, key))
             return
 
         def durable(done: Future[None]) -> None:
             exc = done.exception()
-            if exc is not None:
-                self._store_failed(exc)
-            _settle(outer, record)
+            _settle(outer, record if exc is None else self._store_failed(exc, problem, sample, key))
 
         stored.add_done_callback(durable)
 
-    def _store_failed(self, exc: BaseException) -> None:
-        # A full or broken store: the record is still reported, but nothing more can be kept.
-        self.stop(f"tir-harness: cannot write the result store: {sanitize(exception_line(exc))}")
+    def _store_failed(self, exc: BaseException, problem: Problem, sample: int, key: str) -> dict[str, Any]:
+        """A full or broken store: the run stops after the test in progress, and the trajectory the store could
+        not keep is no result (a test reports one only once it is durable).  Its test fails saying so, with an
+        error record that, like an engine error's, is not stored: a rerun generates it again, and the results
+        reported are exactly those in the store."""
+        reason = f"cannot write the result store: {sanitize(exception_line(exc))}"
+        self.stop(f"tir-harness: {reason}")
+        assert self.context is not None
+        error = f"internal error: {reason} (this trajectory was not kept; a rerun generates it again)"
+        sampling = self._loop[sample].sampling.to_dict()
+        return make_record(problem, sample, Trajectory("", end_reason=END_ERROR, error=error), self.context, key,
+                           sampling)  # fmt: skip
 
     def _solve_one(self, problem: Problem, sample: int, key: str) -> dict[str, Any]:
         assert self.engine is not None and self.context is not None

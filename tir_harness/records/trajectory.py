@@ -36,6 +36,8 @@ class Turn:
     gen_seconds: float = 0.0
     exec_seconds: float = 0.0  # all blocks of the turn
     code_blocks: list[str] | None = None  # the blocks of `code`, one per execution; the observation is the last's
+    text_cut: bool = False  # the completion was longer than --max-turn-chars: `text` is its head and tail
+    original_chars: int | None = None  # the completion's length before the cut (None: not cut)
 
 
 @dataclass
