@@ -378,8 +378,17 @@ DENIED = (
     "quotactl_fd syslog iopl ioperm settimeofday clock_settime clock_adjtime adjtimex sethostname setdomainname "
     "open_by_handle_at name_to_handle_at lookup_dcookie uselib vhangup personality"
 ).split()
-# Without network the only sockets left are Unix ones: no bind/connect means no abstract or filesystem
-# socket that another session (or the host) could reach; socketpair (multiprocessing's pipes) still works.
+# The read-only view is shared by every session: a lock or a watch on one of its files would be seen by the
+# others (one session holds flock(LOCK_EX) on /usr/bin/env, another finds it taken).  So no flock, no inotify,
+# and of fcntl no lock test (F_GETLK, F_OFD_GETLK) and no directory notification (F_NOTIFY).  Record locks
+# themselves stay (sqlite): on a file a session may only read, it can place only read locks, which no other
+# session can see without a lock test.
+DENIED_SHARED_FILES = "flock inotify_init inotify_init1 inotify_add_watch".split()
+F_GETLK, F_OFD_GETLK, F_NOTIFY = 5, 36, 1026
+# Without network the only sockets left are Unix ones: no bind/connect means no filesystem socket and no
+# abstract name of the snippet's choosing; socketpair (multiprocessing's pipes) still works.  The kernel still
+# names a datagram socket that sends with SO_PASSCRED (autobind): each session's own network namespace is what
+# keeps that name, and everything else in /proc/net, from the other sessions.
 DENIED_WITHOUT_NETWORK = "bind connect listen accept accept4".split()
 NAMESPACE_FLAGS = (
     CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET,
@@ -408,12 +417,12 @@ def build_seccomp(network: bool) -> tuple[ctypes.Structure | None, str]:
     ]
     lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
-    allow, eperm, enosys, masked_eq = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS, 7
+    allow, eperm, enosys, equal, masked_eq = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS, 4, 7
     ctx = lib.seccomp_init(allow)
     if not ctx:
         return None, "seccomp_init failed"
     try:
-        names = DENIED + ([] if network else DENIED_WITHOUT_NETWORK)
+        names = DENIED + DENIED_SHARED_FILES + ([] if network else DENIED_WITHOUT_NETWORK)
         for name in names:
             nr = lib.seccomp_syscall_resolve_name(name.encode())
             if nr >= 0 and lib.seccomp_rule_add_array(ctx, eperm, nr, 0, None) != 0:
@@ -423,6 +432,11 @@ def build_seccomp(network: bool) -> tuple[ctypes.Structure | None, str]:
             cmp = _ArgCmp(0, masked_eq, flag, flag)
             if lib.seccomp_rule_add_array(ctx, eperm, clone, 1, ctypes.byref(cmp)) != 0:
                 return None, "seccomp_rule_add(clone) failed"
+        fcntl = lib.seccomp_syscall_resolve_name(b"fcntl")
+        for command in (F_GETLK, F_OFD_GETLK, F_NOTIFY):  # fcntl's command is its second argument
+            cmp = _ArgCmp(1, equal, command, 0)
+            if lib.seccomp_rule_add_array(ctx, eperm, fcntl, 1, ctypes.byref(cmp)) != 0:
+                return None, "seccomp_rule_add(fcntl) failed"
         # clone3 passes its flags in memory, which a filter cannot read: ENOSYS makes libc fall back to clone.
         clone3 = lib.seccomp_syscall_resolve_name(b"clone3")
         if clone3 >= 0 and lib.seccomp_rule_add_array(ctx, enosys, clone3, 0, None) != 0:
@@ -703,14 +717,16 @@ def _probe_pid_namespace() -> bool:
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
-def _probe_worker_namespaces(view: str | None) -> int:
-    """The namespaces a worker can get besides PID: mount (with its tmpfs) and IPC, where allowed."""
+def _probe_worker_namespaces(view: str | None, network: bool) -> int:
+    """The namespaces a worker can get besides PID, where allowed: mount (with its tmpfs), IPC, cgroup, and
+    without `network` its own network namespace (abstract Unix sockets, netlink and /proc/net are per
+    network namespace: one shared by all workers would let sessions find and reach each other)."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(r)
         flags = 0
-        for flag in (CLONE_NEWIPC, CLONE_NEWNS):
+        for flag in (CLONE_NEWIPC, CLONE_NEWNS, CLONE_NEWCGROUP) + (() if network else (CLONE_NEWNET,)):
             try:
                 _unshare(flag)
                 flags |= flag
@@ -1181,7 +1197,9 @@ def main() -> None:
             facts["hidden_dirs"] = _expose(_python_paths())
         except OSError:
             pass
-    facts["worker_namespaces"] = _probe_worker_namespaces(facts["view_root"]) if cfg["namespaces"] else 0
+    facts["worker_namespaces"] = (
+        _probe_worker_namespaces(facts["view_root"], cfg["network"]) if cfg["namespaces"] else 0
+    )
     if not facts["worker_namespaces"] & CLONE_NEWNS:
         facts["view_root"] = None
     facts["ipc_namespace"] = bool(facts["worker_namespaces"] & CLONE_NEWIPC)
