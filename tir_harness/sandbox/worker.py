@@ -197,8 +197,9 @@ class Capture(io.TextIOBase):
         return ["".join(self._head), tail, self.total]
 
 
-def clip(text: str, limit: int) -> list:
-    return [text[:limit], text[limit:][-limit:], len(text)]
+def clip(text: str, limit: int, hidden: int = 0) -> list:
+    """[head, tail, total] of `text`, of which `hidden` characters were already taken out of the middle."""
+    return [text[:limit], text[max(limit, len(text) - limit) :], len(text) + hidden]
 
 
 def clean_exit(exc: BaseException) -> bool:
@@ -208,23 +209,50 @@ def clean_exit(exc: BaseException) -> bool:
         return False
 
 
-def describe(exc: BaseException, limit: int) -> tuple[str, str, str]:
-    """(status, traceback, last line) for an exception the snippet raised."""
+def _shorten_messages(report: traceback.TracebackException, limit: int) -> int:
+    """Cut the middle out of every message longer than 2 x `limit` in the report and its chain: only the
+    first and last `limit` characters of the traceback reach the model, and formatting a 100 MB message
+    several times over costs seconds of the call's time.  Returns how many characters were cut."""
+    cut = 0
+    seen: set[int] = set()
+    todo = [report]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        # `_str` is the message as formatted (CPython 3.10 to 3.13); a SyntaxError (it has `msg`) is formatted
+        # from other fields.
+        message = None if "msg" in vars(item) else getattr(item, "_str", None)
+        if isinstance(message, str) and len(message) > 2 * limit + 1:
+            cut += len(message) - 2 * limit
+            item._str = message[:limit] + message[-limit:]
+        todo += [getattr(item, "__cause__", None), getattr(item, "__context__", None)]
+        todo += list(getattr(item, "exceptions", None) or [])
+    return cut
+
+
+def describe(exc: BaseException, limit: int) -> tuple[str, str, str, int]:
+    """(status, traceback, last line, characters cut out of the traceback's middle) for an exception the
+    snippet raised."""
     if clean_exit(exc):
-        return "ok", "", ""
+        return "ok", "", "", 0
     if isinstance(exc, OutputLimitExceeded):
-        return "output_limit", "", ""
+        return "output_limit", "", "", 0
     status = "memory" if isinstance(exc, MemoryError) else "error"
     try:
         report = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
+        cut = _shorten_messages(report, limit)
         # The harness's own frames (exec, our stdout) are noise to the model; a syntax error has none.
         frames = [] if isinstance(exc, SyntaxError) else [f for f in report.stack if f.filename != __file__]
         report.stack = traceback.StackSummary.from_list(frames)
         text = "".join(report.format())
-        last = text.rstrip("\n").rsplit("\n", 1)[-1][-limit:]
+        end = text.rstrip("\n")
+        last = end[end.rfind("\n", max(0, len(end) - limit)) + 1 :][-limit:]
     except BaseException:  # the snippet's __str__ may itself fail; the type name is always there
         text = last = type(exc).__name__
-    return status, text, last
+        cut = 0
+    return status, text, last, cut
 
 
 class Cells:
@@ -275,14 +303,14 @@ class Cells:
         capture = Capture(self.limit, self.abort)
         saved = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = capture
-        status, display, error, last, completed = "ok", "", "", "", True
+        status, display, error, last, cut, completed = "ok", "", "", "", 0, True
         try:
             display = self._execute(code, f"<cell-{n}>")
         except BaseException as exc:  # whatever the snippet does is an observation, never our exit
             if os.getpid() != self.pid:
                 os._exit(0)
             completed = clean_exit(exc)
-            status, error, last = describe(exc, self.limit)
+            status, error, last, cut = describe(exc, self.limit)
         if os.getpid() != self.pid:
             os._exit(0)  # a fork made by the snippet came back here: it must never speak the protocol
         sys.stdout, sys.stderr = saved
@@ -295,7 +323,7 @@ class Cells:
             "completed": completed,
             "out": out,
             "display": clip(display, self.limit),
-            "error": clip(error, self.limit),
+            "error": clip(error, self.limit, cut),
             "error_line": last,
         }
 
