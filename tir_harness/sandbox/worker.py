@@ -1,12 +1,13 @@
 """The sandbox's side: a zygote that imports the heavy modules once and forks one worker per session.
 
-`tir_harness.sandbox.zygote` runs this file as a script (the harness never imports it) with a JSON configuration
-in argv[1] and a SOCK_SEQPACKET control socket on the fd it names.  Per session, the zygote forks:
+`tir_harness.sandbox.zygote` runs this file as a script (the harness never imports it), by a file descriptor
+(`python /proc/self/fd/N CTRL`: no path of the harness in any process's command line), with a SOCK_SEQPACKET
+control socket on fd CTRL whose first message is the JSON configuration.  Per session, the zygote forks:
 
-    zygote ── W0: setsid, joins the worker's cgroups, unshares PID, mount and IPC namespaces, mounts the
-                  worker's private tmpfs, forks W1, exits
+    zygote ── W0: setsid, joins the worker's cgroups, unshares PID, mount, IPC, network and cgroup namespaces,
+                  mounts the worker's private tmpfs, forks W1, exits
                  └─ W1: PID 1 of that namespace: mounts a fresh /proc, chroots into the view; only reaps,
-                        and exits with W2's status
+                        and exits with W2's status (its name says whether W2 died of a signal)
                       └─ W2: limits itself, drops privileges, loads the seccomp filter, runs the snippets
 
 Spawns are asynchronous: the zygote forks W0 and goes back to its loop, so several workers start at once
@@ -52,6 +53,7 @@ CLONE_NEWNET = 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 _HEADER = struct.Struct("!I")
@@ -88,6 +90,16 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
 
 def _prctl(option: int, arg: int, arg3: int = 0) -> None:
     _check(_LIBC.prctl(ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(arg3), ctypes.c_ulong(0), 0))
+
+
+def _set_name(name: bytes) -> None:
+    """This thread's name (`/proc/PID/comm`, at most 15 bytes)."""
+    _check(_LIBC.prctl(ctypes.c_int(PR_SET_NAME), ctypes.c_char_p(name[:15]), ctypes.c_ulong(0), ctypes.c_ulong(0), 0))
+
+
+# W1 renames itself `W1_SIGNALED + number` when W2 died of a signal: its exit code (128 + the signal) alone
+# cannot tell `os._exit(152)` from a SIGXCPU kill.  The zygote reads the name off the zombie before reaping it.
+W1_SIGNALED = b"tir-w1-sig"
 
 
 def _write(path: str, text: str) -> None:
@@ -988,6 +1000,8 @@ class Zygote:
                 if pid == pid2:
                     sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
                     code = 128 + sig if sig else os.waitstatus_to_exitcode(status)
+                    if sig:
+                        _set_name(W1_SIGNALED + str(sig).encode())
                     break
         except BaseException as exc:
             try:
@@ -1075,6 +1089,10 @@ class Zygote:
                 r = self.starters.pop(pid)
                 if r in self.starting:
                     self._read_report(r)
+            status = {"code": info.si_status, "why": info.si_code}
+            signal_number = _signal_of_w2(pid)  # read off the zombie, before it is reaped
+            if signal_number:
+                status["signal"] = signal_number
             spec = self.workers.pop(pid, None)
             if spec is not None:
                 # W1 is still an unreaped zombie here, so W2's process group id cannot be reused yet.
@@ -1088,7 +1106,6 @@ class Zygote:
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
-            status = {"code": info.si_status, "why": info.si_code}
             if spec is not None:
                 self._ended(pid, spec, status)
             elif pid not in self.starters and any(s.get("pid1") is None for s in self.starting.values()):
@@ -1158,6 +1175,17 @@ class Zygote:
             select.select([], [], [], 0.02)  # a cgroup emptied a moment ago may still be busy
 
 
+def _signal_of_w2(pid1: int) -> int:
+    """The signal that killed W2, from the name its W1 (a zombie, not yet reaped) gave itself; 0 if none."""
+    try:
+        with open(f"/proc/{pid1}/comm", "rb") as f:
+            name = f.read().strip()
+    except OSError:
+        return 0
+    number = name[len(W1_SIGNALED) :]
+    return int(number) if name.startswith(W1_SIGNALED) and number.isdigit() else 0
+
+
 def _children() -> list[int]:
     pids: list[int] = []
     try:
@@ -1195,10 +1223,11 @@ def _drain_children(rounds: int = 250) -> None:
 
 
 def main() -> None:
-    if sys.path and sys.path[0] == os.path.dirname(os.path.abspath(__file__)):
-        del sys.path[0]  # the snippet must not import the harness's modules by accident
-    cfg = json.loads(sys.argv[1])
-    ctrl = socket.socket(fileno=cfg["ctrl_fd"])
+    if sys.path and not getattr(sys.flags, "safe_path", False):
+        del sys.path[0]  # this script's directory: the snippet must not import the harness's modules by accident
+    os.close(int(sys.argv[0].rsplit("/", 1)[1]))  # /proc/self/fd/N: this script, opened by the harness
+    ctrl = socket.socket(fileno=int(sys.argv[1]))
+    cfg = json.loads(ctrl.recv(1 << 20))
     facts = _enter_namespaces(cfg)
     try:
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
