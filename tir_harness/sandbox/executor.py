@@ -3,12 +3,14 @@
     ex = Executor(timeout=10.0, memory_mb=2048, max_output_chars=2000)
     with ex.session() as s:              # one per trajectory; variables live across calls
         obs = s.run("x = 2\\nx + 1")      # Observation(status="ok", text="3", elapsed=..., state_lost=False)
+        obs.execution                    # what happened (execution.Execution), before the style rendered it
     ex.close()
 
 A zygote process imports numpy and sympy once and forks a worker per session (`sandbox/worker.py`); the
 executor keeps a pool of them forked ahead of demand.  The modules beside this one: `zygote` (the zygote
-client and the worker handle), `protocol` (the wire, read as hostile input), `observations` (what the model
-sees), `isolation` (what the machine offers, the manifest).  Limits, defaults, and what is and is not
+client and the worker handle), `protocol` (the wire, read as hostile input), `execution` (what happened),
+`observations` (the styles that render it for the model), `reference` (the reference's executor, replayed by
+`Session.replay`), `isolation` (what the machine offers, the manifest).  Limits, defaults, and what is and is not
 isolated: docs/executor.md.  Thread-safe: sessions may run concurrently from many threads; `close()` from
 any thread ends every worker promptly.
 """
@@ -29,13 +31,17 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tir_harness.sandbox import isolation as _isolation
-from tir_harness.sandbox import observations, protocol
+from tir_harness.sandbox import observations, protocol, reference
+from tir_harness.sandbox.execution import IPYTHON, STOPPED, Error, Execution
 from tir_harness.sandbox.observations import STYLES
+from tir_harness.sandbox.protocol import execution_of
 from tir_harness.sandbox.zygote import Worker, Zygote
+from tir_harness.util.registry import RegistryError
 from tir_harness.util.text import sanitize
 
 STATUSES = ("ok", "error", "timeout", "memory", "output_limit", "killed")
@@ -61,7 +67,8 @@ class ExecutorConfig:
     max_files: int = 16384  # inodes (files, directories, hard links) of that tmpfs
     network: bool = False  # False: a network namespace without interfaces, where the machine allows it
     replay_on_restart: bool = False  # re-run the session's successful cells in a replacement worker
-    observation_style: str = "full"  # "full": IPython-like; "reference": the reference's (docs/fidelity.md)
+    observation_style: str = "full"  # a registered style (observations.STYLES): "full", "reference", ...
+    replay_timeout: float = reference.REPLAY_SECONDS  # wall-clock seconds per Session.replay(), every cell
     warm_workers: int = 2  # workers kept forked ahead of demand at least
     max_warm_workers: int = 32  # at most: the pool grows to half the sessions open, up to this many
     max_workers: int = 256  # workers alive at once; beyond that the least recently used idle one goes
@@ -83,7 +90,12 @@ class ExecutorConfig:
         need(self.max_open_files >= 16, "max_open_files", ">= 16")
         need(self.disk_mb >= 1, "disk_mb", ">= 1")
         need(self.max_files >= 64, "max_files", ">= 64")
-        need(self.observation_style in STYLES, "observation_style", f"one of {STYLES}")
+        try:
+            known = self.observation_style in STYLES
+        except RegistryError as exc:  # a broken third-party style: its own one-line message
+            raise ValueError(f"ExecutorConfig.observation_style: {exc}") from None
+        need(known, "observation_style", f"one of {', '.join(STYLES.names())}")
+        need(self.replay_timeout > 0, "replay_timeout", "> 0")
         need(self.warm_workers >= 0, "warm_workers", ">= 0")
         need(self.max_warm_workers >= self.warm_workers, "max_warm_workers", ">= warm_workers")
         need(1 <= self.max_workers <= _isolation.UID_BLOCK, "max_workers", f"in 1..{_isolation.UID_BLOCK}")
@@ -95,9 +107,10 @@ class ExecutorConfig:
 @dataclass(frozen=True)
 class Observation:
     status: str  # one of STATUSES
-    text: str  # what the model sees
+    text: str  # what the model sees: `execution` rendered in the configured observation style
     elapsed: float  # seconds the snippet ran (kill included), replays excluded
     state_lost: bool = False  # variables from earlier calls are not available after this call
+    execution: Execution | None = None  # what happened (None: the session or executor was closed)
 
 
 class ExecutorClosed(RuntimeError):
@@ -140,6 +153,8 @@ class Executor:
             raise TypeError(f"Executor: unknown option(s) {unknown}; known: {sorted(known)}")
         self.config = dataclasses.replace(config or ExecutorConfig(), **options)
         cfg = self.config
+        self.style = observations.get_style(cfg.observation_style)
+        replays = self.style.mode == "reference"  # its sessions replay in IPython: the zygote loads it
         self._index = next(_COUNTER)
         self._lock = threading.Condition()
         self._closed = False
@@ -165,7 +180,8 @@ class Executor:
         self._zygote_config = {
             "namespaces": not basic,
             "network": cfg.network,
-            "preload": list(cfg.preload),
+            "preload": list(cfg.preload) + (["IPython"] if replays and "IPython" not in cfg.preload else []),
+            "reference_shell": replays,
             "env": {
                 "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin",
                 "LANG": "C.UTF-8",
@@ -362,6 +378,15 @@ class Executor:
     def start_call(self, worker: Worker) -> None:
         """A call begins: it may use `cpu_seconds` of CPU from now on."""
         worker.cpu_mark = worker.cpu() or worker.cpu_mark
+
+    def retire(self, lease: Lease, worker: Worker) -> None:
+        """The call is over and the worker must not run anything again (a replay's shell): it goes, without
+        waiting for it to end; the lease's next checkout gets a fresh one."""
+        with self._lock:
+            worker.busy = False
+            if lease.worker is worker:
+                self._detach(lease)
+            self._refill()
 
     def end_worker(self, worker: Worker) -> None:
         """A failed call: make sure the worker is dead before the session moves on."""
@@ -627,9 +652,32 @@ class Session:
                 raise ExecutorClosed("Session.run(): the session or its executor is closed")
             return self._run(code)
 
+    def replay(self, blocks: Sequence[str]) -> Observation:
+        """Run every code block of a conversation as the reference's executor did (sandbox/reference.py):
+        in a fresh worker and a fresh IPython shell, within `replay_timeout` for all of them; the observation
+        is the last block's.  Needs a style of mode "reference" (the zygote then loads IPython); never raises
+        for anything the code does.  The session's live variables (from run()) are not touched by it."""
+        blocks = list(blocks)
+        if not all(isinstance(b, str) for b in blocks):
+            raise TypeError("Session.replay: blocks must be strs")
+        if self._executor.style.mode != "reference":
+            raise RuntimeError(
+                f"Session.replay(): observation style {self._executor.config.observation_style!r} runs code live;"
+                " a replay needs a style of mode 'reference'"
+            )
+        with self._run_lock:
+            if self._lease.closed or self._executor.closed:
+                raise ExecutorClosed("Session.replay(): the session or its executor is closed")
+            return self._replay_blocks(blocks)
+
     def _closed_observation(self, elapsed: float) -> Observation:
         what = "executor" if self._executor.closed else "session"
         return Observation("killed", f"RuntimeError: the {what} was closed", elapsed, True)
+
+    def _observation(self, execution: Execution) -> Observation:
+        cfg = self._executor.config
+        text = sanitize(self._executor.style.render(execution, cfg.max_output_chars))
+        return Observation(execution.status, text, execution.elapsed, execution.state_lost, execution)
 
     def _run(self, code: str) -> Observation:
         ex, cfg = self._executor, self._executor.config
@@ -645,7 +693,7 @@ class Session:
                 return self._closed_observation(0.0)
         if lost:
             self._history = []
-        note = observations.NOTE_LOST + "\n" if lost and unreported and cfg.observation_style == "full" else ""
+        restarted = lost and unreported
         self._pending_loss = False
         self._calls += 1
         start = time.monotonic()
@@ -656,21 +704,54 @@ class Session:
             self._state_in_worker = True
             if reply["completed"] and cfg.replay_on_restart:
                 self._history.append(code)
-            text = note + observations.compose(
-                reply, cfg.max_output_chars, cfg.observation_style, ex.abort_output_chars
-            )
-            return Observation(reply["status"], sanitize(text), elapsed, lost)
-        status, message = self._failure(worker, failure)
+            execution = execution_of(reply, cfg.max_output_chars, ex.abort_output_chars)
+            facts = {"elapsed": elapsed, "state_lost": lost, "restarted": restarted}
+            return self._observation(dataclasses.replace(execution, restores_state=cfg.replay_on_restart, **facts))
+        status, kind, message = self._failure(worker, failure, cfg.timeout)
         elapsed = time.monotonic() - start
         ex.checkin(self._lease, worker)
         self._state_in_worker, self._pending_loss = False, True
         if ex.closed or self._lease.closed:
             return self._closed_observation(elapsed)
-        if cfg.observation_style == "full" and not cfg.replay_on_restart:
-            message += "\n" + observations.NOTE_LOST
-        if cfg.observation_style == "reference" and status == "timeout":
-            message = observations.REFERENCE_TIMEOUT
-        return Observation(status, note + message, elapsed, True)
+        return self._observation(
+            Execution(
+                status,
+                error=Error(kind, message, STOPPED, last_line=f"{kind}: {message}"),
+                completed=False,
+                elapsed=elapsed,
+                state_lost=True,
+                restarted=restarted,
+                restores_state=cfg.replay_on_restart,
+            )
+        )
+
+    def _replay_blocks(self, blocks: list[str]) -> Observation:
+        ex, cfg = self._executor, self._executor.config
+        worker, fresh = ex.checkout(self._lease)
+        if worker is not None and not fresh:  # it ran this session's code before: the replay needs a fresh one
+            ex.retire(self._lease, worker)
+            worker, fresh = ex.checkout(self._lease)
+        if worker is None:
+            return self._closed_observation(0.0)
+        self._pending_loss = self._pending_loss or self._state_in_worker
+        self._state_in_worker = False
+        self._calls += 1
+        start = time.monotonic()
+        reply, failure = self._send(worker, "replay", blocks, self._calls, cfg.replay_timeout)
+        elapsed = time.monotonic() - start
+        if reply is not None:
+            ex.retire(self._lease, worker)  # its interpreter ran a whole conversation: never used again
+            execution = execution_of(reply, cfg.max_output_chars, ex.abort_output_chars)
+            return self._observation(dataclasses.replace(execution, elapsed=elapsed, shell=IPYTHON))
+        status, kind, message = self._failure(worker, failure, cfg.replay_timeout)
+        elapsed = time.monotonic() - start
+        ex.checkin(self._lease, worker)
+        if ex.closed or self._lease.closed:
+            return self._closed_observation(elapsed)
+        error = Error(kind, message, STOPPED, last_line=f"{kind}: {message}")
+        return self._observation(
+            Execution(status, error=error, completed=False, elapsed=elapsed, shell=IPYTHON, cells=len(blocks))
+        )
 
     def _replay(self, worker: Worker) -> tuple[Worker | None, bool]:
         """Re-run the completed cells in a new worker: (worker to use, state still lost)."""
@@ -678,7 +759,7 @@ class Session:
             self._calls += 1
             reply, failure = self._exchange(worker, code, self._calls)
             if reply is None:
-                self._failure(worker, failure)
+                self._failure(worker, failure, self._executor.config.timeout)
                 self._executor.checkin(self._lease, worker)
                 return self._executor.checkout(self._lease)[0], True
             if not reply["completed"]:
@@ -686,19 +767,23 @@ class Session:
         return worker, False
 
     def _exchange(self, worker: Worker, code: str, n: int) -> tuple[dict | None, str]:
-        """Send one cell and read its reply within the timeout: (reply, "") or
-        (None, "timeout" | "eof" | "oversize" | "garbage").  Whatever the worker sends, this returns."""
+        """Run one cell live: `_send` within the per-call timeout."""
+        return self._send(worker, "run", [code], n, self._executor.config.timeout)
+
+    def _send(self, worker: Worker, kind: str, texts: list[str], n: int, timeout: float) -> tuple[dict | None, str]:
+        """Send one request (a cell to run, or blocks to replay) and read its reply within `timeout`: (reply, "")
+        or (None, "timeout" | "eof" | "oversize" | "garbage").  Whatever the worker sends, this returns."""
         cfg = self._executor.config
         limit = cfg.max_output_chars
         self._executor.start_call(worker)
         nonce = protocol.new_nonce()
         sock = worker.sock
-        deadline = time.monotonic() + cfg.timeout
+        deadline = time.monotonic() + timeout
         try:
             if not protocol.drain(sock):  # a reply written ahead of this call is not its answer
                 return None, "eof"
-            sock.settimeout(cfg.timeout)
-            sock.sendall(protocol.encode_request(nonce, n, code))
+            sock.settimeout(timeout)
+            sock.sendall(protocol.encode_request(nonce, n, kind, texts))
             (length,) = protocol.HEADER.unpack(protocol.recv_exact(sock, protocol.HEADER.size, deadline))
             if length > protocol.max_reply_bytes(limit):
                 return None, "oversize"
@@ -713,8 +798,8 @@ class Session:
             reply = None
         return (reply, "") if reply is not None else (None, "garbage")
 
-    def _failure(self, worker: Worker, failure: str) -> tuple[str, str]:
-        """The worker is lost: make sure it is dead, and say why."""
+    def _failure(self, worker: Worker, failure: str, timeout: float) -> tuple[str, str, str]:
+        """The worker is lost: make sure it is dead, and say why: (status, exception type, message)."""
         cfg = self._executor.config
         if failure == "eof":
             if worker.hung_up():  # alive, and closed its end of the socket: nothing to wait for
@@ -723,33 +808,31 @@ class Session:
                 worker.exited.wait(_EXIT_WAIT)  # the zygote's exit report says how it ended
         self._executor.end_worker(worker)
         if failure == "timeout":
-            return (
-                "timeout",
-                f"TimeoutError: the code did not finish within {cfg.timeout:g} s and was stopped",
-            )
+            return "timeout", "TimeoutError", f"the code did not finish within {timeout:g} s and was stopped"
         if failure == "oversize":
-            return "output_limit", "RuntimeError: the Python process sent too much output and was stopped"
+            return "output_limit", "RuntimeError", "the Python process sent too much output and was stopped"
         if failure == "garbage":
-            return "killed", "RuntimeError: the Python process broke the executor's protocol and was stopped"
+            return "killed", "RuntimeError", "the Python process broke the executor's protocol and was stopped"
         if failure == "hung_up":
-            return "killed", "RuntimeError: the Python process closed its connection to the executor and was stopped"
+            return "killed", "RuntimeError", "the Python process closed its connection to the executor and was stopped"
         info = worker.exit or {}
         code = info.get("code", -1)
         signum = info.get("signal", 0)  # the signal that killed the Python process, if one did
         if worker.cpu_exceeded or signum == signal.SIGXCPU:  # the watchdog, or RLIMIT_CPU as its backstop
-            return "timeout", f"TimeoutError: the code used more than {cfg.cpu_seconds} s of CPU time"
+            return "timeout", "TimeoutError", f"the code used more than {cfg.cpu_seconds} s of CPU time"
         if worker.oom_killed():
             return (
                 "memory",
-                f"MemoryError: the session used more than its {cfg.memory_mb} MB of memory"
+                "MemoryError",
+                f"the session used more than its {cfg.memory_mb} MB of memory"
                 " (all its processes, files and shared memory together) and was stopped",
             )
         if info.get("why") != _CLD_EXITED:
-            return "killed", "RuntimeError: the Python process was killed"
+            return "killed", "RuntimeError", "the Python process was killed"
         if signum:
             try:
                 name = signal.Signals(signum).name
             except ValueError:
                 name = f"signal {signum}"
-            return "killed", f"RuntimeError: the Python process died ({name})"
-        return "killed", f"RuntimeError: the Python process exited (code {code})"
+            return "killed", "RuntimeError", f"the Python process died ({name})"
+        return "killed", "RuntimeError", f"the Python process exited (code {code})"
