@@ -13,6 +13,7 @@ from tir_harness.run.loop import (
     MIN_TURN_CHARS,
     LoopConfig,
     extract_code_blocks,
+    reference_blocks,
     run_trajectory,
     sample_seed,
 )
@@ -170,6 +171,66 @@ def test_engine_failure_ends_the_trajectory_with_its_reason(executor):
 )
 def test_extract_code_blocks(text, blocks):
     assert extract_code_blocks(text) == blocks
+
+
+@pytest.mark.parametrize(
+    ("text", "blocks"),
+    [
+        ("a\n```python\nprint(1)\n```\nb", ["print(1)\n"]),
+        ("text ```python\nprint(1)\n```", ["print(1)\n"]),  # a fence anywhere in a line opens a block
+        ("  ```python\nx\n  ```\n```", ["x\n  ```\n"]),  # only a line starting with ``` closes it
+        ("```python\nx = 1", []),  # an unclosed block is dropped
+        ("```python\nx\n```\n```output\n1\n```", ["x\n", "", ""]),  # every ``` line adds an entry
+        ("```python\na\n```python\nb\n```", ["b\n"]),  # a second fence starts the block afresh
+        ("```python\n```", [""]),
+        ("no code", []),
+    ],
+)
+def test_reference_blocks(text, blocks):
+    assert reference_blocks(text) == blocks
+
+
+class RecordingSession:
+    """Loop logic only: what the loop asks a reference-mode session to replay (the sandbox's side of it is
+    tests/test_executor_replay.py and tests/test_reference_observations.py)."""
+
+    def __init__(self):
+        self.replays = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def run(self, code):
+        raise AssertionError("a reference-mode loop never runs a block live")
+
+    def replay(self, blocks):
+        from tir_harness.sandbox.executor import Observation
+
+        self.replays.append(list(blocks))
+        return Observation("ok", f"obs{len(self.replays)}", 0.01)
+
+
+def test_reference_mode_replays_the_whole_conversations_blocks():
+    turns = ["Mid-line ```python\nx = 1\n```", "```python\nprint(x)", "```python\nprint(2)\n```", "\\boxed{2}"]
+    engine = ScriptedEngine.by_question({"QR": turns})
+    session = RecordingSession()
+    cfg = LoopConfig(GEMMA, PROMPT_TYPES["tora"], SamplingConfig(max_tokens=200, stop=GEMMA.stop), 6,
+                     execution_mode="reference")  # fmt: skip
+    trajectory = run_trajectory("QR", cfg, engine, lambda: session, "qr")
+    # Turn 2's block is unclosed: dropped, so the last entry is the empty one the observation's closing fence
+    # adds; turn 3 sees turn 2's block closed by the ```output line of the observation that followed it.
+    assert session.replays == [
+        ["x = 1\n"],
+        ["x = 1\n", "", ""],
+        ["x = 1\n", "", "", "print(x)<end_of_turn>\n<start_of_turn>user\n", "", "print(2)\n"],
+    ]
+    assert [t.observation for t in trajectory.turns] == ["obs1", "obs2", "obs3", None]
+    assert trajectory.turns[2].code_blocks == session.replays[2]
+    with pytest.raises(ValueError, match="execution_mode must be one of live, reference"):
+        LoopConfig(GEMMA, PROMPT_TYPES["tora"], SamplingConfig(), execution_mode="replay")
 
 
 def test_sample_seeds_of_different_runs_never_collide():
