@@ -26,6 +26,7 @@ from tir_harness.sandbox.executor import (
     Observation,
     Session,
 )
+from tir_harness.sandbox.observations import NOTE_LOST
 from tir_harness.sandbox.observations import compose as _compose
 from tir_harness.sandbox.observations import render as _render
 
@@ -222,6 +223,30 @@ def test_reference_style() -> None:
         assert s.run("print('  b  ')").text == "b"  # stripped
     with Executor(timeout=1.0, observation_style="reference", warm_workers=1) as ex, ex.session() as s:
         assert s.run("while True: pass").text == "Timeout Error"
+
+
+def test_the_execution_says_what_happened_in_a_live_call(ex: Executor) -> None:
+    with ex.session() as s:
+        ok = s.run("print('a')\n6 * 7").execution
+        failed = s.run("x = [1]\nx[3]").execution
+        syntax = s.run("print(").execution
+    assert ok is not None and (ok.output.whole, ok.display.whole, ok.error, ok.shell) == ("a\n", "42", None, "python")
+    assert failed is not None and failed.error is not None and failed.status == "error"
+    assert (failed.error.type, failed.error.when, failed.error.message, failed.error.last_line) == (
+        "IndexError", "run", "list index out of range", "IndexError: list index out of range"
+    )
+    assert failed.error.traceback.whole is not None and "<cell-2>" in failed.error.traceback.whole
+    assert syntax is not None and syntax.error is not None
+    assert (syntax.error.type, syntax.error.when) == ("SyntaxError", "compile")
+
+
+def test_a_stopped_call_is_an_error_the_harness_made() -> None:
+    with Executor(timeout=1.0, warm_workers=1) as ex, ex.session() as s:
+        obs = s.run("while True:\n    pass")
+    execution = obs.execution
+    assert execution is not None and execution.error is not None and execution.state_lost
+    assert (execution.status, execution.error.type, execution.error.when) == ("timeout", "TimeoutError", "stopped")
+    assert obs.text == f"TimeoutError: {execution.error.message}\n" + NOTE_LOST
 
 
 def test_render_and_compose_cut_markers() -> None:

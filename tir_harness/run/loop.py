@@ -45,7 +45,7 @@ from tir_harness.sandbox.reference import OUTPUT_CHARS
 from tir_harness.util.text import displayable
 
 # Part of the result-store key: bump whenever the loop's behaviour changes what a trajectory would be.
-LOOP_VERSION = 2
+LOOP_VERSION = 3  # 3: the reference style replays every block of the conversation (execution_mode "reference")
 
 
 class CodeSession(Protocol):

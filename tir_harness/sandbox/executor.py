@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import collections
 import dataclasses
+import importlib.util
 import itertools
 import os
 import shutil
@@ -155,6 +156,11 @@ class Executor:
         cfg = self.config
         self.style = observations.get_style(cfg.observation_style)
         replays = self.style.mode == "reference"  # its sessions replay in IPython: the zygote loads it
+        if replays and importlib.util.find_spec("IPython") is None:
+            raise RuntimeError(
+                f"observation style {cfg.observation_style!r} replays code in IPython, which this Python cannot"
+                " import (pip install 'ipython>=8.18,<9')"
+            )
         self._index = next(_COUNTER)
         self._lock = threading.Condition()
         self._closed = False
