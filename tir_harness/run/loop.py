@@ -205,9 +205,10 @@ def run_trajectory(
             if replays:
                 observation = session.replay(blocks)
                 seconds = observation.elapsed
-            for block in [] if replays else blocks:  # the observation is what the last block produced
-                observation = session.run(block)
-                seconds += observation.elapsed
+            else:
+                for block in blocks:  # the observation is what the last block produced
+                    observation = session.run(block)
+                    seconds += observation.elapsed
             assert observation is not None
             calls += 1
             turn.code, turn.code_blocks, turn.observation = "\n".join(blocks), blocks, observation.text
