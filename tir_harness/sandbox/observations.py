@@ -43,8 +43,6 @@ __all__ = [
 
 MODES = ("live", "reference")
 NOTE_LOST = "[The Python session was restarted: variables from earlier cells are lost.]"
-REFERENCE_EMPTY = reference.EMPTY
-REFERENCE_TIMEOUT = reference.TIMEOUT
 
 Renderer = Callable[[Execution, int], str]
 
