@@ -262,10 +262,12 @@
 
   // A filter select for each column that has one, unless all rows have one value (nothing to narrow).
   function addFilter(c) {
-    var kind = CELLS[c.cell], seen = new Set();
-    rows.forEach(function (r) {
-      (kind.values ? kind.values(r[c.index]) : [r[c.index]]).forEach(function (v) { seen.add(v === null ? null : String(v)); });
-    });
+    var kind = CELLS[c.cell], seen = new Set(), index = c.index, i, v;
+    for (i = 0; i < rows.length; i++) {
+      v = rows[i][index];
+      if (kind.values) kind.values(v).forEach(function (x) { seen.add(x === null ? null : String(x)); });
+      else seen.add(v === null ? null : String(v));
+    }
     if (seen.size < 2) return;
     var values = Array.from(seen).filter(function (v) { return v !== null; })
       .sort(function (a, b) { return a.localeCompare(b, undefined, { numeric: true }); });
@@ -283,6 +285,7 @@
   function apply() {
     var search = $("search").value.trim().toLowerCase();
     var active = filters.filter(function (f) { return f.select.value !== ""; });
+    var at = active.map(function (f) { return f.column.index; }), wanted = active.map(function (f) { return f.select.value; });
     var searchable = columns.filter(function (c) { return c.search; });
     if (search) {
       if (lowered === null) lowered = questions.map(function (q) { return q.toLowerCase(); });
@@ -293,7 +296,7 @@
     var picked = [], q = C.question, texts = searchable.map(function (c) { return searched[c.name]; });
     for (var i = 0; i < rows.length; i++) {
       var r = rows[i], keep = true, k;
-      for (k = 0; k < active.length && keep; k++) keep = active[k].match(r[active[k].column.index], active[k].select.value);
+      for (k = 0; k < active.length && keep; k++) keep = active[k].match(r[at[k]], wanted[k]);
       if (keep && search) {
         keep = lowered[r[q]].indexOf(search) >= 0;
         for (k = 0; k < texts.length && !keep; k++) keep = texts[k][i].indexOf(search) >= 0;
