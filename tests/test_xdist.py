@@ -60,7 +60,11 @@ def pytest_tir_make_engine(config, model):
         say("TEST: engine starting")
         hold("release-start")
     if os.environ.get("TIR_TEST_CRASH_START") and first("crashed"):
-        os._exit(1)  # one worker dies while its engine starts; its replacement does not
+        # One worker dies while its engine starts (its replacement does not), once the test saw the other's tests
+        # pass: the controller has sent every worker its items by then.
+        say("TEST: engine starting, to crash")
+        hold("release-start")
+        os._exit(1)
 
     def respond(request):
         prompt = request.prompt
@@ -95,10 +99,12 @@ def project(tmp_path: Path) -> Iterator[Path]:
     yield root
 
 
-def problems(root: Path, fast: int, held: int = 0, **special: str) -> None:
-    rows = [{"id": f"fast{i}", "question": f"FAST: ANSWER {i}.", "answer": str(i)} for i in range(fast)]
+def problems(root: Path, fast: int, held: int = 0, first: dict[str, str] | None = None, **last: str) -> None:
+    """Problems in file (and test) order: `first` ones, `fast` ones, `held` ones, `last` ones (id: kind)."""
+    rows = [{"id": name, "question": f"{kind}: ANSWER 99.", "answer": "99"} for name, kind in (first or {}).items()]
+    rows += [{"id": f"fast{i}", "question": f"FAST: ANSWER {i}.", "answer": str(i)} for i in range(fast)]
     rows += [{"id": f"held{i}", "question": f"HOLD: ANSWER {i}.", "answer": str(i)} for i in range(held)]
-    rows += [{"id": name, "question": f"{kind}: ANSWER 99.", "answer": "99"} for name, kind in special.items()]
+    rows += [{"id": name, "question": f"{kind}: ANSWER 99.", "answer": "99"} for name, kind in last.items()]
     (root / "problems.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
@@ -134,19 +140,14 @@ def manifest(tmp_path: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- crashed workers
 
 
-def assert_one_crash(run: Run, tmp_path: Path, total: int, before_its_items: bool = False) -> None:
-    """One test failed naming the crash, every other one passed, the run replaced the worker and reported.
-
-    With `before_its_items`, a worker that died before the controller sent it its items had no test running:
-    then none fails."""
+def assert_one_crash(run: Run, tmp_path: Path, total: int) -> None:
+    """One test failed naming the crash, every other one passed, the run replaced the worker and reported."""
     code = run.finish()
+    assert code == pytest.ExitCode.TESTS_FAILED, run.output
     found = outcomes(run)
     assert len(found) == total, run.output
-    failed = [name for name, outcome in found.items() if outcome == "FAILED"]
-    assert code == (pytest.ExitCode.TESTS_FAILED if failed else pytest.ExitCode.OK), run.output
-    if not (before_its_items and not failed):
-        (crashed,) = failed
-        assert re.search(rf"worker 'gw\d+' crashed while running 'test_bench.py::test_mine\[{crashed}\]'", run.output)
+    (crashed,) = [name for name, outcome in found.items() if outcome == "FAILED"]
+    assert re.search(rf"worker 'gw\d+' crashed while running 'test_bench.py::test_mine\[{crashed}\]'", run.output)
     assert "replacing crashed worker" in run.output
     in_report = assert_report_is_the_store(run, tmp_path)
     assert {name for name, outcome in found.items() if outcome == "PASSED"} <= set(in_report)
@@ -159,9 +160,10 @@ def test_a_worker_that_exits_mid_run_is_replaced_and_the_run_ends(project, tmp_p
 
 
 def test_a_worker_killed_by_sigkill_is_replaced_and_the_run_ends(project, tmp_path):
-    problems(project, fast=9, victim="KILLME")
+    problems(project, first={"victim": "KILLME"}, fast=9)  # the first test of its worker: the others wait behind it
     run = start(project, tmp_path)
     run.wait_for(r"TEST: kill pid \d+")
+    run.wait_for(r" PASSED ")  # the other worker runs its tests: the victim's worker has its items too
     pid = int(re.findall(r"TEST: kill pid (\d+)", run.output)[0])
     os.kill(pid, signal.SIGKILL)
     (project / "release").touch()  # the replacement solves the problem without waiting
@@ -171,7 +173,10 @@ def test_a_worker_killed_by_sigkill_is_replaced_and_the_run_ends(project, tmp_pa
 def test_a_worker_that_dies_while_its_engine_starts_is_replaced(project, tmp_path):
     problems(project, fast=10)
     run = start(project, tmp_path, env={"TIR_TEST_CRASH_START": "1"})
-    assert_one_crash(run, tmp_path, total=10, before_its_items=True)
+    run.wait_for(r"TEST: engine starting, to crash")
+    run.wait_for(r" PASSED ")  # the other worker runs its tests: the crashing one has its items too
+    (project / "release-start").touch()
+    assert_one_crash(run, tmp_path, total=10)
 
 
 def test_without_restarts_a_crashed_workers_share_fails_naming_the_crash(project, tmp_path):
@@ -213,6 +218,7 @@ def test_one_signal_finishes_what_is_in_flight_and_reports_all_of_it(project, tm
     assert manifest(tmp_path)["from_store"] == len(in_report) - len(outcomes(run))
     assert (tmp_path / "run" / "report.html").exists()
     assert "tir-harness summary" in run.output
+    assert list((project / "tmp").glob("tir-exec-*")) == []  # every worker closed its sandbox
 
 
 @TARGETS
@@ -246,20 +252,23 @@ def assert_stopped_before_any_test(run: Run, tmp_path: Path) -> None:
     assert "replacing crashed worker" not in run.output
 
 
-def test_a_signal_while_the_workers_collect_ends_the_run(project, tmp_path):
+@TARGETS
+def test_a_signal_while_the_workers_collect_ends_the_run(project, tmp_path, signum, group):
     problems(project, fast=6)
     run = start(project, tmp_path, env={"TIR_TEST_HOLD_COLLECTION": "1"})
     run.wait_for(r"TEST: collecting", count=2)
-    run.signal(signal.SIGINT, group=True)
+    run.signal(signum, group)
+    run.wait_for(r"interrupted: finishing the trajectories in flight")
     (project / "release-collection").touch()
     assert_stopped_before_any_test(run, tmp_path)
 
 
-def test_a_signal_while_the_engines_start_ends_the_run_before_any_generation(project, tmp_path):
+@TARGETS
+def test_a_signal_while_the_engines_start_ends_the_run_before_any_generation(project, tmp_path, signum, group):
     problems(project, fast=6)
     run = start(project, tmp_path, env={"TIR_TEST_HOLD_START": "1"})
     run.wait_for(r"TEST: engine starting", count=2)
-    run.signal(signal.SIGTERM)
+    run.signal(signum, group)
     run.wait_for(r"interrupted: finishing the trajectories in flight")
     (project / "release-start").touch()
     assert_stopped_before_any_test(run, tmp_path)

@@ -8,6 +8,11 @@ Before any test runs, the report folder is created and locked (`.tir-harness.loc
 the run ends: a second run into the same folder is refused instead of interleaving its lines) and the
 baseline is read, so that a bad folder or baseline is one line and exit 4 before anything is generated.  A
 write that fails later (a full disk) stops the run with one line; the lines already written stay whole.
+Under pytest-xdist this happens when the session starts, so that the workers store under the final run id.
+
+The result store is the source of truth for what finished: at the end the records this run stored but no test
+reported (trajectories in flight when the run was interrupted, or on a worker that crashed) are added from it,
+so that an interrupted run's report holds what the store holds of it (docs/reports.md).
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 Once collection is final (after -k, -m, --lf and every other filter), the runner knows exactly which
 problems its tests will ask for.  At the start of the test loop it starts the engine and the executor once,
 takes what the result store already holds, and submits everything else to the scheduler at once; each test
-then waits only for its own problem's trajectories.
+then waits only for its own problem's trajectories.  An xdist worker's share comes from the controller
+(`workerinput`, plugin/xdist.py), and so do its signals: the first ends its test loop after the test in
+progress, the second stops it at once.
 """
 
 from __future__ import annotations

@@ -304,11 +304,13 @@ class XdistHooks:
             reporter.prepare()  # the run id the workers store their records under is final from here on
         runner = self._runner(config)
         if runner is not None:
-            interrupts = self._interrupts = runner.interrupts
-            interrupts.role = "controller"
-            interrupts.forward = self._forward
+            interrupts = runner.interrupts
+            interrupts.role, interrupts.forward = "controller", self._forward
             if interrupts.install():
+                self._interrupts = interrupts  # from here on, new workers are set up to take the signals passed on
                 threading.Thread(target=self._announce, args=(runner,), name="tir-harness-signals", daemon=True).start()
+            else:  # not pytest's main thread: Python's own signal handling, and xdist's
+                interrupts.role, interrupts.forward = "single", None
 
     def pytest_xdist_setupnodes(self, config: pytest.Config, specs: Sequence[Any]) -> None:
         sched = self._scheduler(config)
@@ -359,7 +361,10 @@ class XdistHooks:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         interrupts = self._interrupts
-        if interrupts is None or not interrupts.abort.is_set():
+        if interrupts is None:
+            return
+        interrupts.closing = True  # a further signal cuts the waits below short instead of raising
+        if not interrupts.abort.is_set():
             return
         # Stopped at once: the workers were told to stop (each os._exits once its sandboxes are gone); whatever
         # is still up after ABORT_WAIT is killed, so that xdist's teardown does not wait for it.
