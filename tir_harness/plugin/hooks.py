@@ -21,6 +21,7 @@ import pytest
 from tir_harness.plugin import options as _options
 from tir_harness.plugin.reporter import Reporter, default_run_id
 from tir_harness.plugin.runner import PROBLEM_FIXTURE, Runner, StartupError, Unavailable
+from tir_harness.plugin.xdist import RUN_ID_KEY
 from tir_harness.run.problems import DataError, DatasetNotFound, Problem, load, load_jsonl, splits
 from tir_harness.run.results import Result
 
@@ -71,7 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
     worker = getattr(config, "workerinput", None)
     run_dir = Path(opts.report_dir) if opts.report_dir else config.rootpath / "reports" / default_run_id(opts.model)
     # An xdist worker stores its records under the controller's run id (its own clock may be a second later).
-    runner = Runner(config, opts, (worker or {}).get("tir_run_id") or run_dir.name)
+    runner = Runner(config, opts, (worker or {}).get(RUN_ID_KEY) or run_dir.name)
     config.stash[runner_key] = runner
     config.pluginmanager.register(runner, "tir-harness-runner")
     if worker is None and not config.option.collectonly:

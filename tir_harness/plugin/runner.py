@@ -27,6 +27,7 @@ from tir_harness.engines.models import ModelError, ModelSpec, resolve_model
 from tir_harness.plugin.guard import Interrupts, SafeEngine, safe_sessions
 from tir_harness.plugin.options import HarnessOptions
 from tir_harness.plugin.reporter import ENGINE_PROPERTY, RECORDS_PROPERTY
+from tir_harness.plugin.xdist import INTERRUPTED, SIGNALS_KEY
 from tir_harness.records.store import StoreError
 from tir_harness.records.trajectory import END_ERROR, Trajectory
 from tir_harness.records.verdict import regraded
@@ -82,7 +83,7 @@ class Runner:
         self._started = False
         self._reported_info = False
         worker = getattr(config, "workerinput", None)
-        if worker is not None and worker.get("tir_signals"):
+        if worker is not None and worker.get(SIGNALS_KEY):
             # The xdist controller passes its signals on (plugin/xdist.py); those it sent before now come here.
             self.interrupts = Interrupts("worker")
             self.interrupts.on_stop = self._interrupted
@@ -152,7 +153,7 @@ class Runner:
         """A worker's first signal (passed on by the controller): end the test loop after the test in progress;
         the trajectories in flight finish into the store when the session closes."""
         if self.session is not None:
-            self.session.shouldstop = "tir-harness: interrupted by a signal"
+            self.session.shouldstop = INTERRUPTED
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.close(cancel=True)

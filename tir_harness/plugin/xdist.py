@@ -32,6 +32,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -271,13 +272,14 @@ class XdistHooks:
     def __init__(self) -> None:
         self.sched: ShareScheduling | None = None
         self._pids: dict[WorkerController, int] = {}  # local workers that take the signals passed on
-        self._nodes: list[WorkerController] = []
         self._interrupts: Any = None
 
-    def _runner(self, config: pytest.Config) -> Runner | None:
+    @staticmethod
+    def _runner(config: pytest.Config) -> Runner | None:
         return config.pluginmanager.get_plugin("tir-harness-runner")  # type: ignore[no-any-return]
 
-    def _reporter(self, config: pytest.Config) -> Reporter | None:
+    @staticmethod
+    def _reporter(config: pytest.Config) -> Reporter | None:
         return config.pluginmanager.get_plugin("tir-harness-reporter")  # type: ignore[no-any-return]
 
     @staticmethod
@@ -308,7 +310,9 @@ class XdistHooks:
             interrupts.role, interrupts.forward = "controller", self._forward
             if interrupts.install():
                 self._interrupts = interrupts  # from here on, new workers are set up to take the signals passed on
-                threading.Thread(target=self._announce, args=(runner,), name="tir-harness-signals", daemon=True).start()
+                announce = threading.Thread(target=self._announce, args=(config,), name="tir-harness-signals")
+                announce.daemon = True
+                announce.start()
             else:  # not pytest's main thread: Python's own signal handling, and xdist's
                 interrupts.role, interrupts.forward = "single", None
 
@@ -321,7 +325,6 @@ class XdistHooks:
         config = node.config
         if not self._evaluating(config):
             return
-        self._nodes.append(node)
         reporter = self._reporter(config)
         if reporter is not None:
             node.workerinput[RUN_ID_KEY] = reporter.run_id
@@ -366,12 +369,10 @@ class XdistHooks:
         interrupts.closing = True  # a further signal cuts the waits below short instead of raising
         if not interrupts.abort.is_set():
             return
-        # Stopped at once: the workers were told to stop (each os._exits once its sandboxes are gone); whatever
-        # is still up after ABORT_WAIT is killed, so that xdist's teardown does not wait for it.
-        import time
-
+        # Stopped at once: the workers still running were told to stop (each os._exits once its sandboxes are
+        # gone); whatever is still up after ABORT_WAIT is killed, so that xdist's teardown does not wait for it.
         deadline = time.monotonic() + ABORT_WAIT
-        for node in self._nodes:
+        for node in list(self._pids):
             with contextlib.suppress(Exception):
                 node.gateway.join(max(0.0, deadline - time.monotonic()))
         for node, pid in list(self._pids.items()):
@@ -388,11 +389,17 @@ class XdistHooks:
         for pid in list(self._pids.values()) if pids is None else pids:
             _signal(pid, WORKER_STOP if stage == 1 else WORKER_ABORT)
 
-    def _announce(self, runner: Runner) -> None:
+    def _announce(self, config: pytest.Config) -> None:
+        # Not in the signal handler: a write to the terminal there could land inside another one.
         interrupts = self._interrupts
         interrupts.stopping.wait()
-        if not interrupts.abort.is_set() and not interrupts.closing:
-            runner._warn("interrupted: finishing the trajectories in flight (interrupt again to stop at once)")
+        terminal = config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None and not interrupts.abort.is_set() and not interrupts.closing:
+            terminal.ensure_newline()
+            terminal.write_line(
+                "tir-harness: interrupted: finishing the trajectories in flight (interrupt again to stop at once)",
+                yellow=True,
+            )
 
 
 def _worker_setup(node: WorkerController) -> tuple[int, bool]:
