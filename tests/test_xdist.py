@@ -69,6 +69,8 @@ def pytest_tir_make_engine(config, model):
     def respond(request):
         prompt = request.prompt
         if "CRASH" in prompt and first("crashed"):
+            say("TEST: crashing")
+            hold("release-crash")
             os._exit(1)  # as a segfault of the engine would
         if "KILLME" in prompt and not (HERE / "release").exists():
             say(f"TEST: kill pid {os.getpid()}")
@@ -154,9 +156,19 @@ def assert_one_crash(run: Run, tmp_path: Path, total: int) -> None:
     assert (tmp_path / "run" / "report.html").exists()
 
 
+def crash_when_scheduled(run: Run, project: Path) -> None:
+    """The first test of one worker is the crash: let it crash once the other worker runs its tests (the
+    controller has sent every worker its items by then), with the crashed worker's other items still to run."""
+    run.wait_for(r"TEST: crashing")
+    run.wait_for(r" PASSED ")
+    (project / "release-crash").touch()
+
+
 def test_a_worker_that_exits_mid_run_is_replaced_and_the_run_ends(project, tmp_path):
-    problems(project, fast=9, crash="CRASH")
-    assert_one_crash(start(project, tmp_path), tmp_path, total=10)
+    problems(project, first={"crash": "CRASH"}, fast=9)
+    run = start(project, tmp_path)
+    crash_when_scheduled(run, project)
+    assert_one_crash(run, tmp_path, total=10)
 
 
 def test_a_worker_killed_by_sigkill_is_replaced_and_the_run_ends(project, tmp_path):
@@ -180,16 +192,18 @@ def test_a_worker_that_dies_while_its_engine_starts_is_replaced(project, tmp_pat
 
 
 def test_without_restarts_a_crashed_workers_share_fails_naming_the_crash(project, tmp_path):
-    problems(project, fast=9, crash="CRASH")
+    problems(project, first={"crash": "CRASH"}, fast=9)
     run = start(project, tmp_path, "--max-worker-restart=0")
+    crash_when_scheduled(run, project)
     assert run.finish() == pytest.ExitCode.TESTS_FAILED, run.output
     found = outcomes(run)
     assert len(found) == 10, run.output  # every test has an outcome
     failed = {name for name, outcome in found.items() if outcome == "FAILED"}
-    # The crashed worker's slot (the crash problem is item 9: slot 1 of 2) ends as failures naming the crash.
-    slot = {name for i, name in enumerate([*(f"fast{i}" for i in range(9)), "crash"]) if i in share(10, 1, 2)}
-    assert failed <= slot and len(failed) >= 2, run.output
-    assert len(re.findall(r"tir-harness: not run: worker gw\d+ crashed", run.output)) >= 1
+    # The crashed worker's slot (the crash problem is item 0: slot 0 of 2) ends as failures naming the crash.
+    slot = {name for i, name in enumerate(["crash", *(f"fast{i}" for i in range(9))]) if i in share(10, 0, 2)}
+    assert failed == slot, run.output
+    assert re.search(r"worker 'gw\d+' crashed while running 'test_bench.py::test_mine\[crash\]'", run.output)
+    assert re.search(r"tir-harness: not run: worker gw\d+ crashed \(.*\); no worker was left to run it", run.output)
     assert "replacing crashed worker" not in run.output
     in_report = assert_report_is_the_store(run, tmp_path)
     assert {name for name, outcome in found.items() if outcome == "PASSED"} <= set(in_report)
