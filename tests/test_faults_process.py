@@ -58,7 +58,10 @@ def test_mine(problem, solve):
 class Run:
     """A `python -m pytest` process whose output lines can be waited for."""
 
-    def __init__(self, cwd: Path, *args: str, env: dict[str, str] | None = None, workers: int = 0) -> None:
+    def __init__(
+        self, cwd: Path, *args: str, env: dict[str, str] | None = None, workers: int = 0, wait: float = WAIT
+    ) -> None:
+        self.wait = wait  # seconds: a bound against hanging, never a synchronization
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         xdist = ["-n", str(workers)] if workers else ["-p", "no:xdist"]
@@ -80,13 +83,13 @@ class Run:
 
     def wait_for(self, pattern: str, count: int = 1) -> None:
         """Until `count` lines matched `pattern` (a regex), or fail with the output so far."""
-        deadline = time.monotonic() + WAIT
+        deadline = time.monotonic() + self.wait
         seen = sum(bool(re.search(pattern, line)) for line in self.lines)
         while seen < count:
             try:
                 line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                pytest.fail(f"no {pattern!r} within {WAIT} s; output:\n" + "\n".join(self.lines))
+                pytest.fail(f"no {pattern!r} within {self.wait} s; output:\n" + "\n".join(self.lines))
             if line is None:
                 pytest.fail(f"the run ended before {pattern!r}; output:\n" + "\n".join(self.lines))
             self.lines.append(line)
@@ -101,12 +104,12 @@ class Run:
 
     def finish(self) -> int:
         try:
-            code = self.proc.wait(WAIT)
+            code = self.proc.wait(self.wait)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGKILL)  # the workers too
             pytest.fail("the run did not end; output:\n" + "\n".join(self.lines))
-        while (line := self._queue.get(timeout=WAIT)) is not None:
+        while (line := self._queue.get(timeout=self.wait)) is not None:
             self.lines.append(line)
         return code
 
