@@ -249,8 +249,8 @@ class _OutOfTime(Exception):
 class _Budget:
     """Seconds of helper time a record may still use (waiting for a free or starting helper is not counted)."""
 
-    def __init__(self, seconds: float = REFERENCE_TIMEOUT_S) -> None:
-        self.left = seconds
+    def __init__(self) -> None:
+        self.left = REFERENCE_TIMEOUT_S
 
 
 def _float(text: str) -> float | None:
