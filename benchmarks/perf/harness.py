@@ -13,7 +13,9 @@ is the harness's (plugin, scheduler, loop, sandbox, grading, store, reporter).  
 - one / three: one or three turns with a ```python block (run in the real sandbox), then the answer;
 - rerun: `one` again on its store: every trajectory is taken from the store (graded again only if the
   graders changed since);
-- wrong-rerun: `wrong` again on its store.
+- wrong-rerun: `wrong` again on its store;
+- wrong-fail (not run by default): `wrong` with the test asserting the gold, so that nearly every test fails:
+  what pytest's failure reports add (not the harness's cost).
 
 Printed per mode: trajectories per second over the test loop (from the first test to the last report) and
 over the whole pytest process, peak RSS of the pytest process (its own, not the sandbox's) and its largest
@@ -38,9 +40,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-MODES = ("floor", "none", "wrong", "one", "three", "rerun", "wrong-rerun")
-BLOCKS = {"none": 0, "wrong": 0, "one": 1, "three": 3, "rerun": 1, "wrong-rerun": 0}
-WRONG = ("wrong", "wrong-rerun")
+MODES = ("floor", "none", "wrong", "one", "three", "rerun", "wrong-rerun", "wrong-fail")
+DEFAULT_MODES = ("floor", "none", "wrong", "one", "three", "rerun", "wrong-rerun")
+BLOCKS = {"none": 0, "wrong": 0, "one": 1, "three": 3, "rerun": 1, "wrong-rerun": 0, "wrong-fail": 0}
+WRONG = ("wrong", "wrong-rerun", "wrong-fail")
 
 CONFTEST = '''
 import json
@@ -123,12 +126,20 @@ def pytest_unconfigure(config):
                    "fds": FDS[0]}, f)
 '''
 
+# Every mode asserts once per test and passes (the wrong modes check the engine's 42), so pytest does the same
+# work in each and the modes differ only in what the harness grades: right answers, or wrong ones against the
+# gold (both graders' slow path).  `wrong-fail` asserts the gold instead: pytest's own cost of 5,000 failures.
 TEST_FILE = '''
+import os
+
 import pytest
+
+EXPECT_42 = os.environ.get("TIR_BENCH_EXPECT") == "42"
+
 
 @pytest.mark.tir_dataset("math", split="test")
 def test_math(problem, solve):
-    assert solve(problem).answer == problem.answer
+    assert solve(problem).answer == ("42" if EXPECT_42 else problem.answer)
 '''
 
 FLOOR_FILE = '''
@@ -143,7 +154,8 @@ def test_floor(i):
 def run_mode(mode: str, work: Path, problems: int, store: Path, profile: Path | None) -> dict[str, Any]:
     out = work / f"{mode}.json"
     env = {**os.environ, "TIR_BENCH_BLOCKS": str(BLOCKS.get(mode, 0)), "TIR_BENCH_OUT": str(out),
-           "TIR_BENCH_N": str(problems), "TIR_BENCH_WRONG": "1" if mode in WRONG else "0"}
+           "TIR_BENCH_N": str(problems), "TIR_BENCH_WRONG": "1" if mode in WRONG else "0",
+           "TIR_BENCH_EXPECT": "42" if mode in ("wrong", "wrong-rerun") else "gold"}
     for name in ("TIR_STORE_DIR", "TIR_DATA_DIR", "TIR_MODEL"):  # the shipped MATH test set, nothing else
         env.pop(name, None)
     target = "test_floor.py" if mode == "floor" else "test_math.py"
@@ -159,7 +171,8 @@ def run_mode(mode: str, work: Path, problems: int, store: Path, profile: Path | 
     done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     tail = done.stdout.strip().splitlines()[-1:] if done.stdout.strip() else []
-    if done.returncode != 0 or not out.exists():
+    failed_tests_expected = mode == "wrong-fail"  # pytest exits 1 when tests fail: here nearly all do, on purpose
+    if done.returncode not in ((0, 1) if failed_tests_expected else (0,)) or not out.exists():
         sys.exit(f"{mode}: pytest exited with {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     measured = json.loads(out.read_text())
     out.unlink()
@@ -170,7 +183,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--problems", type=int, default=5000, help="at most 5000 (the MATH test set)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per mode; medians are printed")
-    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
+    parser.add_argument("--modes", default=",".join(DEFAULT_MODES), help=f"comma-separated, of {', '.join(MODES)}")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy every run into this folder")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (its path is printed)")
     args = parser.parse_args()
@@ -195,7 +208,7 @@ def main() -> None:
                     run_mode("wrong", work, args.problems, wrong_store, None)
                 if mode in ("one", "rerun"):
                     mode_store = store
-                elif mode in WRONG:
+                elif mode in ("wrong", "wrong-rerun"):
                     mode_store = wrong_store
                 else:
                     mode_store = work / f"store-{r}-{mode}"

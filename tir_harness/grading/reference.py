@@ -294,6 +294,8 @@ def _math_equal(prediction: str, reference: str, symbolic: bool, budget: _Budget
             return True
     if not symbolic or len(prediction) > MAX_SYMBOLIC_CHARS or len(reference) > MAX_SYMBOLIC_CHARS:
         return False
+    if _apart(prediction, reference):
+        return False  # what sympy would conclude, known without it (the common case of a wrong answer)
     return _symbolic_equal(prediction, reference, budget)
 
 
@@ -302,6 +304,231 @@ def _close(a: float, b: float, rel: float) -> bool:
         return math.isclose(a, b, rel_tol=rel)
     except (TypeError, ValueError, OverflowError):
         return False
+
+
+# ------------------------------------------------------------------------- wrong answers without sympy
+#
+# Most wrong answers differ from the gold by value: 42 against \frac{\sqrt{3}}{2} or 7(x+3)(x-3).  For text in
+# a small LaTeX subset that sympy's antlr parser reads in one known way (numbers, letters as symbols, `\pi` as
+# the symbol pi as antlr makes it, + - * / \times, ^{...}, \frac{}{}, \sqrt{}, implicit products, () and {}
+# groups; a letter before `(` (a function for antlr), `d` before a letter (a differential) and anything else
+# are not read), both sides are evaluated here in floating point at two points.  When the difference is
+# clearly not zero, and no side with symbols is constant at both points (its symbols might cancel), sympy can
+# find neither `simplify(a - b) == 0` nor `isclose(N(a), N(b), rel_tol=1e-3)` (for constants the difference is
+# also beyond that tolerance): the verdict is "not equal" without the helper.  Everything else, including
+# any overflow or close call, goes to sympy as before.
+
+_SUBSET = re.compile(r"(?:[0-9.+\-*/:^(){}a-zA-Z]|\\(?:frac|sqrt|pi|times)(?![a-zA-Z]))+")
+_POINT_VALUES = (
+    (0.7310585786, 1.3178, -0.4423, 2.1171, 0.3819, -1.2743, 1.0987, -0.8312),
+    (1.6449, -0.5772, 0.9159, 1.2021, -2.3026, 0.6931, -1.4142, 0.3333),
+)
+
+
+class _Unreadable(Exception):
+    pass
+
+
+class _Reader:
+    """Reads the subset by recursive descent, evaluating as it goes; symbols take the point's values."""
+
+    def __init__(self, text: str, point: dict[str, float], values: tuple[float, ...]) -> None:
+        self.text, self.i, self.point, self.values, self.symbols = text, 0, point, values, False
+
+    def read(self) -> complex:
+        value = self._sum()
+        if self.i != len(self.text):
+            raise _Unreadable
+        return value
+
+    def _at(self, word: str) -> bool:
+        return self.text.startswith(word, self.i)
+
+    def _take(self, word: str) -> bool:
+        if self._at(word):
+            self.i += len(word)
+            return True
+        return False
+
+    def _sum(self) -> complex:
+        value = -self._product() if self._take("-") else self._product()
+        while self._at("+") or self._at("-"):
+            minus = self._take("-") or not self._take("+")
+            term = self._product()
+            value = value - term if minus else value + term
+        return value
+
+    def _product(self) -> complex:
+        value = self._power()
+        while self.i < len(self.text):
+            if self._take("\\times") or self._take("*"):
+                value *= self._power()
+            elif self._take("/") or self._take(":"):
+                value = _divide(value, self._power())  # antlr reads a ratio 1:2 as a division
+            elif self.text[self.i] in "({\\" or self.text[self.i].isalnum():
+                value *= self._power()  # 2x, 2\sqrt{3}, 1\frac{2}{3}: products (antlr reads no mixed numbers)
+            else:
+                break
+        return value
+
+    def _power(self) -> complex:
+        base = self._atom()
+        if not self._take("^"):
+            return base
+        if self._at("{"):
+            exponent = self._group()
+        elif self.i < len(self.text) and self.text[self.i].isdigit():
+            exponent = self._number()  # x^23 is x to the 23rd: antlr's NUMBER token takes every digit
+        elif self.i < len(self.text) and self.text[self.i].isalpha():
+            exponent = self._letter()
+        else:
+            raise _Unreadable
+        positive_base = base.real > 0 and base.imag == 0
+        if exponent.imag or abs(exponent.real) > 64 or not (positive_base or exponent.real.is_integer()):
+            raise _Unreadable
+        if base == 0 and exponent.real <= 0:
+            raise _Unreadable
+        return base**exponent.real
+
+    def _group(self) -> complex:
+        close = ")" if self.text[self.i] == "(" else "}"
+        self.i += 1
+        value = self._sum()
+        if not self._take(close):
+            raise _Unreadable
+        return value
+
+    def _symbol(self, name: str) -> complex:
+        self.symbols = True
+        if name not in self.point:
+            self.point[name] = self.values[len(self.point) % len(self.values)]
+        return complex(self.point[name])
+
+    def _number(self) -> complex:
+        number = re.match(r"\d+(?:\.\d+)?", self.text[self.i :])
+        if number is None:
+            raise _Unreadable
+        self.i += number.end()
+        return complex(float(number.group()))
+
+    def _letter(self) -> complex:
+        c, after = self.text[self.i], self.text[self.i + 1 : self.i + 2]
+        if after == "(":
+            raise _Unreadable  # x(2): a function application for antlr
+        if c == "d" and (after == "\\" or (after.isalpha() and "\\frac" in self.text)):
+            raise _Unreadable  # differentials: \frac{dy}{dx} is a derivative
+        if c == "d" and after.isalpha():
+            self.i += 2
+            return self._symbol(c + after)  # `dy` is one symbol (antlr's DIFFERENTIAL token)
+        self.i += 1
+        return self._symbol(c)
+
+    def _atom(self) -> complex:
+        c = self.text[self.i] if self.i < len(self.text) else ""
+        if c in ("(", "{"):
+            return self._group()
+        if c.isdigit():
+            return self._number()
+        if c.isalpha():
+            return self._letter()
+        if self._take("\\pi"):
+            return self._symbol("\\pi")
+        if self._take("\\frac"):
+            numerator = self._braced()
+            return _divide(numerator, self._braced())
+        if self._take("\\sqrt"):
+            radicand = self._braced()
+            if radicand.imag or radicand.real < 0:
+                raise _Unreadable
+            return complex(math.sqrt(radicand.real))
+        raise _Unreadable
+
+    def _braced(self) -> complex:
+        if not self._at("{"):
+            raise _Unreadable
+        return self._group()
+
+
+def _divide(a: complex, b: complex) -> complex:
+    if b == 0:
+        raise _Unreadable
+    return a / b
+
+
+def _evaluate(text: str, point: dict[str, float], values: tuple[float, ...]) -> tuple[complex, bool] | None:
+    if len(text) > 200 or not _SUBSET.fullmatch(text):
+        return None
+    reader = _Reader(text, point, values)
+    try:
+        value = reader.read()
+    except (_Unreadable, OverflowError, ValueError, ZeroDivisionError, RecursionError):
+        return None
+    if not (math.isfinite(value.real) and math.isfinite(value.imag)) or abs(value) > 1e12:
+        return None
+    return value, reader.symbols
+
+
+_PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def _bracket_list(text: str) -> bool:
+    """`(1,2)`, `[0,\\infty)`, `(-\\infty,-8)\\cup(8,\\infty)`: a comma inside the first bracket, between
+    anything but digits (`(1,000)` is the number 1000 for antlr).  antlr stops at that comma with a syntax
+    error, and what parse_expr makes of the text (a tuple, a list, nothing) is never a number."""
+    if text[:1] not in ("(", "["):
+        return False
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+            if depth == 0:
+                return False
+        elif ch == "," and depth == 1:
+            return not (text[i - 1 : i].isdigit() and len(text[i + 1 : i + 4]) == 3 and text[i + 1 : i + 4].isdigit())
+    return False
+
+
+def _first_item(text: str) -> str | None:
+    """What antlr reads of a list: `2,-3,4` is 2 (it stops at the first comma outside brackets, without an
+    error).  None when a comma could continue a number (`1,000` is one NUMBER token)."""
+    depth = 0
+    for i, ch in enumerate(text):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            if text[i - 1 : i].isdigit() and len(text[i + 1 : i + 4]) == 3 and text[i + 1 : i + 4].isdigit():
+                return None
+            return text[:i] or None
+    return text
+
+
+def _apart(a: str, b: str) -> bool:
+    """True when sympy could not find `a` equal to `b` (see above); False means "ask sympy"."""
+    if (_PLAIN_NUMBER.fullmatch(a) and _bracket_list(b)) or (_PLAIN_NUMBER.fullmatch(b) and _bracket_list(a)):
+        return True
+    first_a, first_b = _first_item(a), _first_item(b)
+    if first_a is None or first_b is None:
+        return False
+    a, b = first_a, first_b
+    at: list[list[tuple[complex, bool]]] = []
+    for values in _POINT_VALUES:
+        point: dict[str, float] = {}  # one assignment for both sides
+        pair = [_evaluate(x, point, values) for x in (a, b)]
+        if pair[0] is None or pair[1] is None:
+            return False
+        at.append(pair)  # type: ignore[arg-type]
+        if not (pair[0][1] or pair[1][1]):  # two constants: beyond isclose's tolerance, with room for rounding
+            (va, _), (vb, _) = pair  # type: ignore[misc]
+            return abs(va - vb) > 2e-3 * max(abs(va), abs(vb)) and abs(va - vb) > 1e-9
+    for side in (0, 1):
+        (v, symbolic), (w, _) = at[0][side], at[1][side]
+        if symbolic and abs(v - w) <= 1e-6 * max(abs(v), abs(w), 1.0):
+            return False  # symbols that may cancel (x - x + 1): sympy decides
+    return any(abs(p[0][0] - p[1][0]) > 1e-6 * max(abs(p[0][0]), abs(p[1][0]), 1.0) for p in at)
 
 
 # Verdicts of the sympy step by (prediction, gold): samples of one problem often repeat an answer.
