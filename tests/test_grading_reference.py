@@ -85,9 +85,9 @@ def test_the_antlr_runtime_stays_out_of_the_harness_process() -> None:
 
 def test_llama3_is_cut_at_the_last_user_header() -> None:
     first = (
-        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nQ\n" + INTEGRATE + LLAMA3_ASSISTANT.removeprefix(
-            "<|eot_id|>"
-        )
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nQ\n"
+        + INTEGRATE
+        + LLAMA3_ASSISTANT.removeprefix("<|eot_id|>")
     )
     turn = "```python\nprint(8)\n```"
     limited = first + turn + LLAMA3_USER + "```output\n8\n```" + LLAMA3_ASSISTANT + "\nReach max function call limit."
@@ -230,3 +230,30 @@ def test_math_pairs_agree_with_the_references_grader() -> None:
         if correct != row["verdict"]:
             disagree[(row["id"], row["kind"])] = f"ours {correct}, the reference's {row['verdict']}"
     assert disagree.keys() == EXPLAINED_MATH.keys(), disagree
+
+
+def test_the_one_math_gold_the_reference_read_wrong() -> None:
+    # test/prealgebra/177's solution says "boxed" again after its box: the reference's gold is a sentence
+    # (recorded), nothing equals it, and its right answer 12 fails there; here the gold is the problem's.
+    row = next(r for r in _rows("math_pairs.jsonl.gz") if r["id"] == "math/test/prealgebra/177")
+    assert row["ref_gt"].startswith("thecorrectanswer") and reference_gold(row["gold"], "math") == "12"
+    assert math_equal("12", row["ref_gt"]) is False  # the reference's own verdict on the right answer
+    assert reference_verdict("\\boxed{12}", row["gold"], dataset="math").correct is True
+
+
+def test_tora_gsm8k_run_agrees_with_the_references_grader() -> None:
+    # ToRA-70B's published greedy GSM8K run, sample by sample from the first: the closing step of each response,
+    # ToRA's own prediction for it, and the verdict of ToRA's grader (README.md here).
+    rows = _rows("tora70b_gsm8k.jsonl.gz")
+    assert [r["idx"] for r in rows] == list(range(len(rows))) and len(rows) >= 434
+    golds = {int(p.id.rsplit("/", 1)[1]): p.answer for p in load("gsm8k")}
+    disagree = []
+    for row in rows:
+        gold = golds[row["idx"]]
+        assert reference_gold(gold, "gsm8k") == row["ref_gt"], row
+        verdict = reference_verdict(row["tail"], gold, dataset="gsm8k")
+        if (verdict.prediction, verdict.correct) != (row["pred"], row["verdict"]):
+            disagree.append((row["idx"], verdict.prediction, verdict.correct, row["pred"], row["verdict"]))
+    assert disagree == []
+    if len(rows) == 1319:  # the whole run: ToRA's published 84.3
+        assert sum(r["verdict"] for r in rows) == 1112

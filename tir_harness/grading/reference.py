@@ -54,6 +54,7 @@ MAX_SYMBOLIC_CHARS = 400  # longer answers skip sympy (the reference would try; 
 REFERENCE_TIMEOUT_S = 10.0  # per record, as the reference's evaluate (pebble, timeout=10); helper time only
 MAX_HELPERS = 4
 _WORKER_START_TIMEOUT_S = 60.0
+_SPARE_HELPER_WAIT_S = 0.25  # a caller waits this long for a busy helper before another one is started
 _VENDOR = Path(__file__).resolve().parent / "_vendor" / "antlr411"
 
 # The reference cut the conversation at the last of its format's header (`prompt.split(ans_split)[-1]`).
@@ -472,10 +473,9 @@ _PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def _bracket_list(text: str) -> bool:
-    """`(1,2)`, `[0,\\infty)`, `(-\\infty,-8)\\cup(8,\\infty)`: a comma inside the first bracket, between
-    anything but digits (`(1,000)` is the number 1000 for antlr).  antlr stops at that comma with a syntax
-    error, and what parse_expr makes of the text (a tuple, a list, nothing) is never a number."""
-    if text[:1] not in ("(", "["):
+    """`(1,2)`, `[0,\\infty)`, `{A,D}`: a comma inside the first bracket, but not one that continues a number
+    (`(1,000)` is the number 1000 for antlr)."""
+    if text[:1] not in ("(", "[", "{"):
         return False
     depth = 0
     for i, ch in enumerate(text):
@@ -506,9 +506,36 @@ def _first_item(text: str) -> str | None:
     return text
 
 
+_UNLEXABLE = re.compile(r"\\[0-9-]|&")
+
+
+def _never_a_number(text: str) -> bool:
+    """Texts that sympy reads as something no number equals, whatever the number:
+    - a bracketed list (`(1,2)`, `[0,\\infty)`, `{A,D}`): antlr stops at its comma with a syntax error, and
+      parse_expr makes a tuple, a list, a set or nothing of it;
+    - a matrix (`\\begin{pmatrix}6\\3\\end{pmatrix}` once strip_string has halved its `\\\\`): `\\3`, `\\-`
+      and `&` are no antlr token (a syntax error) and parse_expr cannot read a backslash;
+    - a relation (`4x-5y=-50`, `f(2)<f(1)`) before any top-level comma: an Eq or a Boolean, which neither
+      subtracts from a number nor evaluates to one."""
+    if text.startswith("\\begin{") and _UNLEXABLE.search(text):
+        return True
+    first = _first_item(text)
+    if first is None:
+        return False
+    depth = 0
+    for ch in first:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch in "=<>" and depth == 0:
+            return True
+    return _bracket_list(text)
+
+
 def _apart(a: str, b: str) -> bool:
     """True when sympy could not find `a` equal to `b` (see above); False means "ask sympy"."""
-    if (_PLAIN_NUMBER.fullmatch(a) and _bracket_list(b)) or (_PLAIN_NUMBER.fullmatch(b) and _bracket_list(a)):
+    if (_PLAIN_NUMBER.fullmatch(a) and _never_a_number(b)) or (_PLAIN_NUMBER.fullmatch(b) and _never_a_number(a)):
         return True
     first_a, first_b = _first_item(a), _first_item(b)
     if first_a is None or first_b is None:
@@ -677,11 +704,15 @@ class _HelperPool:
             if self._pid != os.getpid():
                 self._idle, self._all, self._pid = [], [], os.getpid()
             while not self._idle:
-                if len(self._all) < self.size:
+                # Another helper costs seconds of CPU to start (sympy, the grammar): only when callers queue.
+                if len(self._all) < self.size and (not self._all or not self._cond.wait(_SPARE_HELPER_WAIT_S)):
+                    if self._idle:
+                        break
                     helper = _Helper()
                     self._all.append(helper)
                     return helper
-                self._cond.wait()
+                if len(self._all) >= self.size:
+                    self._cond.wait()
             return self._idle.pop()
 
     def _give_back(self, helper: _Helper) -> None:

@@ -60,8 +60,14 @@ def variants(gold: str) -> list[tuple[str, str]]:
         ("left_right", lambda g: g.replace("(", "\\left(").replace(")", "\\right)") if "\\left" not in g else g),
         ("spaces", lambda g: re.sub(r"\s*([+=,-])\s*", r" \1 ", g).strip()),
         ("swap_pair", lambda g: re.sub(r"^\(([^(),]+),([^(),]+)\)$", r"(\2,\1)", g)),
-        ("swap_list", lambda g: ", ".join(reversed(g.split(","))).replace("  ", " ") if "," in g and "(" not in g
-         and "{" not in g else g),
+        (
+            "swap_list",
+            lambda g: (
+                ", ".join(reversed(g.split(","))).replace("  ", " ")
+                if "," in g and "(" not in g and "{" not in g
+                else g
+            ),
+        ),
         ("swap_terms", lambda g: re.sub(r"^([^+\-{}()]+)\+([^+\-{}()]+)$", r"\2+\1", g)),
         ("pi_decimal", lambda g: g.replace("\\pi", "3.1416")),
         ("brackets", lambda g: "[" + g[1:-1] + "]" if g.startswith("(") and g.endswith(")") else g),
