@@ -319,7 +319,10 @@ def _close(a: float, b: float, rel: float) -> bool:
 # also beyond that tolerance): the verdict is "not equal" without the helper.  Everything else, including
 # any overflow or close call, goes to sympy as before.
 
-_SUBSET = re.compile(r"(?:[0-9.+\-*/:^(){}a-zA-Z]|\\(?:frac|sqrt|pi|times)(?![a-zA-Z]))+")
+_SUBSET = re.compile(r"(?:[0-9.,+\-*/:^()\[\]{}a-zA-Z]|\\(?:frac|sqrt|pi|times)(?![a-zA-Z]))+")
+# What antlr's lexer skips: spacing commands (a word command only when no letter follows: `\quadx` is a symbol).
+_SKIPPED = re.compile(r"\\[,:;!]|\\(?:quad|qquad|(?:neg)?(?:thin|med|thick)space)(?![a-zA-Z])")
+_NUMBER = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")  # antlr's `number`: digits, comma groups of three, decimals
 _POINT_VALUES = (
     (0.7310585786, 1.3178, -0.4423, 2.1171, 0.3819, -1.2743, 1.0987, -0.8312),
     (1.6449, -0.5772, 0.9159, 1.2021, -2.3026, 0.6931, -1.4142, 0.3333),
@@ -366,7 +369,7 @@ class _Reader:
                 value *= self._power()
             elif self._take("/") or self._take(":"):
                 value = _divide(value, self._power())  # antlr reads a ratio 1:2 as a division
-            elif self.text[self.i] in "({\\" or self.text[self.i].isalnum():
+            elif self.text[self.i] in "([{\\" or self.text[self.i].isalnum():
                 value *= self._power()  # 2x, 2\sqrt{3}, 1\frac{2}{3}: products (antlr reads no mixed numbers)
             else:
                 break
@@ -385,14 +388,14 @@ class _Reader:
         else:
             raise _Unreadable
         positive_base = base.real > 0 and base.imag == 0
-        if exponent.imag or abs(exponent.real) > 64 or not (positive_base or exponent.real.is_integer()):
+        if exponent.imag or abs(exponent.real) > 4096 or not (positive_base or exponent.real.is_integer()):
             raise _Unreadable
         if base == 0 and exponent.real <= 0:
             raise _Unreadable
         return base**exponent.real
 
     def _group(self) -> complex:
-        close = ")" if self.text[self.i] == "(" else "}"
+        close = {"(": ")", "[": "]", "{": "}"}[self.text[self.i]]
         self.i += 1
         value = self._sum()
         if not self._take(close):
@@ -406,11 +409,11 @@ class _Reader:
         return complex(self.point[name])
 
     def _number(self) -> complex:
-        number = re.match(r"\d+(?:\.\d+)?", self.text[self.i :])
+        number = _NUMBER.match(self.text, self.i)
         if number is None:
             raise _Unreadable
-        self.i += number.end()
-        return complex(float(number.group()))
+        self.i = number.end()
+        return complex(float(number.group().replace(",", "")))
 
     def _letter(self) -> complex:
         c, after = self.text[self.i], self.text[self.i + 1 : self.i + 2]
@@ -426,7 +429,7 @@ class _Reader:
 
     def _atom(self) -> complex:
         c = self.text[self.i] if self.i < len(self.text) else ""
-        if c in ("(", "{"):
+        if c in ("(", "[", "{"):
             return self._group()
         if c.isdigit():
             return self._number()
@@ -435,8 +438,8 @@ class _Reader:
         if self._take("\\pi"):
             return self._symbol("\\pi")
         if self._take("\\frac"):
-            numerator = self._braced()
-            return _divide(numerator, self._braced())
+            numerator = self._frac_part()
+            return _divide(numerator, self._frac_part())
         if self._take("\\sqrt"):
             radicand = self._braced()
             if radicand.imag or radicand.real < 0:
@@ -449,6 +452,12 @@ class _Reader:
             raise _Unreadable
         return self._group()
 
+    def _frac_part(self) -> complex:
+        if self.i < len(self.text) and self.text[self.i].isdigit():
+            self.i += 1  # \frac{625}4: one DIGIT token, \frac{625}45 is (625/4)5
+            return complex(int(self.text[self.i - 1]))
+        return self._braced()
+
 
 def _divide(a: complex, b: complex) -> complex:
     if b == 0:
@@ -457,6 +466,7 @@ def _divide(a: complex, b: complex) -> complex:
 
 
 def _evaluate(text: str, point: dict[str, float], values: tuple[float, ...]) -> tuple[complex, bool] | None:
+    text = _SKIPPED.sub("", text)
     if len(text) > 200 or not _SUBSET.fullmatch(text):
         return None
     reader = _Reader(text, point, values)
@@ -464,7 +474,7 @@ def _evaluate(text: str, point: dict[str, float], values: tuple[float, ...]) -> 
         value = reader.read()
     except (_Unreadable, OverflowError, ValueError, ZeroDivisionError, RecursionError):
         return None
-    if not (math.isfinite(value.real) and math.isfinite(value.imag)) or abs(value) > 1e12:
+    if not (math.isfinite(value.real) and math.isfinite(value.imag)) or abs(value) > 1e200:
         return None
     return value, reader.symbols
 
@@ -486,7 +496,7 @@ def _bracket_list(text: str) -> bool:
             if depth == 0:
                 return False
         elif ch == "," and depth == 1:
-            return not (text[i - 1 : i].isdigit() and len(text[i + 1 : i + 4]) == 3 and text[i + 1 : i + 4].isdigit())
+            return not _continues_number(text, i)
     return False
 
 
@@ -499,11 +509,16 @@ def _first_item(text: str) -> str | None:
             depth += 1
         elif ch in ")]}":
             depth -= 1
-        elif ch == "," and depth == 0:
-            if text[i - 1 : i].isdigit() and len(text[i + 1 : i + 4]) == 3 and text[i + 1 : i + 4].isdigit():
-                return None
+        elif ch == "," and depth == 0 and not _continues_number(text, i):
             return text[:i] or None
     return text
+
+
+def _continues_number(text: str, comma: int) -> bool:
+    """`1,000`: a comma between a digit and three more is part of antlr's `number`."""
+    return text[comma - 1 : comma].isdigit() and _NUMBER.match(text, comma - 1) is not None and (
+        re.match(r"\d,\d{3}", text[comma - 1 : comma + 4]) is not None
+    )
 
 
 _UNLEXABLE = re.compile(r"\\[0-9-]|&")
@@ -535,6 +550,7 @@ def _never_a_number(text: str) -> bool:
 
 def _apart(a: str, b: str) -> bool:
     """True when sympy could not find `a` equal to `b` (see above); False means "ask sympy"."""
+    a, b = _SKIPPED.sub("", a), _SKIPPED.sub("", b)
     if (_PLAIN_NUMBER.fullmatch(a) and _never_a_number(b)) or (_PLAIN_NUMBER.fullmatch(b) and _never_a_number(a)):
         return True
     first_a, first_b = _first_item(a), _first_item(b)
