@@ -8,7 +8,14 @@ import pytest
 
 from tir_harness.engines.base import EngineError, SamplingConfig
 from tir_harness.engines.scripted import ScriptedEngine
-from tir_harness.run.loop import LoopConfig, extract_code_blocks, run_trajectory, sample_seed
+from tir_harness.run.loop import (
+    MAX_TURN_CHARS,
+    MIN_TURN_CHARS,
+    LoopConfig,
+    extract_code_blocks,
+    run_trajectory,
+    sample_seed,
+)
 from tir_harness.run.prompts import FORMATS, MAX_CALLS_NOTE, PROMPT_TYPES
 from tir_harness.run.scheduler import Scheduler
 from tir_harness.sandbox.executor import Executor
@@ -23,9 +30,9 @@ def executor():
         yield ex
 
 
-def config(fmt=PLAIN, prompt_type="tora-fewshot", max_tool_calls=4, max_tokens=200):
+def config(fmt=PLAIN, prompt_type="tora-fewshot", max_tool_calls=4, max_tokens=200, max_turn_chars=MAX_TURN_CHARS):
     sampling = SamplingConfig(max_tokens=max_tokens, stop=fmt.stop)
-    return LoopConfig(fmt, PROMPT_TYPES[prompt_type], sampling, max_tool_calls)
+    return LoopConfig(fmt, PROMPT_TYPES[prompt_type], sampling, max_tool_calls, max_turn_chars)
 
 
 CODE_TURN = "We compute.\n```python\nx = 6 * 7\nprint(x)\n```\n```output\nIGNORED, the engine stops here"
@@ -117,6 +124,29 @@ def test_how_trajectories_end(executor, turns, kwargs, end):
     trajectory = run_trajectory("Q5", config(**kwargs), engine, executor.session, "q5")
     assert trajectory.end_reason == end
     assert trajectory.tool_calls == 0
+
+
+def test_a_turn_longer_than_the_limit_is_cut_around_a_marker_before_anything_reads_it(executor):
+    # A server gone wrong (or a model looping) can send megabytes in one completion; the code is at its end.
+    huge = "A" * 50_000 + "\n```python\nprint(6 * 7)\n```"
+    engine = ScriptedEngine.by_question({"Q9": [huge, "So \\boxed{42}."]})
+    trajectory = run_trajectory("Q9", config(max_turn_chars=1000), engine, executor.session, "q9")
+    first, second = trajectory.turns
+    assert first.text_cut and first.original_chars == len(huge)
+    marker = f"\n[... {len(huge) - 1000} characters cut ...]\n"
+    assert first.text == huge[:500] + marker + huge[-500:]
+    assert first.observation == "42"  # the tail's code still ran
+    assert not second.text_cut and second.original_chars is None and trajectory.end_reason == "answer"
+    # What the conversation, the record and the next prompt carry is the cut text.
+    assert len(engine.requests[1].prompt) < len(engine.requests[0].prompt) + 1000 + len(marker) + 100
+    record = trajectory.to_dict()
+    assert huge not in record["response"] and marker in record["response"]
+    assert record["turns"][0]["text_cut"] is True and record["turns"][0]["original_chars"] == len(huge)
+
+
+def test_a_turn_limit_below_the_minimum_is_refused():
+    with pytest.raises(ValueError, match=f"max_turn_chars must be at least {MIN_TURN_CHARS}"):
+        config(max_turn_chars=MIN_TURN_CHARS - 1)
 
 
 def test_engine_failure_ends_the_trajectory_with_its_reason(executor):

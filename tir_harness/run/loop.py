@@ -7,6 +7,10 @@ session (the reference replays the whole conversation's blocks in a fresh shell:
 the last block produced is appended in the prompt format.  At most `max_tool_calls` turns run code (the
 reference's horizon): after the last allowed one the limit note is appended to the conversation and the
 trajectory ends without another generation.  Everything that happened is recorded in turns.
+
+A completion longer than `max_turn_chars` is cut as the sandbox cuts its output (head and tail around a
+visible marker) before anything reads it, and the turn records the cut: what one turn brings into the
+conversation, the report and the store stays bounded, whatever a server sends.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from tir_harness.records.trajectory import (
     Turn,
 )
 from tir_harness.run.prompts import PromptFormat, PromptType, first_messages
+from tir_harness.sandbox.observations import render as cut_text
+from tir_harness.util.text import displayable
 
 # Part of the result-store key: bump whenever the loop's behaviour changes what a trajectory would be.
 LOOP_VERSION = 2
@@ -46,6 +52,10 @@ SAMPLE_BITS = 20
 # Observation cap with the `reference` style: the reference cuts nothing; this keeps a runaway print bounded.
 REFERENCE_OUTPUT_CHARS = 16_000
 MAX_RUN_SEED = 2**43
+# Characters of one model turn kept (--max-turn-chars): about 1 MB of text, far beyond any real turn (a 4,096-token
+# turn is some 20,000 characters).  Below the minimum, head and tail around the marker would say nothing.
+MAX_TURN_CHARS = 1_000_000
+MIN_TURN_CHARS = 100
 
 
 def sample_seed(seed: int, sample: int) -> int:
@@ -63,6 +73,11 @@ class LoopConfig:
     prompt_type: PromptType
     sampling: SamplingConfig
     max_tool_calls: int = 4
+    max_turn_chars: int = MAX_TURN_CHARS
+
+    def __post_init__(self) -> None:
+        if self.max_turn_chars < MIN_TURN_CHARS:
+            raise ValueError(f"max_turn_chars must be at least {MIN_TURN_CHARS}, got {self.max_turn_chars}")
 
 
 def extract_code_blocks(text: str) -> list[str]:
@@ -109,11 +124,17 @@ def run_trajectory(
             try:
                 completion = engine.submit(request).result()
             except EngineError as exc:
-                trajectory.end_reason, trajectory.error = END_ERROR, str(exc)
+                # Shown on the test's failure line: a server's words must not act on the terminal.
+                trajectory.end_reason, trajectory.error = END_ERROR, displayable(str(exc))
                 break
             text = completion.text
+            original = len(text)
+            if original > config.max_turn_chars:
+                text = cut_text([text, "", original], config.max_turn_chars)
             turn = Turn(
                 text=text,
+                text_cut=original > config.max_turn_chars,
+                original_chars=original if original > config.max_turn_chars else None,
                 finish_reason=completion.finish_reason,
                 stop_reason=completion.stop_reason,
                 prompt_tokens=completion.prompt_tokens,

@@ -108,11 +108,12 @@ class Lease:
     """What the executor keeps of one session: its worker, if it has one, and whether it is closed.
     Only the executor changes it (under its lock); a session holds it and asks the executor."""
 
-    __slots__ = ("__weakref__", "closed", "worker")
+    __slots__ = ("__weakref__", "closed", "waiting", "worker")
 
     def __init__(self) -> None:
         self.worker: Worker | None = None
         self.closed = False
+        self.waiting: threading.Event | None = None  # set while a run() waits for a worker to be spawned
 
 
 # ------------------------------------------------------------------------------------------ executor
@@ -146,7 +147,8 @@ class Executor:
         # Idle workers in least-recently-used order, with their leases.
         self._idle: collections.OrderedDict[Worker, Lease] = collections.OrderedDict()
         self._live: dict[int, Worker] = {}
-        self._pending: dict[int, tuple[socket.socket, int, str, threading.Event | None, dict]] = {}
+        # Spawn requests in flight: request id -> (socket, slot, name, box); box None: for the warm pool.
+        self._pending: dict[int, tuple[socket.socket, int, str, dict | None]] = {}
         self._starting = 0
         self._warm_starting = 0
         self._open_sessions = 0
@@ -219,8 +221,7 @@ class Executor:
     @property
     def isolation(self) -> dict:
         """Which isolation mechanisms are in force (plain builtins, for the run manifest)."""
-        facts = self._wait_ready()
-        return _isolation.summary(self._zygote_config, facts)
+        return _isolation.summary(self._zygote_config, self._wait_ready() or {})
 
     def close(self) -> None:
         """Kill every worker and the zygote, remove the temporary directories.  Idempotent."""
@@ -229,6 +230,9 @@ class Executor:
                 return
             self._closed = True
             workers = list(self._live.values())
+            for _, _, _, box in self._pending.values():  # run() calls waiting for a worker give up
+                if box is not None:
+                    box["event"].set()
             self._lock.notify_all()
         if os.getpid() != self._owner:
             return  # a forked copy: the zygote and the workers belong to the parent process
@@ -257,11 +261,12 @@ class Executor:
 
     def checkout(self, lease: Lease) -> tuple[Worker | None, bool]:
         """The lease's worker, marked busy: its own if alive (False), else a new one (True).
-        (None, True) if the executor was closed meanwhile."""
-        self._wait_ready()
+        (None, True) if the session or the executor was closed meanwhile: every wait here ends then."""
+        if self._wait_ready(lease) is None:
+            return None, True
         with self._lock:
             while True:
-                if self._closed:
+                if self._closed or lease.closed:
                     return None, True
                 worker = lease.worker
                 if worker is not None and not worker.exited.is_set():
@@ -276,16 +281,25 @@ class Executor:
                     worker = self._warm.pop()
                     break
                 if len(self._live) + self._starting < self.config.max_workers and self._free_slots:
-                    event, box = threading.Event(), {}
-                    self._request(event, box)
+                    # An event of its own: _on_spawned wakes this run() alone; release() and close() too.
+                    box: dict = {"event": threading.Event()}
+                    self._request(box)
+                    lease.waiting = box["event"]
                     self._lock.release()
                     try:
-                        event.wait()
+                        box["event"].wait()
                     finally:
                         self._lock.acquire()
+                        lease.waiting = None
                     worker = box.get("worker")
+                    if self._closed or lease.closed:
+                        if "worker" not in box:  # the worker, when it comes, goes to the pool
+                            box["abandoned"] = True
+                        elif worker is not None:
+                            self._give_back(worker)
+                        return None, True
                     if worker is None:
-                        if self._closed:
+                        if self._closed or lease.closed:
                             return None, True
                         raise RuntimeError(f"the executor cannot start a worker: {self._spawn_error}")
                     if worker.exited.is_set():
@@ -314,13 +328,17 @@ class Executor:
                 self._detach(lease)
                 return
             self._idle[worker] = lease
-            total = sum(w.growth for w in self._idle)
-            if total > self._budget:
-                for victim in sorted(self._idle, key=lambda w: -w.growth):
-                    if total <= self._budget:
-                        break
-                    total -= victim.growth
-                    self._evict(victim)
+            self._fit_budget()
+
+    def _fit_budget(self) -> None:
+        """Evict the largest idle sessions until the memory idle sessions hold is within budget (lock held)."""
+        total = sum(w.growth for w in self._idle)
+        if total > self._budget:
+            for victim in sorted(self._idle, key=lambda w: -w.growth):
+                if total <= self._budget:
+                    break
+                total -= victim.growth
+                self._evict(victim)
 
     def release(self, lease: Lease) -> None:
         """The session is closed (or was dropped): its worker goes, without waiting for it to end."""
@@ -329,6 +347,9 @@ class Executor:
                 return
             lease.closed = True
             self._open_sessions -= 1
+            if lease.waiting is not None:  # a run() of this session waiting for a worker gives up
+                lease.waiting.set()
+            self._lock.notify_all()  # or waiting for the zygote, or for room
             worker = lease.worker
             if worker is not None:
                 self._idle.pop(worker, None)
@@ -385,19 +406,42 @@ class Executor:
             subprocess.run(["rm", "-rf", "--one-file-system", self._base_dir], check=False)
 
     def _start_zygote(self) -> Zygote:
-        return Zygote(self._zygote_config, self._base_dir, self._on_spawned, self._on_exit, self._on_dead)
+        return Zygote(
+            self._zygote_config, self._base_dir, self._on_spawned, self._on_exit, self._on_dead, self._on_ready
+        )
 
-    def _wait_ready(self) -> dict:
+    def _wait_ready(self, lease: Lease | None = None) -> dict | None:
+        """The zygote's facts once it is ready; None if the lease (given one) or the executor is closed first."""
         zygote = self._zygote
-        if not zygote.ready.wait(_READY_TIMEOUT) or zygote.facts is None:
+        deadline = time.monotonic() + _READY_TIMEOUT
+
+        def closed() -> bool:
+            return self._closed or (lease is not None and lease.closed)
+
+        with self._lock:
+            while not zygote.ready.is_set() and not closed():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._lock.wait(remaining)  # _on_ready, release() and close() notify
+            if lease is not None and closed():
+                return None
+        if not zygote.ready.is_set() or zygote.facts is None:
+            if self._closed:
+                raise ExecutorClosed("the executor was closed before its zygote started")
             raise RuntimeError(f"the executor's zygote did not start: {zygote.log_tail() or 'no output'}")
         return zygote.facts
+
+    def _on_ready(self) -> None:
+        with self._lock:
+            self._lock.notify_all()
 
     def _on_dead(self) -> None:
         """The zygote died (it never should): its workers are orphans now; a new zygote starts on demand."""
         with self._lock:
             workers = list(self._live.values())
             pending = list(self._pending.items())
+            self._lock.notify_all()
         for w in workers:
             w.kill_if_same()
             self._on_exit({"pid": w.pid1, "code": 9, "why": 2})
@@ -409,7 +453,7 @@ class Executor:
             entry = self._pending.pop(request_id, None)
             if entry is None:
                 return
-            sock, slot, name, event, box = entry
+            sock, slot, name, box = entry
             self._starting -= 1
             worker = None
             if "error" in msg:
@@ -421,18 +465,25 @@ class Executor:
                 cgroups = {c: p for c, p in cgroups.items() if c in (self._zygote.facts or {}).get("cgroups", [])}
                 worker = Worker(int(msg["pid1"]), int(msg["pid2"]), sock, slot, cgroups)
                 self._live[worker.pid1] = worker
-            if event is None:
-                self._warm_starting -= 1
+            if box is None or box.get("abandoned"):  # for the pool (a session closed while waiting: also)
+                if box is None:
+                    self._warm_starting -= 1
                 if worker is not None:
-                    if self._closed:
-                        self._discard(worker)
-                    else:
-                        self._warm.append(worker)
+                    self._give_back(worker)
                 self._refill()
             else:
                 box["worker"] = worker
-                event.set()
+                box["event"].set()
             self._lock.notify_all()
+
+    def _give_back(self, worker: Worker) -> None:
+        """A fresh worker no session took: into the pool (lock held)."""
+        if self._live.get(worker.pid1) is not worker:  # it ended meanwhile (_on_exit took it out)
+            worker.sock.close()
+        elif self._closed:
+            self._discard(worker)
+        else:
+            self._warm.append(worker)
 
     def _on_exit(self, msg: dict) -> None:
         with self._lock:
@@ -449,8 +500,8 @@ class Executor:
         worker.exited.set()
         _shutdown(worker.sock)  # wakes a run() blocked on this worker
 
-    def _request(self, event: threading.Event | None, box: dict) -> None:
-        """Send a spawn request (lock held)."""
+    def _request(self, box: dict | None) -> None:
+        """Send a spawn request (lock held); its worker goes into `box["worker"]`, or to the pool if None."""
         if self._zygote.dead and not self._closed:
             self._zygote.close(timeout=1.0, join=False)  # its reader thread may be waiting for our lock
             self._zygote = self._start_zygote()
@@ -465,11 +516,11 @@ class Executor:
             self._starting -= 1
             self._free_slots.append(slot)
             mine.close()
-            if event is not None:
+            if box is not None:
                 box["worker"] = None
-                event.set()
+                box["event"].set()
             return
-        self._pending[request_id] = (mine, slot, name, event, box)
+        self._pending[request_id] = (mine, slot, name, box)
 
     def _refill(self) -> None:
         """Keep workers forked ahead of demand (lock held): at least `warm_workers`, and up to half the
@@ -486,15 +537,18 @@ class Executor:
             and not self._zygote.dead
         ):
             self._warm_starting += 1
-            self._request(None, {})
+            self._request(None)
 
     def _watch(self) -> None:
-        """Kill sessions over their CPU budget: a call's processes and threads, or what keeps running
-        between calls; freeze an idle session that keeps computing until its next call."""
+        """Every 0.5 s: kill sessions over their CPU budget (a call's processes and threads, or what keeps
+        running between calls); freeze an idle session that keeps computing until its next call; measure
+        what idle sessions hold (their children and files included: what they allocate after a call ends
+        counts) and evict the largest ones while the total is over the memory budget."""
         budget = self.config.cpu_seconds * 1_000_000_000
         while not self._stop.wait(_WATCH_INTERVAL):
             with self._lock:
                 workers = list(self._live.values())
+            held: dict[Worker, int] = {}
             for worker in workers:
                 used = worker.cpu()
                 if used is None:
@@ -504,9 +558,17 @@ class Executor:
                     self._zygote.kill(worker.pid1)
                     continue
                 with self._lock:
-                    idle = worker in self._idle and not worker.busy and not worker.frozen
-                    if idle and used - worker.cpu_mark > _IDLE_CPU_NS:
+                    idle = worker in self._idle and not worker.busy
+                    if idle and not worker.frozen and used - worker.cpu_mark > _IDLE_CPU_NS:
                         worker.freeze(True)
+                if idle:
+                    held[worker] = worker.memory()
+            if held:
+                with self._lock:
+                    for worker, growth in held.items():
+                        if worker in self._idle and not worker.busy:
+                            worker.growth = growth
+                    self._fit_budget()
 
 
 def _half_of_available_memory() -> int:
@@ -565,19 +627,22 @@ class Session:
                 raise ExecutorClosed("Session.run(): the session or its executor is closed")
             return self._run(code)
 
+    def _closed_observation(self, elapsed: float) -> Observation:
+        what = "executor" if self._executor.closed else "session"
+        return Observation("killed", f"RuntimeError: the {what} was closed", elapsed, True)
+
     def _run(self, code: str) -> Observation:
         ex, cfg = self._executor, self._executor.config
-        closed = Observation("killed", "RuntimeError: the executor was closed", 0.0, True)
         worker, fresh = ex.checkout(self._lease)
         if worker is None:
-            return closed
+            return self._closed_observation(0.0)
         # A worker that vanished between calls (evicted, or died idle) has not been reported yet.
         unreported = fresh and self._state_in_worker
         lost = fresh and (self._state_in_worker or self._pending_loss)
         if lost and cfg.replay_on_restart and self._history:
             worker, lost = self._replay(worker)
             if worker is None:
-                return closed
+                return self._closed_observation(0.0)
         if lost:
             self._history = []
         note = observations.NOTE_LOST + "\n" if lost and unreported and cfg.observation_style == "full" else ""
@@ -599,8 +664,8 @@ class Session:
         elapsed = time.monotonic() - start
         ex.checkin(self._lease, worker)
         self._state_in_worker, self._pending_loss = False, True
-        if ex.closed:
-            return Observation("killed", closed.text, elapsed, True)
+        if ex.closed or self._lease.closed:
+            return self._closed_observation(elapsed)
         if cfg.observation_style == "full" and not cfg.replay_on_restart:
             message += "\n" + observations.NOTE_LOST
         if cfg.observation_style == "reference" and status == "timeout":
@@ -652,7 +717,10 @@ class Session:
         """The worker is lost: make sure it is dead, and say why."""
         cfg = self._executor.config
         if failure == "eof":
-            worker.exited.wait(_EXIT_WAIT)  # the zygote's exit report says how it ended
+            if worker.hung_up():  # alive, and closed its end of the socket: nothing to wait for
+                failure = "hung_up"
+            else:
+                worker.exited.wait(_EXIT_WAIT)  # the zygote's exit report says how it ended
         self._executor.end_worker(worker)
         if failure == "timeout":
             return (
@@ -663,9 +731,12 @@ class Session:
             return "output_limit", "RuntimeError: the Python process sent too much output and was stopped"
         if failure == "garbage":
             return "killed", "RuntimeError: the Python process broke the executor's protocol and was stopped"
+        if failure == "hung_up":
+            return "killed", "RuntimeError: the Python process closed its connection to the executor and was stopped"
         info = worker.exit or {}
         code = info.get("code", -1)
-        if worker.cpu_exceeded or code == 128 + signal.SIGXCPU:
+        signum = info.get("signal", 0)  # the signal that killed the Python process, if one did
+        if worker.cpu_exceeded or signum == signal.SIGXCPU:  # the watchdog, or RLIMIT_CPU as its backstop
             return "timeout", f"TimeoutError: the code used more than {cfg.cpu_seconds} s of CPU time"
         if worker.oom_killed():
             return (
@@ -675,10 +746,10 @@ class Session:
             )
         if info.get("why") != _CLD_EXITED:
             return "killed", "RuntimeError: the Python process was killed"
-        if code > 128:
+        if signum:
             try:
-                name = signal.Signals(code - 128).name
+                name = signal.Signals(signum).name
             except ValueError:
-                name = f"signal {code - 128}"
+                name = f"signal {signum}"
             return "killed", f"RuntimeError: the Python process died ({name})"
         return "killed", f"RuntimeError: the Python process exited (code {code})"

@@ -1,10 +1,14 @@
 """What the model sees of a call: the worker's reply rendered in one of the observation styles.
 
 `full` is IPython-like (output, the final expression's repr, the traceback's tail, cut markers);
-`reference` reproduces the reference implementation's shell (docs/fidelity.md).
+`reference` reproduces the reference implementation's shell (docs/fidelity.md).  Texts are sanitised
+(`util.text.sanitize`: a lone surrogate becomes a 6-character escape) before they are cut, so the cap
+holds for what the model sees.
 """
 
 from __future__ import annotations
+
+from tir_harness.util.text import sanitize
 
 STYLES = ("full", "reference")
 
@@ -35,7 +39,22 @@ def join(texts: list[str]) -> str:
     return out.rstrip("\n")
 
 
+def _sanitized(piece: list) -> list:
+    """A [head, tail, total] piece with its texts sanitised, `total` changed by as much as they were (the
+    cut middle, never seen, is counted as it was)."""
+    head, tail, total = piece
+    clean_head, clean_tail = sanitize(head), sanitize(tail)
+    return [clean_head, clean_tail, total + len(clean_head) - len(head) + len(clean_tail) - len(tail)]
+
+
 def compose(reply: dict, limit: int, style: str, abort: int) -> str:
+    reply = dict(
+        reply,
+        out=_sanitized(reply["out"]),
+        display=_sanitized(reply["display"]),
+        error=_sanitized(reply["error"]),
+        error_line=sanitize(reply["error_line"])[-limit:],
+    )
     stopped = reply["status"] == "output_limit" and not reply["completed"]
     tail = [f"OutputLimitError: more than {abort} characters of output; the code was stopped"] if stopped else []
     if style == "reference":

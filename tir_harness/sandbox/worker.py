@@ -1,12 +1,13 @@
 """The sandbox's side: a zygote that imports the heavy modules once and forks one worker per session.
 
-`tir_harness.sandbox.zygote` runs this file as a script (the harness never imports it) with a JSON configuration
-in argv[1] and a SOCK_SEQPACKET control socket on the fd it names.  Per session, the zygote forks:
+`tir_harness.sandbox.zygote` runs this file as a script (the harness never imports it), by a file descriptor
+(`python /proc/self/fd/N CTRL`: no path of the harness in any process's command line), with a SOCK_SEQPACKET
+control socket on fd CTRL whose first message is the JSON configuration.  Per session, the zygote forks:
 
-    zygote ── W0: setsid, joins the worker's cgroups, unshares PID, mount and IPC namespaces, mounts the
-                  worker's private tmpfs, forks W1, exits
+    zygote ── W0: setsid, joins the worker's cgroups, unshares PID, mount, IPC, network and cgroup namespaces,
+                  mounts the worker's private tmpfs, forks W1, exits
                  └─ W1: PID 1 of that namespace: mounts a fresh /proc, chroots into the view; only reaps,
-                        and exits with W2's status
+                        and exits with W2's status (its name says whether W2 died of a signal)
                       └─ W2: limits itself, drops privileges, loads the seccomp filter, runs the snippets
 
 Spawns are asynchronous: the zygote forks W0 and goes back to its loop, so several workers start at once
@@ -52,6 +53,7 @@ CLONE_NEWNET = 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 _HEADER = struct.Struct("!I")
@@ -88,6 +90,16 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
 
 def _prctl(option: int, arg: int, arg3: int = 0) -> None:
     _check(_LIBC.prctl(ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(arg3), ctypes.c_ulong(0), 0))
+
+
+def _set_name(name: bytes) -> None:
+    """This thread's name (`/proc/PID/comm`, at most 15 bytes)."""
+    _check(_LIBC.prctl(ctypes.c_int(PR_SET_NAME), ctypes.c_char_p(name[:15]), ctypes.c_ulong(0), ctypes.c_ulong(0), 0))
+
+
+# W1 renames itself `W1_SIGNALED + number` when W2 died of a signal: its exit code (128 + the signal) alone
+# cannot tell `os._exit(152)` from a SIGXCPU kill.  The zygote reads the name off the zombie before reaping it.
+W1_SIGNALED = b"tir-w1-sig"
 
 
 def _write(path: str, text: str) -> None:
@@ -197,8 +209,9 @@ class Capture(io.TextIOBase):
         return ["".join(self._head), tail, self.total]
 
 
-def clip(text: str, limit: int) -> list:
-    return [text[:limit], text[limit:][-limit:], len(text)]
+def clip(text: str, limit: int, hidden: int = 0) -> list:
+    """[head, tail, total] of `text`, of which `hidden` characters were already taken out of the middle."""
+    return [text[:limit], text[max(limit, len(text) - limit) :], len(text) + hidden]
 
 
 def clean_exit(exc: BaseException) -> bool:
@@ -208,23 +221,50 @@ def clean_exit(exc: BaseException) -> bool:
         return False
 
 
-def describe(exc: BaseException, limit: int) -> tuple[str, str, str]:
-    """(status, traceback, last line) for an exception the snippet raised."""
+def _shorten_messages(report: traceback.TracebackException, limit: int) -> int:
+    """Cut the middle out of every message longer than 2 x `limit` in the report and its chain: only the
+    first and last `limit` characters of the traceback reach the model, and formatting a 100 MB message
+    several times over costs seconds of the call's time.  Returns how many characters were cut."""
+    cut = 0
+    seen: set[int] = set()
+    todo = [report]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        # `_str` is the message as formatted (CPython 3.10 to 3.13); a SyntaxError (it has `msg`) is formatted
+        # from other fields.
+        message = None if "msg" in vars(item) else getattr(item, "_str", None)
+        if isinstance(message, str) and len(message) > 2 * limit + 1:
+            cut += len(message) - 2 * limit
+            item._str = message[:limit] + message[-limit:]
+        todo += [getattr(item, "__cause__", None), getattr(item, "__context__", None)]
+        todo += list(getattr(item, "exceptions", None) or [])
+    return cut
+
+
+def describe(exc: BaseException, limit: int) -> tuple[str, str, str, int]:
+    """(status, traceback, last line, characters cut out of the traceback's middle) for an exception the
+    snippet raised."""
     if clean_exit(exc):
-        return "ok", "", ""
+        return "ok", "", "", 0
     if isinstance(exc, OutputLimitExceeded):
-        return "output_limit", "", ""
+        return "output_limit", "", "", 0
     status = "memory" if isinstance(exc, MemoryError) else "error"
     try:
         report = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
+        cut = _shorten_messages(report, limit)
         # The harness's own frames (exec, our stdout) are noise to the model; a syntax error has none.
         frames = [] if isinstance(exc, SyntaxError) else [f for f in report.stack if f.filename != __file__]
         report.stack = traceback.StackSummary.from_list(frames)
         text = "".join(report.format())
-        last = text.rstrip("\n").rsplit("\n", 1)[-1][-limit:]
+        end = text.rstrip("\n")
+        last = end[end.rfind("\n", max(0, len(end) - limit)) + 1 :][-limit:]
     except BaseException:  # the snippet's __str__ may itself fail; the type name is always there
         text = last = type(exc).__name__
-    return status, text, last
+        cut = 0
+    return status, text, last, cut
 
 
 class Cells:
@@ -275,14 +315,14 @@ class Cells:
         capture = Capture(self.limit, self.abort)
         saved = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = capture
-        status, display, error, last, completed = "ok", "", "", "", True
+        status, display, error, last, cut, completed = "ok", "", "", "", 0, True
         try:
             display = self._execute(code, f"<cell-{n}>")
         except BaseException as exc:  # whatever the snippet does is an observation, never our exit
             if os.getpid() != self.pid:
                 os._exit(0)
             completed = clean_exit(exc)
-            status, error, last = describe(exc, self.limit)
+            status, error, last, cut = describe(exc, self.limit)
         if os.getpid() != self.pid:
             os._exit(0)  # a fork made by the snippet came back here: it must never speak the protocol
         sys.stdout, sys.stderr = saved
@@ -295,7 +335,7 @@ class Cells:
             "completed": completed,
             "out": out,
             "display": clip(display, self.limit),
-            "error": clip(error, self.limit),
+            "error": clip(error, self.limit, cut),
             "error_line": last,
         }
 
@@ -378,8 +418,17 @@ DENIED = (
     "quotactl_fd syslog iopl ioperm settimeofday clock_settime clock_adjtime adjtimex sethostname setdomainname "
     "open_by_handle_at name_to_handle_at lookup_dcookie uselib vhangup personality"
 ).split()
-# Without network the only sockets left are Unix ones: no bind/connect means no abstract or filesystem
-# socket that another session (or the host) could reach; socketpair (multiprocessing's pipes) still works.
+# The read-only view is shared by every session: a lock or a watch on one of its files would be seen by the
+# others (one session holds flock(LOCK_EX) on /usr/bin/env, another finds it taken).  So no flock, no inotify,
+# and of fcntl no lock test (F_GETLK, F_OFD_GETLK) and no directory notification (F_NOTIFY).  Record locks
+# themselves stay (sqlite): on a file a session may only read, it can place only read locks, which no other
+# session can see without a lock test.
+DENIED_SHARED_FILES = "flock inotify_init inotify_init1 inotify_add_watch".split()
+F_GETLK, F_OFD_GETLK, F_NOTIFY = 5, 36, 1026
+# Without network the only sockets left are Unix ones: no bind/connect means no filesystem socket and no
+# abstract name of the snippet's choosing; socketpair (multiprocessing's pipes) still works.  The kernel still
+# names a datagram socket that sends with SO_PASSCRED (autobind): each session's own network namespace is what
+# keeps that name, and everything else in /proc/net, from the other sessions.
 DENIED_WITHOUT_NETWORK = "bind connect listen accept accept4".split()
 NAMESPACE_FLAGS = (
     CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET,
@@ -408,12 +457,12 @@ def build_seccomp(network: bool) -> tuple[ctypes.Structure | None, str]:
     ]
     lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
-    allow, eperm, enosys, masked_eq = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS, 7
+    allow, eperm, enosys, equal, masked_eq = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS, 4, 7
     ctx = lib.seccomp_init(allow)
     if not ctx:
         return None, "seccomp_init failed"
     try:
-        names = DENIED + ([] if network else DENIED_WITHOUT_NETWORK)
+        names = DENIED + DENIED_SHARED_FILES + ([] if network else DENIED_WITHOUT_NETWORK)
         for name in names:
             nr = lib.seccomp_syscall_resolve_name(name.encode())
             if nr >= 0 and lib.seccomp_rule_add_array(ctx, eperm, nr, 0, None) != 0:
@@ -423,6 +472,11 @@ def build_seccomp(network: bool) -> tuple[ctypes.Structure | None, str]:
             cmp = _ArgCmp(0, masked_eq, flag, flag)
             if lib.seccomp_rule_add_array(ctx, eperm, clone, 1, ctypes.byref(cmp)) != 0:
                 return None, "seccomp_rule_add(clone) failed"
+        fcntl = lib.seccomp_syscall_resolve_name(b"fcntl")
+        for command in (F_GETLK, F_OFD_GETLK, F_NOTIFY):  # fcntl's command is its second argument
+            cmp = _ArgCmp(1, equal, command, 0)
+            if lib.seccomp_rule_add_array(ctx, eperm, fcntl, 1, ctypes.byref(cmp)) != 0:
+                return None, "seccomp_rule_add(fcntl) failed"
         # clone3 passes its flags in memory, which a filter cannot read: ENOSYS makes libc fall back to clone.
         clone3 = lib.seccomp_syscall_resolve_name(b"clone3")
         if clone3 >= 0 and lib.seccomp_rule_add_array(ctx, enosys, clone3, 0, None) != 0:
@@ -703,14 +757,16 @@ def _probe_pid_namespace() -> bool:
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
-def _probe_worker_namespaces(view: str | None) -> int:
-    """The namespaces a worker can get besides PID: mount (with its tmpfs) and IPC, where allowed."""
+def _probe_worker_namespaces(view: str | None, network: bool) -> int:
+    """The namespaces a worker can get besides PID, where allowed: mount (with its tmpfs), IPC, cgroup, and
+    without `network` its own network namespace (abstract Unix sockets, netlink and /proc/net are per
+    network namespace: one shared by all workers would let sessions find and reach each other)."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(r)
         flags = 0
-        for flag in (CLONE_NEWIPC, CLONE_NEWNS):
+        for flag in (CLONE_NEWIPC, CLONE_NEWNS, CLONE_NEWCGROUP) + (() if network else (CLONE_NEWNET,)):
             try:
                 _unshare(flag)
                 flags |= flag
@@ -944,6 +1000,8 @@ class Zygote:
                 if pid == pid2:
                     sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
                     code = 128 + sig if sig else os.waitstatus_to_exitcode(status)
+                    if sig:
+                        _set_name(W1_SIGNALED + str(sig).encode())
                     break
         except BaseException as exc:
             try:
@@ -1031,6 +1089,10 @@ class Zygote:
                 r = self.starters.pop(pid)
                 if r in self.starting:
                     self._read_report(r)
+            status = {"code": info.si_status, "why": info.si_code}
+            signal_number = _signal_of_w2(pid)  # read off the zombie, before it is reaped
+            if signal_number:
+                status["signal"] = signal_number
             spec = self.workers.pop(pid, None)
             if spec is not None:
                 # W1 is still an unreaped zombie here, so W2's process group id cannot be reused yet.
@@ -1044,7 +1106,6 @@ class Zygote:
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
-            status = {"code": info.si_status, "why": info.si_code}
             if spec is not None:
                 self._ended(pid, spec, status)
             elif pid not in self.starters and any(s.get("pid1") is None for s in self.starting.values()):
@@ -1114,6 +1175,17 @@ class Zygote:
             select.select([], [], [], 0.02)  # a cgroup emptied a moment ago may still be busy
 
 
+def _signal_of_w2(pid1: int) -> int:
+    """The signal that killed W2, from the name its W1 (a zombie, not yet reaped) gave itself; 0 if none."""
+    try:
+        with open(f"/proc/{pid1}/comm", "rb") as f:
+            name = f.read().strip()
+    except OSError:
+        return 0
+    number = name[len(W1_SIGNALED) :]
+    return int(number) if name.startswith(W1_SIGNALED) and number.isdigit() else 0
+
+
 def _children() -> list[int]:
     pids: list[int] = []
     try:
@@ -1151,10 +1223,11 @@ def _drain_children(rounds: int = 250) -> None:
 
 
 def main() -> None:
-    if sys.path and sys.path[0] == os.path.dirname(os.path.abspath(__file__)):
-        del sys.path[0]  # the snippet must not import the harness's modules by accident
-    cfg = json.loads(sys.argv[1])
-    ctrl = socket.socket(fileno=cfg["ctrl_fd"])
+    if sys.path and not getattr(sys.flags, "safe_path", False):
+        del sys.path[0]  # this script's directory: the snippet must not import the harness's modules by accident
+    os.close(int(sys.argv[0].rsplit("/", 1)[1]))  # /proc/self/fd/N: this script, opened by the harness
+    ctrl = socket.socket(fileno=int(sys.argv[1]))
+    cfg = json.loads(ctrl.recv(1 << 20))
     facts = _enter_namespaces(cfg)
     try:
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
@@ -1181,7 +1254,9 @@ def main() -> None:
             facts["hidden_dirs"] = _expose(_python_paths())
         except OSError:
             pass
-    facts["worker_namespaces"] = _probe_worker_namespaces(facts["view_root"]) if cfg["namespaces"] else 0
+    facts["worker_namespaces"] = (
+        _probe_worker_namespaces(facts["view_root"], cfg["network"]) if cfg["namespaces"] else 0
+    )
     if not facts["worker_namespaces"] & CLONE_NEWNS:
         facts["view_root"] = None
     facts["ipc_namespace"] = bool(facts["worker_namespaces"] & CLONE_NEWIPC)
