@@ -134,13 +134,15 @@ def test_the_reference_is_reproduced_through_the_plugin(pytester: pytest.Pyteste
     assert records["ref"]["correct"] is False and records["ref"]["reference_correct"] is True
     assert records["ref"]["reference_prediction"] == "0.5"
     assert records["one"]["correct"] is True and records["one"]["reference_correct"] is True
-    # Ended by the limit, the last model message of a chat format is the limit note: no answer for the
-    # reference, while DeepSeek's inline conversation falls back to the last ```output block.
-    assert records["limit"]["correct"] is True and records["limit"]["reference_correct"] is (fmt == "deepseek")
+    # Ended by the limit, the last model message of Gemma's and Mistral's chats is the limit note: no answer
+    # for the reference.  DeepSeek's inline conversation falls back to the last ```output block, and so does
+    # Llama 3's, cut at the last *user* header (the one before that block).
+    reads_output = fmt in ("deepseek", "llama3")
+    assert records["limit"]["correct"] is True and records["limit"]["reference_correct"] is reads_output
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["accuracy"]["overall"]["correct"] == 2
-    assert summary["reference_grader"]["overall"]["correct"] == (3 if fmt == "deepseek" else 2)
-    assert summary["reference_grader"]["disagree"] == (1 if fmt == "deepseek" else 2)
+    assert summary["reference_grader"]["overall"]["correct"] == (3 if reads_output else 2)
+    assert summary["reference_grader"]["disagree"] == (1 if reads_output else 2)
     assert "reference grader" in result.stdout.str()
     assert "Reference implementation's grader" in (tmp_path / "run" / "summary.md").read_text()
     # Seeds: sample 0 of seed 3 is 3 * 2**20, so seed 4's samples cannot reuse it.

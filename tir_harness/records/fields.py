@@ -188,6 +188,14 @@ FIELDS: tuple[Field, ...] = (
           column=Column("reference grader", "10%", cell="verdict", show="some")),
     Field("reference_prediction", {"type": ["string", "null"]}, "The answer the reference's extraction found "
           "(normalised by its strip_string); null for an engine error.", optional=True),
+    Field("reference_grader_version", {"type": "string"}, "Version of the reference verdict's rules "
+          "(tir_harness.grading.reference.REFERENCE_GRADER_VERSION); a stored record is graded again only when it, "
+          "grader_version or reference_backend changed.", optional=True),
+    Field("reference_backend", {"enum": ["antlr", "lark", "none"]}, "The LaTeX parser behind the reference "
+          "verdict's sympy step: antlr (on antlr4 runtime 4.11, the reference's own) or a stand-in where it cannot "
+          "load; only antlr is the reference's verdict.", optional=True),
+    Field("reference_timeout", {"type": "boolean"}, "The reference verdict ran out of its 10 s of sympy time and "
+          "counts as not equal, as the reference's evaluation counted its timeouts.", optional=True),
     Field("model", {"type": "string"}, "The model, as given to --model.", training=True),
     Field("prompt_format", {"type": "string"}, "How turns are wrapped for the model (plain completion, a chat "
           "template, ...).", training=True),
