@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
+from tir_harness.run.evaluation import parse_engine_args, sandbox_limit_rule, server_urls
 from tir_harness.run.loop import MAX_RUN_SEED, MAX_TURN_CHARS, MIN_TURN_CHARS, SAMPLE_BITS
 from tir_harness.run.prompts import FORMATS, PROMPT_TYPES
+from tir_harness.util.arguments import int_range, positive_int
 
 GROUP = "tir-harness"
 
@@ -27,13 +29,6 @@ def _size(text: str) -> int:
     value = int(float(match.group(1)) * factor)
     if value < 1:  # vLLM would take 0 bytes, then fail to start once the model is loaded
         raise argparse.ArgumentTypeError(f"must be at least 1 byte, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
@@ -62,35 +57,15 @@ def _bounded(low: float, high: float, *, low_open: bool = False) -> Callable[[st
     return parse
 
 
-def _int_range(low: int, high: int | None = None) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if high is None and value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        if high is not None and not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
-        return value
-
-    parse.__name__ = "whole number"
-    return parse
-
-
 def _sandbox_limit(name: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """An option that becomes the sandbox's `ExecutorConfig.<name>`, checked at parsing by the sandbox's own
     rule (its minimum memory, for one): the run would otherwise stop at its start with an internal error."""
 
     def check(text: str) -> Any:
         value = parse(text)
-        from tir_harness.sandbox.executor import ExecutorConfig
-
-        try:
-            ExecutorConfig(**{name: value})
-        except ValueError as exc:  # "ExecutorConfig.memory_mb must be >= 16, got 8"
-            rule = str(exc).partition(" must be ")[2]
-            raise argparse.ArgumentTypeError(f"must be {rule} (the sandbox's limit)" if rule else str(exc)) from None
+        rule = sandbox_limit_rule(name, value)
+        if rule is not None:
+            raise argparse.ArgumentTypeError(rule)
         return value
 
     check.__name__ = parse.__name__
@@ -122,16 +97,23 @@ def addoption(parser: pytest.Parser) -> None:
     add("--split", choices=["test", "train"], default=None,
         help="run every dataset benchmark on this split (train: for training data; datasets without it are "
         "deselected); default: each test's own, the test split for benchmarks/")  # fmt: skip
+    add("--engine", default=None,
+        help="a registered engine (built-in: vllm, openai; more through entry points or register_engine); "
+        "default: openai with --server-url, else vllm")  # fmt: skip
+    add("--engine-arg", action="append", default=[], metavar="KEY=VALUE",
+        help="an argument of the engine (vLLM's EngineArgs: quantization=fp8, max_num_seqs=64, ...); VALUE is "
+        "read as JSON when it is JSON; repeat, or give one JSON object.  Recorded in the manifest; those that "
+        "change outputs are part of the store key")  # fmt: skip
     add("--server-url", action="append", default=[],
         help="OpenAI-compatible server(s) instead of in-process vLLM; repeat or comma-separate")  # fmt: skip
     add("--server-timeout", type=_bounded(0.0, _DAY, low_open=True), default=600.0,
         help="seconds one request to a server may take, from sending it to the answer's last byte "
         "(default 600)")  # fmt: skip
-    add("--server-retries", type=_int_range(0, 100), default=6,
+    add("--server-retries", type=int_range(0, 100), default=6,
         help="retries of a request a server failed (connection lost, 5xx), with backoff (default 6)")  # fmt: skip
-    add("--max-tool-calls", type=_int_range(0, 1000), default=4, help="code executions per trajectory (default 4)")
-    add("--max-tokens", type=_positive_int, default=1024, help="tokens per model turn (default 1024)")
-    add("--max-turn-chars", type=_int_range(MIN_TURN_CHARS), default=MAX_TURN_CHARS,
+    add("--max-tool-calls", type=int_range(0, 1000), default=4, help="code executions per trajectory (default 4)")
+    add("--max-tokens", type=positive_int, default=1024, help="tokens per model turn (default 1024)")
+    add("--max-turn-chars", type=int_range(MIN_TURN_CHARS), default=MAX_TURN_CHARS,
         help="characters of one model turn kept; a longer completion keeps its head and tail around a marker, "
         f"and the turn records the cut (default {MAX_TURN_CHARS})")  # fmt: skip
     # vLLM's own limits (SamplingParams): temperature in [0, 2], top_p in (0, 1].
@@ -139,13 +121,13 @@ def addoption(parser: pytest.Parser) -> None:
     add("--top-p", type=_bounded(0.0, 1.0, low_open=True), default=1.0, help="nucleus sampling, in (0, 1]")
     # Sample i of a run with seed s samples with s * 2**SAMPLE_BITS + i (run/loop.py's sample_seed): these bounds
     # keep that injective and inside a signed 64-bit integer.
-    add("--seed", type=_int_range(1 - MAX_RUN_SEED, MAX_RUN_SEED - 1), default=0,
+    add("--seed", type=int_range(1 - MAX_RUN_SEED, MAX_RUN_SEED - 1), default=0,
         help="the run's seed; sample i samples with seed * 2**20 + i (default 0)")  # fmt: skip
-    add("--samples", type=_int_range(1, 2**SAMPLE_BITS), default=1,
+    add("--samples", type=int_range(1, 2**SAMPLE_BITS), default=1,
         help="trajectories per problem (pass@k, maj@k)")  # fmt: skip
     add("--dtype", default="auto", help="vLLM dtype (auto, bfloat16, float16, float32)")
-    add("--max-model-len", type=_positive_int, default=None)
-    add("--tensor-parallel-size", type=_positive_int, default=1)
+    add("--max-model-len", type=positive_int, default=None)
+    add("--tensor-parallel-size", type=positive_int, default=1)
     add("--gpu-memory-utilization", type=_bounded(0.0, 1.0, low_open=True), default=None)
     add(
         "--kv-cache-memory",
@@ -154,14 +136,14 @@ def addoption(parser: pytest.Parser) -> None:
         help="KV cache size for vLLM, e.g. 512M (needed on CPU)",
     )
     add("--enforce-eager", action="store_true", help="disable CUDA graphs / compilation in vLLM")
-    add("--max-inflight", type=_positive_int, default=None,
+    add("--max-inflight", type=positive_int, default=None,
         help="trajectories in flight per process; default: from the engine's batch size (vLLM's max_num_seqs) "
         "and the sandbox's session limit, recorded in the manifest")  # fmt: skip
     add("--gpu-per-worker", action="store_true",
         help="with pytest-xdist: worker N sees only GPU N (CUDA_VISIBLE_DEVICES)")  # fmt: skip
     add("--exec-timeout", type=_sandbox_limit("timeout", _bounded(0.0, _DAY, low_open=True)), default=10.0,
         help="seconds per code execution (default 10)")  # fmt: skip
-    add("--exec-memory-mb", type=_sandbox_limit("memory_mb", _int_range(1, 2**20)), default=2048,
+    add("--exec-memory-mb", type=_sandbox_limit("memory_mb", int_range(1, 2**20)), default=2048,
         help="memory one sandbox session may use, in MB (default 2048)")  # fmt: skip
     add("--exec-observations", choices=["full", "reference"], default=None,
         help="what the model sees of its code: full (output, last value, traceback tail) or reference "
@@ -183,6 +165,8 @@ def addoption(parser: pytest.Parser) -> None:
 class HarnessOptions:
     model: str | None
     revision: str | None
+    engine: str | None
+    engine_args: tuple[tuple[str, Any], ...]
     prompt_format: str | None
     prompt_type: str | None
     data_dir: Path | None
@@ -221,13 +205,9 @@ class HarnessOptions:
         get = config.getoption
         urls = tuple(u.strip() for value in get("server_url") for u in value.split(",") if u.strip())
         if urls:
-            # One rule for a server URL, the engine's: what passes here is what the engine accepts.
-            from tir_harness.engines.base import EngineError
-            from tir_harness.engines.openai import normalize_url
-
             try:
-                urls = tuple(dict.fromkeys(normalize_url(url) for url in urls))
-            except EngineError as exc:
+                urls = server_urls(urls)
+            except ValueError as exc:
                 raise pytest.UsageError(str(exc)) from None
         if get("gate") and not get("baseline"):
             raise pytest.UsageError("--gate needs --baseline (the run to compare against)")
@@ -235,7 +215,11 @@ class HarnessOptions:
         if data_dir and not Path(data_dir).expanduser().is_dir():
             source = "--data-dir" if get("data_dir") else "TIR_DATA_DIR"
             raise pytest.UsageError(f"{source} {data_dir}: no such folder")
-        values: dict[str, Any] = {
-            name: get(name) for name in cls.__dataclass_fields__ if name not in ("server_urls", "data_dir")
-        }
-        return cls(server_urls=urls, data_dir=Path(data_dir).expanduser() if data_dir else None, **values)
+        try:
+            engine_args = parse_engine_args(get("engine_arg"))
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        own = ("server_urls", "data_dir", "engine_args")
+        values: dict[str, Any] = {name: get(name) for name in cls.__dataclass_fields__ if name not in own}
+        data = Path(data_dir).expanduser() if data_dir else None
+        return cls(server_urls=urls, data_dir=data, engine_args=engine_args, **values)

@@ -84,6 +84,11 @@ def share_items(seat: dict[str, Any], n_items: int) -> list[int]:
     return [int(i) for i in items if 0 <= int(i) < n_items]
 
 
+def worker_input(config: pytest.Config) -> dict[str, Any] | None:
+    """A pytest-xdist worker's `workerinput` (what its controller sent it); None in any other process."""
+    return getattr(config, "workerinput", None)
+
+
 def worker_slot(workerinput: dict[str, Any]) -> int:
     """The worker's slot (e.g. its GPU with --gpu-per-worker): a replacement has the one of the worker it replaces."""
     seat = workerinput.get(SHARE_KEY)
@@ -284,7 +289,7 @@ class XdistHooks:
 
     @staticmethod
     def _evaluating(config: pytest.Config) -> bool:
-        return bool(config.getoption("model", None) or config.getoption("server_url", None))
+        return any(config.getoption(name, None) for name in ("model", "server_url", "engine"))
 
     def _scheduler(self, config: pytest.Config) -> ShareScheduling | None:
         if self.sched is None and config.getvalue("dist") == "load" and self._evaluating(config):
