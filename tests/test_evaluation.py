@@ -137,7 +137,7 @@ def test_engine_args_parse_as_json_values_or_strings() -> None:
     assert parse_engine_args(["tokenizer=a=b"]) == (("tokenizer", "a=b"),)
     for bad, message in [
         ("quantization", "--engine-arg quantization: expected KEY=VALUE or a JSON object"),
-        ("{bad json}", "--engine-arg {bad json}: not a JSON object (Expecting property name enclosed in double quotes)"),
+        ("{bad}", "--engine-arg {bad}: not a JSON object (Expecting property name enclosed in double quotes)"),
         ("=3", "--engine-arg =3: '' is not an argument name"),
     ]:
         with pytest.raises(ValueError) as info:

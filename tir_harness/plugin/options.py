@@ -187,7 +187,7 @@ class HarnessOptions:
     gpu_memory_utilization: float | None
     kv_cache_memory: int | None
     enforce_eager: bool
-    max_inflight: int | None  # None: chosen from the engine and the sandbox (Runner.start_generation)
+    max_inflight: int | None  # None: chosen from the engine and the sandbox (Evaluation.start_generation)
     gpu_per_worker: bool
     exec_timeout: float
     exec_memory_mb: int
