@@ -1,9 +1,11 @@
-"""Solves the selected problems of this process: the whole run, or one pytest-xdist worker's share.
+"""Feeds this process's run from pytest: the whole run, or one pytest-xdist worker's share.
 
-Once collection is final (after -k, -m, --lf and every other filter), the runner knows exactly which
-problems its tests will ask for.  At the start of the test loop it starts the engine and the executor once,
-takes what the result store already holds, and submits everything else to the scheduler at once; each test
-then waits only for its own problem's trajectories.  An xdist worker's share comes from the controller
+The run itself (engine, prompt format, sandbox, store keys, seeds, scheduling) is the run layer's `Evaluation`
+(run/evaluation.py); the runner only translates.  Options become its `RunConfig`; once collection is final
+(after -k, -m, --lf and every other filter) the selected problems are its plan; at the start of the test loop
+it starts (the engine and the executor once, what the result store holds taken from it, everything else
+submitted at once); each test then waits only for its own problem's records, which the runner publishes on the
+test's report.  An xdist worker's share comes from the controller
 (`workerinput`, plugin/xdist.py), and so do its signals: the first ends its test loop after the test in
 progress, the second stops it at once.
 """
