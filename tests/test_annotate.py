@@ -61,6 +61,7 @@ def rec(
         seed=seed,
         sample=sample,
         max_tool_calls=4,
+        max_turn_chars=1_000_000,
         executor={"timeout": 10},
         loop_version="1",
     )
@@ -209,6 +210,38 @@ def test_annotate_row_fields() -> None:
     timeout_row = rows[records["right_timeout"]["key"]]
     assert timeout_row["exec_error"] and not timeout_row["no_answer"] and timeout_row["correct"] is True
     assert timeout_row["messages"][2] == {"role": "tool", "content": "```output\nTimeout\n```"}
+
+
+def test_a_field_marked_for_training_is_a_column_of_every_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    from tir_harness.records import fields
+
+    judge = fields.Field("judge_score", {"type": ["number", "null"]}, optional=True, training=True)
+    monkeypatch.setattr(fields, "FIELDS", (*fields.FIELDS, judge))
+    records = [{**r, "judge_score": 0.5} for r in flag_records().values()]
+    records[0].pop("judge_score")  # written before the field existed
+    assert [row["judge_score"] for row in annotate(records)] == [None] + [0.5] * (len(records) - 1)
+    out = tmp_path / "ds"
+    assert (
+        annotate_main([str(write_store(tmp_path / "store", records)), "--output", str(out), "--format", "datasets"])
+        == 0
+    )
+    ds = datasets.load_from_disk(str(out))
+    assert ds.features["judge_score"] == datasets.Value("float64")
+    assert sorted(ds["judge_score"], key=lambda v: v is not None) == [None] + [0.5] * (len(records) - 1)
+
+
+def test_a_field_annotate_requires_is_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tir_harness.records import fields
+
+    judge = fields.Field("judge_score", {"type": "number"}, optional=True, annotate=fields.REQUIRED)
+    monkeypatch.setattr(fields, "FIELDS", (*fields.FIELDS, judge))
+    run = write_run(tmp_path / "run", [{**rec(0, 0, True), "judge_score": 1.0}, rec(0, 1, True)])
+    assert annotate_main([str(run), "--output", str(tmp_path / "out.jsonl")]) == 1
+    assert "trajectories.jsonl:2: record has no 'judge_score'" in one_line_error(capsys)
 
 
 # ------------------------------------------------------------------------------------------- sources

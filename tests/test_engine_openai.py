@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class Reply:
     cached_tokens: int | None = None
     raw: bytes | None = None  # send these bytes as the body, as they are
     content_type: str = "application/json"
+    drip: float = 0.0  # seconds between two bytes of the body (headers at once), as a stuck proxy may send it
 
 
 @dataclass
@@ -66,6 +68,7 @@ class FakeOpenAI:
 
     def __post_init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
+        self.drips: list[tuple[int, int]] = []  # (bytes of the body sent, its length) of each dripped answer
         self.active = 0
         self.max_active = 0
         self.holds: list[threading.Event] = []
@@ -100,13 +103,29 @@ class FakeOpenAI:
                 except OSError:
                     pass
 
-            def _send(self, status: int, data: dict[str, Any]) -> None:
+            def _send(self, status: int, data: dict[str, Any], drip: float = 0.0) -> None:
                 payload = json.dumps(data).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload)
+                if not drip:
+                    self.wfile.write(payload)
+                    return
+                sent = 0
+                try:
+                    self.wfile.flush()
+                    while sent < len(payload):
+                        time.sleep(drip)  # the server's pace, not a synchronization
+                        self.wfile.write(payload[sent : sent + 1])
+                        self.wfile.flush()
+                        sent += 1
+                except OSError:
+                    self.close_connection = True
+                finally:
+                    with owner.cond:
+                        owner.drips.append((sent, len(payload)))
+                        owner.cond.notify_all()
 
             def do_GET(self) -> None:
                 if self.path == "/v1/models":
@@ -151,7 +170,7 @@ class FakeOpenAI:
                                      "stop_reason": reply.stop_reason}],
                         "usage": {"prompt_tokens": len(body["prompt"]), "completion_tokens": len(reply.text),
                                   "prompt_tokens_details": details},
-                    })  # fmt: skip
+                    }, reply.drip)  # fmt: skip
 
         httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         httpd.daemon_threads = True
@@ -562,6 +581,44 @@ def test_a_request_without_answer_within_the_timeout_fails_alone(fakes, engines)
     assert failure(engine.submit(request("slow"))) == f"{fake.url}: no answer within 0.2 s"
     assert result(engine.submit(request("quick"))).text == "ok"
     assert engine.info()["down"] == {}
+
+
+def test_the_request_timeout_bounds_the_whole_answer_even_one_dripping_a_byte_at_a_time(fakes, engines):
+    # About 300 bytes at one per 50 ms: 15 s to send, each byte far within any read timeout.
+    fake = fakes(respond=lambda body: Reply(text="x" * 200, drip=0.05) if body["prompt"] == "drip" else Reply())
+    engine = engines([fake.url], request_timeout=1.0)
+    assert failure(engine.submit(request("drip"))) == f"{fake.url}: no answer within 1 s"
+    fake.wait_until(lambda: len(fake.drips) == 1)  # the server noticed the connection was gone
+    (sent, length), = fake.drips
+    assert sent < length / 2, "the answer was read to its end: only each byte's wait was bounded"
+    assert result(engine.submit(request("quick"))).text == "ok"
+    assert engine.info()["down"] == {}
+
+
+def test_a_request_the_server_always_resets_fails_alone_and_the_others_go_on(fakes, engines):
+    fake = fakes(respond=lambda body: Reply(drop=True) if body["prompt"] == "poison" else Reply(text="fine"))
+    engine = engines([fake.url], max_inflight_per_server=1, connect_retries=2)
+    before = [engine.submit(request(f"a{i}")) for i in range(3)]
+    poisoned = engine.submit(request("poison"))
+    after = [engine.submit(request(f"b{i}")) for i in range(3)]
+    assert failure(poisoned) == f"{fake.url}: the server closed the connection without answering"
+    assert fake.prompts().count("poison") == 3  # tried, then retried twice
+    assert [result(f).text for f in before + after] == ["fine"] * 6
+    assert engine.info()["down"] == {}
+
+
+def test_a_server_that_fails_several_different_requests_in_a_row_is_marked_down(fakes, engines):
+    warned: list[str] = []
+    fake = fakes(respond=lambda body: Reply(status=500, message="engine dead"))  # GET /v1/models still answers
+    engine = engines([fake.url], max_inflight_per_server=1, connect_retries=1, on_warning=warned.append)
+    futures = [engine.submit(request(f"p{i}")) for i in range(5)]
+    said = f"{fake.url}: HTTP 500: engine dead"
+    assert [failure(f) for f in futures[:2]] == [said, said]  # each fails alone while the server answers
+    down = "HTTP 500: engine dead; 3 different requests failed in a row"
+    assert [failure(f) for f in futures[2:]] == [f"all servers down: {fake.url}: {down}"] * 3
+    assert engine.info()["down"] == {fake.url: down}
+    assert warned == [f"--server-url {fake.url} is down ({down}); 0 of 1 servers left"]
+    assert fake.prompts() == ["p0", "p0", "p1", "p1", "p2", "p2"]
 
 
 def test_a_bug_in_a_worker_fails_its_request_instead_of_leaving_it_waiting(fakes, engines, monkeypatch):

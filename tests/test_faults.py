@@ -31,6 +31,8 @@ SCRIPT = {
     "SURROGATE": ["Odd text \ud800 and a NUL \x00 then \\boxed{7}."],
     "CODE": ["```python\nprint('\\ud800' + chr(0))\n```\n```output", "So \\boxed{5}."],
     "EXPLODE": ["```python\nprint('EXPLODE')\n```\n```output"],
+    "TERMINAL": ["It is \\boxed{\x1b[2J\x1b]0;owned\x07\u202e24\r}."],
+    "HUGE": ["x" * 3_000_000 + " It is \\boxed{42}."],  # a server gone wrong: 3 MB in one completion
 }
 
 
@@ -49,6 +51,8 @@ def pytest_tir_make_engine(config, model):
             log.write(request.request_id + "\n")
         if "ENGINE" in request.prompt:
             raise EngineError("http://127.0.0.1:1: HTTP 400: prompt is too long")
+        if "SHOUTS" in request.prompt:
+            raise EngineError("http://127.0.0.1:1: HTTP 400: \x1b[31mred\x1b[0m \u202eesrever")
         return scripted.responder(request)
 
     scripted = ScriptedEngine.by_question(SCRIPT)
@@ -163,6 +167,52 @@ def test_every_problem_ends_as_one_record_whatever_happens_in_its_trajectory(pro
     assert records["explode"]["error"] == "internal error: ValueError: the sandbox fell over"
 
 
+def test_terminal_escapes_and_bidi_overrides_reach_no_terminal_but_stay_in_the_record(project, tmp_path):
+    write_problems(project.path / "problems.jsonl", [
+        {"id": "terminal", "question": "TERMINAL: 6*7?", "answer": "42", "subject": "x"},
+        {"id": "shouts", "question": "SHOUTS: 6*7?", "answer": "42"},
+    ])  # fmt: skip
+    result = run(project, tmp_path, "-rf")
+    result.assert_outcomes(failed=2)
+    shown = output(result)
+    for acting in ("\x1b", "\x07", "\u202e", "\r"):
+        assert acting not in shown
+    # Shown as escapes on the failure lines: the grader's reason quotes the prediction; the server's words.
+    result.stdout.fnmatch_lines(["E * reason: *: \\x1b[[]2J\\x1b]0;owned\\x07\\u202e24 vs 42"])
+    result.stdout.fnmatch_lines(["tir-harness: engine error: *\\x1b[[]31mred\\x1b[[]0m \\u202eesrever"])
+    # The record keeps the model's text as it was.
+    records = {r["problem_id"]: r for r in assert_accounted(result, tmp_path / "run", tmp_path / "store")}
+    assert records["problems/file/terminal"]["turns"][0]["text"] == SCRIPT_TERMINAL
+
+
+SCRIPT_TERMINAL = "It is \\boxed{\x1b[2J\x1b]0;owned\x07\u202e24\r}."
+
+
+@pytest.mark.parametrize(("limit", "line_bytes"), [(None, 2_200_000), (10_000, 40_000)])
+def test_a_huge_completion_is_cut_so_report_store_and_page_stay_bounded(project, tmp_path, limit, line_bytes):
+    write_problems(project.path / "problems.jsonl", [{"id": "huge", "question": "HUGE: 6*7?", "answer": "42"}])
+    option = [] if limit is None else [f"--max-turn-chars={limit}"]
+    run(project, tmp_path, *option).assert_outcomes(passed=1)  # the answer is in the tail, which is kept
+    run_dir = tmp_path / "run"
+    (line,) = (run_dir / "trajectories.jsonl").read_text().splitlines()
+    assert len(line) < line_bytes  # uncut, the turn's text and the response alone are 6 MB
+    (turn,) = json.loads(line)["turns"]
+    assert turn["text_cut"] and turn["original_chars"] == 3_000_000 + len(" It is \\boxed{42}.")
+    assert "characters cut ...]" in turn["text"]
+    assert (run_dir / "report.html").stat().st_size < line_bytes + 1_000_000
+    with ResultStore(tmp_path / "store") as store:
+        (stored,) = store.records()
+    assert stored["turns"][0]["text"] == turn["text"]
+
+
+def test_the_turn_limit_is_part_of_the_store_key(project, tmp_path):
+    project_run = [f"--report-dir={tmp_path / 'again'}", "-k", "right"]
+    run(project, tmp_path, "-k", "right").assert_outcomes(passed=1, deselected=6)
+    run(project, tmp_path, *project_run).assert_outcomes(passed=1, deselected=6)  # the same limit: reused
+    run(project, tmp_path, *project_run, "--max-turn-chars=5000").assert_outcomes(passed=1, deselected=6)
+    assert requests_made(project) == ["problems/file/right#s0#t0"] * 2
+
+
 def test_a_rerun_retries_only_the_failed_problems(project, tmp_path):
     run(project, tmp_path).assert_outcomes(passed=3, failed=4)
     (project.path / "requests.log").unlink()
@@ -185,8 +235,13 @@ def test_a_rerun_retries_only_the_failed_problems(project, tmp_path):
         ([dict(PROBLEMS[0], answer=" ")], "problems.jsonl:1: cannot read this problem (ValueError: empty gold answer*"),
         ([dict(PROBLEMS[0], question=None)], "problems.jsonl:1: cannot read this problem (*field 'question' is null)"),
         (json.dumps(PROBLEMS[0]) + "\n" + json.dumps(PROBLEMS[1])[:-5], "problems.jsonl:2: not valid JSON*"),
+        *[([PROBLEMS[0], dict(PROBLEMS[1], answer=gold)],
+           f"problems.jsonl:2: cannot read this problem (ValueError: gold answer in field 'answer' is {shown}: *)")
+          for gold, shown in [(float("nan"), "NaN"), (float("inf"), "Infinity"), (True, "true"),
+                              ([1, 2], "[[]1, 2[]]")]],
     ],
-    ids=["duplicate-id", "empty", "blank", "null-gold", "empty-gold", "null-question", "cut-short-last-line"],
+    ids=["duplicate-id", "empty", "blank", "null-gold", "empty-gold", "null-question", "cut-short-last-line",
+         "nan-gold", "infinity-gold", "true-gold", "list-gold"],
 )  # fmt: skip
 def test_a_bad_problem_file_is_a_one_line_collection_error(project, tmp_path, content, message):
     write_problems(project.path / "problems.jsonl", content)
@@ -232,6 +287,35 @@ def test_a_bad_option_is_one_line_naming_it_before_anything_runs(project, tmp_pa
     assert len(errors) == 1, result.stderr.lines
     assert_one_line(result)
     assert requests_made(project) == []
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        # run/loop.py's sample_seed: sample indices below 2**20, run seeds with |s| < 2**43.
+        ("--samples=2000000", "must be between 1 and 1048576, got 2000000"),
+        ("--samples=0", "must be between 1 and 1048576, got 0"),
+        ("--seed=8796093022208", "must be between -8796093022207 and 8796093022207, got 8796093022208"),
+        ("--seed=-8796093022208", "must be between -8796093022207 and 8796093022207, got -8796093022208"),
+        # The sandbox's own rule (ExecutorConfig), not a copy of it.
+        ("--exec-memory-mb=8", "must be >= 16, got 8 (the sandbox's limit)"),
+        ("--max-turn-chars=99", "must be at least 100, got 99"),
+        ("--kv-cache-memory=0", "must be at least 1 byte, got '0'"),
+    ],
+)  # fmt: skip
+def test_an_option_beyond_what_the_run_accepts_later_is_refused_while_parsing(project, tmp_path, option, message):
+    result = run(project, tmp_path, option)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*error: argument {option.split('=')[0]}: {message}"])
+    assert "collected" not in result.stdout.str()  # refused before collection, not after the first trajectory
+    assert_one_line(result)
+    assert requests_made(project) == []
+
+
+def test_options_at_their_bounds_are_accepted(project, tmp_path):
+    result = run(project, tmp_path, "-k", "right", "--exec-memory-mb=16", "--seed=-8796093022207",
+                 "--samples=2", "--max-turn-chars=100")  # fmt: skip
+    result.assert_outcomes(passed=1, deselected=6)
 
 
 def foreign_sqlite(path: Path) -> Path:

@@ -29,6 +29,8 @@ def respond(body: dict) -> Reply:
         return Reply(raw=b'{"choices": [{"text": null}]}')
     if "HTML" in prompt:
         return Reply(raw=HTML, content_type="text/html")
+    if "POISON" in prompt:  # a request this server resets every time, healthy as it is otherwise
+        return Reply(drop=True)
     return Reply(text="It is \\boxed{42}.")
 
 
@@ -70,3 +72,21 @@ def test_what_the_server_said_is_the_tests_failure_line(pytester, server, tmp_pa
     assert len(records) == 4 and sum(r["end_reason"] == "error" for r in records) == 3
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["accuracy"]["overall"]["n"] == 4 and summary["accuracy"]["overall"]["correct"] == 1
+
+
+def test_one_request_the_server_always_resets_fails_only_its_problem(pytester, server, tmp_path):
+    pytester.makepyfile(test_bench=BENCH)
+    rows = [{"id": "poison", "question": "POISON: 6*7?", "answer": "42"}]
+    rows += [{"id": f"ok{i}", "question": f"OK {i}: 6*7?", "answer": "42"} for i in range(6)]
+    pytester.path.joinpath("problems.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "-p", "no:randomly", f"--server-url={server.url}", "--prompt-format=plain",
+        f"--store-dir={tmp_path / 'store'}", f"--report-dir={tmp_path / 'run'}", "--server-retries=1",
+        "--max-inflight=1",  # one request at a time: the poisoned one's retries see no other success
+    )  # fmt: skip
+    result.assert_outcomes(passed=6, failed=1)
+    result.stdout.fnmatch_lines([
+        "_* test_mine[[]poison[]] _*",
+        f"tir-harness: engine error: {server.url}: the server closed the connection without answering",
+    ], consecutive=True)  # fmt: skip
+    assert "is down" not in result.stdout.str() and "all servers down" not in result.stdout.str()

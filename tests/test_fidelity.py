@@ -12,6 +12,10 @@ import json
 import pytest
 
 from tir_harness.grading.reference import extract_reference_answer, math_equal, reference_grade, strip_string
+from tir_harness.run.loop import execution_mode
+from tir_harness.run.prompts import default_observation_style
+from tir_harness.sandbox.executor import ExecutorConfig
+from tir_harness.sandbox.observations import get_style
 
 ONE_Q = "ONE: what is 20+1?"
 LIMIT_Q = "LIMIT: loop forever"
@@ -130,13 +134,15 @@ def test_the_reference_is_reproduced_through_the_plugin(pytester: pytest.Pyteste
     assert records["ref"]["correct"] is False and records["ref"]["reference_correct"] is True
     assert records["ref"]["reference_prediction"] == "0.5"
     assert records["one"]["correct"] is True and records["one"]["reference_correct"] is True
-    # Ended by the limit, the last model message of a chat format is the limit note: no answer for the
-    # reference, while DeepSeek's inline conversation falls back to the last ```output block.
-    assert records["limit"]["correct"] is True and records["limit"]["reference_correct"] is (fmt == "deepseek")
+    # Ended by the limit, the last model message of Gemma's and Mistral's chats is the limit note: no answer
+    # for the reference.  DeepSeek's inline conversation falls back to the last ```output block, and so does
+    # Llama 3's, cut at the last *user* header (the one before that block).
+    reads_output = fmt in ("deepseek", "llama3")
+    assert records["limit"]["correct"] is True and records["limit"]["reference_correct"] is reads_output
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["accuracy"]["overall"]["correct"] == 2
-    assert summary["reference_grader"]["overall"]["correct"] == (3 if fmt == "deepseek" else 2)
-    assert summary["reference_grader"]["disagree"] == (1 if fmt == "deepseek" else 2)
+    assert summary["reference_grader"]["overall"]["correct"] == (3 if reads_output else 2)
+    assert summary["reference_grader"]["disagree"] == (1 if reads_output else 2)
     assert "reference grader" in result.stdout.str()
     assert "Reference implementation's grader" in (tmp_path / "run" / "summary.md").read_text()
     # Seeds: sample 0 of seed 3 is 3 * 2**20, so seed 4's samples cannot reuse it.
@@ -193,3 +199,19 @@ def test_symbolic_step_is_bounded() -> None:
     # A tower of powers never finishes simplifying: the helper is stopped and replaced, the answer is "no".
     assert math_equal("9^9^9^9", "1") is False
     assert math_equal("x+1", "1+x") is True  # the replacement helper works
+
+
+@pytest.mark.parametrize("fmt", ["gemma", "mistral", "deepseek", "llama3"])
+@pytest.mark.parametrize("prompt_type", ["tora", "cot"])
+def test_the_references_prompts_get_the_references_executor(fmt: str, prompt_type: str) -> None:
+    """Rows 9-12: with the reference's prompts, the code runs as the reference ran it (replayed, uncut in
+    practice, 20 s for the whole replay); tests/test_reference_observations.py checks what that shows."""
+    style = default_observation_style(fmt, prompt_type)
+    assert execution_mode(style) == "reference"
+    assert (get_style(style).max_output_chars or 0) >= 100_000
+    assert ExecutorConfig(observation_style=style).replay_timeout == 20.0
+
+
+@pytest.mark.parametrize(("fmt", "prompt_type"), [("gemma", "tora-instruct"), ("plain", "tora-fewshot")])
+def test_the_harness_prompt_types_keep_their_live_session(fmt: str, prompt_type: str) -> None:
+    assert execution_mode(default_observation_style(fmt, prompt_type)) == "live"

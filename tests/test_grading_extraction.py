@@ -90,3 +90,35 @@ def test_bare_answer_that_is_prose_is_read_as_a_short_response() -> None:
 )
 def test_answer_tags(response: str, answer: str) -> None:
     assert extract_answer(response) == answer
+
+
+# Closing steps of released ToRA-70B GSM8K responses (microsoft/ToRA src/outputs, MIT; tests/data/reference/):
+# no box, the tool's output is the answer, and the closing prose holds other numbers.
+TORA_OUTPUT_LAST = [
+    ("```output\n5\n```\n5 cars drove through the traffic jam in the first 15 minutes.", "5"),  # test idx 98
+    ("```output\n3.0\n```\nThree trucks will be needed to transport 80 flagstones in one trip.", "3"),  # idx 288
+]
+
+
+@pytest.mark.parametrize(("response", "gold"), TORA_OUTPUT_LAST)
+def test_a_tool_use_response_without_a_box_is_answered_by_its_closing_output(response: str, gold: str) -> None:
+    verdict = grade("```python\nprint(x)\n```\n" + response, gold, dataset="gsm8k")
+    assert verdict.correct, verdict
+
+
+@pytest.mark.parametrize(
+    ("response", "answer"),
+    [
+        ("```python\nprint(1)\n```\n```output\n7\n```\nso we try again\n```python\nprint(8)\n```", "8"),  # code after
+        ("```output\nNameError: name 'x' is not defined\n```\nWe get 12 in the end", "12"),  # not an answer
+        ("```output\n[1, 2]\n3\n```\nThat is 7 days.", "3"),  # the block's last line
+        ("```output\n4\n```\nThe answer is 6.", "6"),  # an answer phrase still wins
+    ],
+)
+def test_closing_output_rule_boundaries(response: str, answer: str) -> None:
+    assert extract_answer(response, dataset="gsm8k") == answer
+
+
+@pytest.mark.parametrize("text", ["$", "\\quad", "\\text{}", ".", "=", "~", "\\,", "\\$", "x^{}", "nan"])
+def test_identical_strings_are_always_equal(text: str) -> None:
+    assert grade(text, text, extracted=True).correct

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tir_harness.analysis.html import REPORT_HTML, embed_json, page_data, render_html
+from tir_harness.analysis.html import ASSETS, REPORT_HTML, embed_json, page_data, render_html
 from tir_harness.analysis.report import write_summary
 from tir_harness.analysis.summary import summarize
 from tir_harness.cli.report import main as report_main
@@ -144,6 +144,14 @@ def write_summary_dict(records: list[dict[str, Any]], baseline: list[dict[str, A
     summary = summarize(records)
     summary["comparison"] = compare(records, baseline).to_dict()
     return summary
+
+
+def test_the_page_script_renders_every_kind_of_cell() -> None:
+    from tir_harness.records import fields
+
+    script = (ASSETS / "report.js").read_text(encoding="utf-8")
+    block = script.split("var CELLS = {", 1)[1].split("\n  };", 1)[0]
+    assert set(re.findall(r"^    (\w+): \{", block, re.MULTILINE)) == set(fields.CELLS)
 
 
 def test_accuracy_png_is_a_heatmap_of_the_summary() -> None:
@@ -365,6 +373,23 @@ def test_hostile_output_is_shown_as_text(real_run: Path, browser: Browser) -> No
     no_network(page, real_run)  # no dialog either: no alert ran
 
 
+def test_terminal_escapes_and_bidi_overrides_are_shown_inert(tmp_path: Path, browser: Browser) -> None:
+    # "\u202e24" would show as 42: a wrong prediction reading as the gold answer.
+    acting = "\x1b[31mRED\x1b[0m \u202e24 \u2066x\x07"
+    records = small_run()
+    records[0] = {**records[0], "prediction": acting, "question": "Q " + acting, "model": "m" + acting}
+    records[0]["turns"][0]["text"] = "turn " + acting
+    write_summary(tmp_path, records, plots=False)
+    page = browser.open(tmp_path / REPORT_HTML)
+    page.locator("#rows tbody tr").first.click()
+    shown = page.evaluate("document.title + document.body.innerText")
+    assert not any(c in shown for c in "\x1b\x07\u202e\u2066")
+    assert "\\u202e24" in page.locator("#rows tbody tr").first.inner_text()
+    assert "turn \\x1b[31mRED" in page.locator("#trajectory .msg.turn").inner_text()
+    no_network(page, tmp_path / REPORT_HTML)
+    assert records[0]["turns"][0]["text"] == "turn " + acting  # the records keep their text
+
+
 def test_paging_keeps_large_runs_to_one_page_of_rows(tmp_path: Path, browser: Browser) -> None:
     from playwright.sync_api import expect
 
@@ -381,3 +406,46 @@ def test_paging_keeps_large_runs_to_one_page_of_rows(tmp_path: Path, browser: Br
     expect(rows).to_have_count(50)
     assert page.locator("#count").inner_text() == "50 of 250 trajectories"
     no_network(page, tmp_path / REPORT_HTML)
+
+
+def test_a_column_added_to_the_fields_shows_in_the_page_and_in_the_validation(
+    tmp_path: Path, browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Adding a report column is one `Field` in records/fields.py: the page's table and filter, the schema and
+    load_records follow from it, with nothing else changed."""
+    import jsonschema
+    from playwright.sync_api import expect
+
+    from tir_harness.records import fields
+    from tir_harness.records.load import ReportError, load_records
+
+    judge = fields.Field(
+        "judge_score", {"type": ["number", "null"], "minimum": 0}, "A judge model's score of the solution.",
+        optional=True, load=fields.CHECKED,
+        column=fields.Column("judge", "6%", cell="number", filter="any judge score", option="score {}"),
+    )  # fmt: skip
+    monkeypatch.setattr(fields, "FIELDS", (*fields.FIELDS, judge))
+    records = [dict(r, judge_score=i % 3 * 0.25) for i, r in enumerate(small_run())]
+    write_summary(tmp_path, records, plots=False)
+
+    page = browser.open(tmp_path / REPORT_HTML)
+    headings = page.locator("#rows thead th").all_inner_texts()
+    assert "judge" in headings
+    column = headings.index("judge")
+    cells = page.evaluate(
+        "c => Array.from(document.querySelectorAll('#rows tbody tr'), r => [r.cells[0].textContent, "
+        "r.cells[c].textContent])",
+        column,
+    )
+    assert dict(cells) == {r["problem_id"]: f"{r['judge_score']:g}" for r in records}
+    page.select_option("#f-judge_score", "0.5")
+    expect(page.locator("#rows tbody tr")).to_have_count(sum(r["judge_score"] == 0.5 for r in records))
+    no_network(page, tmp_path / REPORT_HTML)
+
+    validator = jsonschema.Draft202012Validator(fields.json_schema())
+    assert validator.is_valid(records[0]) and validator.is_valid({**records[0], "judge_score": None})
+    assert [list(e.path) for e in validator.iter_errors({**records[0], "judge_score": "high"})] == [["judge_score"]]
+    file = tmp_path / "trajectories.jsonl"
+    file.write_text("".join(json.dumps(r) + "\n" for r in [records[0], {**records[1], "judge_score": -1}]))
+    with pytest.raises(ReportError, match=r"trajectories\.jsonl:2: judge_score must be a number >= 0 or null, got -1"):
+        load_records(file)

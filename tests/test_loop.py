@@ -8,7 +8,15 @@ import pytest
 
 from tir_harness.engines.base import EngineError, SamplingConfig
 from tir_harness.engines.scripted import ScriptedEngine
-from tir_harness.run.loop import LoopConfig, extract_code_blocks, run_trajectory, sample_seed
+from tir_harness.run.loop import (
+    MAX_TURN_CHARS,
+    MIN_TURN_CHARS,
+    LoopConfig,
+    extract_code_blocks,
+    reference_blocks,
+    run_trajectory,
+    sample_seed,
+)
 from tir_harness.run.prompts import FORMATS, MAX_CALLS_NOTE, PROMPT_TYPES
 from tir_harness.run.scheduler import Scheduler
 from tir_harness.sandbox.executor import Executor
@@ -23,9 +31,9 @@ def executor():
         yield ex
 
 
-def config(fmt=PLAIN, prompt_type="tora-fewshot", max_tool_calls=4, max_tokens=200):
+def config(fmt=PLAIN, prompt_type="tora-fewshot", max_tool_calls=4, max_tokens=200, max_turn_chars=MAX_TURN_CHARS):
     sampling = SamplingConfig(max_tokens=max_tokens, stop=fmt.stop)
-    return LoopConfig(fmt, PROMPT_TYPES[prompt_type], sampling, max_tool_calls)
+    return LoopConfig(fmt, PROMPT_TYPES[prompt_type], sampling, max_tool_calls, max_turn_chars)
 
 
 CODE_TURN = "We compute.\n```python\nx = 6 * 7\nprint(x)\n```\n```output\nIGNORED, the engine stops here"
@@ -119,6 +127,29 @@ def test_how_trajectories_end(executor, turns, kwargs, end):
     assert trajectory.tool_calls == 0
 
 
+def test_a_turn_longer_than_the_limit_is_cut_around_a_marker_before_anything_reads_it(executor):
+    # A server gone wrong (or a model looping) can send megabytes in one completion; the code is at its end.
+    huge = "A" * 50_000 + "\n```python\nprint(6 * 7)\n```"
+    engine = ScriptedEngine.by_question({"Q9": [huge, "So \\boxed{42}."]})
+    trajectory = run_trajectory("Q9", config(max_turn_chars=1000), engine, executor.session, "q9")
+    first, second = trajectory.turns
+    assert first.text_cut and first.original_chars == len(huge)
+    marker = f"\n[... {len(huge) - 1000} characters cut ...]\n"
+    assert first.text == huge[:500] + marker + huge[-500:]
+    assert first.observation == "42"  # the tail's code still ran
+    assert not second.text_cut and second.original_chars is None and trajectory.end_reason == "answer"
+    # What the conversation, the record and the next prompt carry is the cut text.
+    assert len(engine.requests[1].prompt) < len(engine.requests[0].prompt) + 1000 + len(marker) + 100
+    record = trajectory.to_dict()
+    assert huge not in record["response"] and marker in record["response"]
+    assert record["turns"][0]["text_cut"] is True and record["turns"][0]["original_chars"] == len(huge)
+
+
+def test_a_turn_limit_below_the_minimum_is_refused():
+    with pytest.raises(ValueError, match=f"max_turn_chars must be at least {MIN_TURN_CHARS}"):
+        config(max_turn_chars=MIN_TURN_CHARS - 1)
+
+
 def test_engine_failure_ends_the_trajectory_with_its_reason(executor):
     engine = ScriptedEngine.by_question({"Q6": ["```python\nprint(3)\n```"]})  # no second turn scripted
     trajectory = run_trajectory("Q6", config(), engine, executor.session, "q6")
@@ -140,6 +171,66 @@ def test_engine_failure_ends_the_trajectory_with_its_reason(executor):
 )
 def test_extract_code_blocks(text, blocks):
     assert extract_code_blocks(text) == blocks
+
+
+@pytest.mark.parametrize(
+    ("text", "blocks"),
+    [
+        ("a\n```python\nprint(1)\n```\nb", ["print(1)\n"]),
+        ("text ```python\nprint(1)\n```", ["print(1)\n"]),  # a fence anywhere in a line opens a block
+        ("  ```python\nx\n  ```\n```", ["x\n  ```\n"]),  # only a line starting with ``` closes it
+        ("```python\nx = 1", []),  # an unclosed block is dropped
+        ("```python\nx\n```\n```output\n1\n```", ["x\n", "", ""]),  # every ``` line adds an entry
+        ("```python\na\n```python\nb\n```", ["b\n"]),  # a second fence starts the block afresh
+        ("```python\n```", [""]),
+        ("no code", []),
+    ],
+)
+def test_reference_blocks(text, blocks):
+    assert reference_blocks(text) == blocks
+
+
+class RecordingSession:
+    """Loop logic only: what the loop asks a reference-mode session to replay (the sandbox's side of it is
+    tests/test_executor_replay.py and tests/test_reference_observations.py)."""
+
+    def __init__(self):
+        self.replays = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    def run(self, code):
+        raise AssertionError("a reference-mode loop never runs a block live")
+
+    def replay(self, blocks):
+        from tir_harness.sandbox.executor import Observation
+
+        self.replays.append(list(blocks))
+        return Observation("ok", f"obs{len(self.replays)}", 0.01)
+
+
+def test_reference_mode_replays_the_whole_conversations_blocks():
+    turns = ["Mid-line ```python\nx = 1\n```", "```python\nprint(x)", "```python\nprint(2)\n```", "\\boxed{2}"]
+    engine = ScriptedEngine.by_question({"QR": turns})
+    session = RecordingSession()
+    cfg = LoopConfig(GEMMA, PROMPT_TYPES["tora"], SamplingConfig(max_tokens=200, stop=GEMMA.stop), 6,
+                     execution_mode="reference")  # fmt: skip
+    trajectory = run_trajectory("QR", cfg, engine, lambda: session, "qr")
+    # Turn 2's block is unclosed: dropped, so the last entry is the empty one the observation's closing fence
+    # adds; turn 3 sees turn 2's block closed by the ```output line of the observation that followed it.
+    assert session.replays == [
+        ["x = 1\n"],
+        ["x = 1\n", "", ""],
+        ["x = 1\n", "", "", "print(x)<end_of_turn>\n<start_of_turn>user\n", "", "print(2)\n"],
+    ]
+    assert [t.observation for t in trajectory.turns] == ["obs1", "obs2", "obs3", None]
+    assert trajectory.turns[2].code_blocks == session.replays[2]
+    with pytest.raises(ValueError, match="execution_mode must be one of live, reference"):
+        LoopConfig(GEMMA, PROMPT_TYPES["tora"], SamplingConfig(), execution_mode="replay")
 
 
 def test_sample_seeds_of_different_runs_never_collide():

@@ -92,6 +92,36 @@ def test_a_data_folder_overrides_the_shipped_copy(tmp_path):
     assert (only.id, only.question, only.answer) == ("svamp/test/x-1", "Ann has 2 pens. How many?", "2")
 
 
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(float("nan"), "NaN"), (float("inf"), "Infinity"), (float("-inf"), "-Infinity"), (True, "true"),
+     ([1, 2], "[1, 2]"), ({"a": 1}, '{"a": 1}')],
+)  # fmt: skip
+def test_a_gold_that_is_neither_a_string_nor_a_finite_number_names_the_file_and_line(tmp_path, value, shown):
+    # Python's JSON reader accepts NaN and Infinity; taken as text ("nan", "True") they would be graded against.
+    fine = {"ID": "a", "Body": "b", "Question": "q", "Answer": 3.0}
+    _write(tmp_path / "svamp" / "test.jsonl", [fine, {**fine, "ID": "z", "Answer": value}])
+
+    def rule(field: str) -> str:
+        return f"gold answer in field {field!r} is {shown}: not a string or a finite number"
+
+    with pytest.raises(DataError) as caught:
+        load("svamp", "test", data_dir=tmp_path)
+    assert str(caught.value).endswith(f"test.jsonl:2: cannot read this problem (ValueError: {rule('Answer')})")
+    path = _write(tmp_path / "mine.jsonl", [{"question": "q", "answer": "1"}, {"question": "q", "answer": value}])
+    with pytest.raises(DataError) as caught:
+        load_jsonl(path)
+    assert str(caught.value) == f"{path}:2: cannot read this problem (ValueError: {rule('answer')})"
+    _write(tmp_path / "math" / "test.jsonl", [{"problem": "p", "type": "Algebra", "answer": value}])
+    with pytest.raises(DataError, match=r"test\.jsonl:1: cannot read this problem \(ValueError: gold answer in field"):
+        load("math", "test", data_dir=tmp_path)
+
+
+def test_numbers_as_gold_answers_still_read_as_text(tmp_path):
+    path = _write(tmp_path / "mine.jsonl", [{"question": "q", "answer": a} for a in (6.0, 2.5, -3, "x")])
+    assert [p.answer for p in load_jsonl(path)] == ["6", "2.5", "-3", "x"]
+
+
 def test_smoke_set_ships_with_the_package():
     problems = smoke()
     assert 20 <= len(problems) <= 25

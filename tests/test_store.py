@@ -38,6 +38,7 @@ BASE_PARTS: dict[str, Any] = dict(
     seed=0,
     sample=0,
     max_tool_calls=4,
+    max_turn_chars=1_000_000,
     executor={"timeout": 10.0, "memory_mb": 2048, "max_output_chars": 2000},
     loop_version="1",
 )
@@ -76,7 +77,8 @@ def test_key_is_sha256_of_documented_canonical_json() -> None:
     # Written out by hand: a change to the canonical form would silently orphan every stored trajectory.
     expected_json = (
         '{"executor":{"max_output_chars":2000,"memory_mb":2048,"timeout":10},"key_version":1,'
-        '"loop_version":"1","max_tool_calls":4,"model":"google/gemma-3-270m@main","model_revision":"abc123",'
+        '"loop_version":"1","max_tool_calls":4,"max_turn_chars":1000000,"model":"google/gemma-3-270m@main",'
+        '"model_revision":"abc123",'
         '"prompt":"Question: What is 1+1?\\nSolution:","prompt_format":"gemma","prompt_type":"tora-fewshot",'
         '"sample":0,"sampling":{"max_tokens":1024,"stop":["```output"],"temperature":0,"top_p":1},"seed":0}'
     )
@@ -94,6 +96,7 @@ CHANGES: dict[str, Any] = {
     "seed": 1,
     "sample": 1,
     "max_tool_calls": 5,
+    "max_turn_chars": 2000,
     "executor": {**BASE_PARTS["executor"], "timeout": 5.0},
     "loop_version": "2",
 }
@@ -156,6 +159,7 @@ def test_grading_is_not_a_key_part_and_no_part_may_be_missing() -> None:
         {"executor": {"fn": object()}},
         {"sample": -1},
         {"sample": True},
+        {"max_turn_chars": None},
         {"seed": "0"},
         {"prompt": None},
         {"sampling": [("temperature", 0.0)]},

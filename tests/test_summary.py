@@ -220,7 +220,7 @@ def test_how_trajectories_ended_and_cost() -> None:
     assert s["end_reasons"] == {"answer": 1, "error": 1, "length": 1, "max_tool_calls": 1, "no_code": 1}
     assert s["exec_status"] == {"error": 1, "memory": 1, "ok": 2, "output_limit": 1, "timeout": 2}
     assert s["counts"] == {
-        "no_answer": 2,
+        "no_answer": 1,  # p3; p4's engine error is counted once, under engine_errors
         "max_tool_calls": 1,
         "length": 1,
         "engine_errors": 1,
@@ -273,6 +273,42 @@ def test_format_terminal_shows_the_table() -> None:
     geometry = next(line for line in lines if line.strip().startswith("geometry"))
     assert geometry.split()[-2:] == ["0%", "-"]
     assert any(line.startswith("ends     no answer 0, tool-call limit 0, length 0") for line in lines)
+
+
+def test_engine_errors_are_not_counted_as_no_answer_and_the_tool_maximum_is_the_observed_one() -> None:
+    records = [
+        record("p1", False, prediction=None, end_reason="error"),
+        record("p2", False, prediction=None, end_reason="error"),
+        record("p3", False, prediction=None, end_reason="no_code"),
+    ]
+    lines = format_terminal(summarize(records))
+    ends = next(line for line in lines if line.startswith("ends"))
+    assert "no answer 1," in ends and "engine errors 2;" in ends
+    tools = next(line for line in lines if line.startswith("tools"))
+    assert "(observed max 0, limit 4)" in tools
+
+
+HOSTILE_TEXT = "red\x1b[31m \x1b]0;title\x07 back\r\b rev\u202eesrever\u2066 nel\x85 csi\x9b2J"
+
+
+def test_terminal_and_markdown_text_from_data_cannot_act_on_a_terminal() -> None:
+    # A model name from a server's /v1/models, subjects and problem ids from a data file: shown as escapes.
+    records = [
+        {**record(f"p{i}\x1b[2J", i % 2 == 0, subject=f"alg{HOSTILE_TEXT}"), "model": f"m{HOSTILE_TEXT}"}
+        for i in range(4)
+    ]
+    summary = summarize(records)
+    baseline = [{**r, "correct": not r["correct"]} for r in records]
+    from tir_harness.analysis.compare import compare
+    from tir_harness.analysis.render import format_comparison, format_markdown
+
+    shown = "\n".join(format_terminal(summary) + format_comparison(compare(records, baseline)))
+    shown += format_markdown(summary)
+    for acting in ("\x1b", "\x07", "\r", "\b", "\u202e", "\u2066", "\x85", "\x9b"):
+        assert acting not in shown
+    assert "m" + HOSTILE_TEXT.encode("unicode_escape").decode() in shown  # visible, as escapes
+    assert "p0\\x1b[2J" in shown  # a flipped problem's id
+    assert records[0]["model"] == f"m{HOSTILE_TEXT}"  # the records keep their text
 
 
 def test_live_line() -> None:

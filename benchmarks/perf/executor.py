@@ -4,9 +4,11 @@
 
 Each side runs in its own subprocess (the "before" side imports the sandbox package as it was at the given
 commit, taken with `git archive`), on the same snippets: warm call latency (median, p99), session start
-(new session + first call + close, median), and sessions per second with N sessions in flight (each thread:
-session, one call, close, repeated: the harness's one-code-block trajectory).  Then the ratios after/before.
-Targets (issues 13, 14): warm call <= 1 ms median, session start <= 5 ms median.
+(new session + first call + close, median), sessions per second with N sessions in flight (each thread:
+session, one call, close, repeated: the harness's one-code-block trajectory), and the CPU one such session
+costs: in the harness, in the zygote and its workers (all of them reaped), and in the kernel's own threads
+(machine-wide, so other work on the machine shows there too; a network namespace is freed by them).  Then the
+ratios after/before.  Targets (issues 13, 14): warm call <= 1 ms median, session start <= 5 ms median.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -33,6 +36,60 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def _median_p99(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     return statistics.median(ordered) * 1e3, ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1e3
+
+
+def _ticks(stat: str, fields: slice) -> int:
+    return sum(int(v) for v in stat.rsplit(")", 1)[1].split()[fields])
+
+
+def _kernel_threads_cpu() -> float:
+    """CPU seconds of the kernel's worker threads, machine-wide."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if stat[stat.index("(") + 1 :].startswith(("kworker", "ksoftirqd", "rcu")):
+                total += _ticks(stat, slice(11, 13))
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _zygote_cpu(pid: int) -> float:
+    """CPU seconds of the zygote and of every worker it has reaped."""
+    with open(f"/proc/{pid}/stat") as f:
+        return _ticks(f.read(), slice(11, 15)) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_session(ex: object, n: int = 400, threads: int = 16) -> dict:
+    """CPU (ms) per session (new session, one call, close) from `threads` threads."""
+    zygote = ex._zygote.proc.pid  # type: ignore[attr-defined]
+    before = (resource.getrusage(resource.RUSAGE_SELF), _zygote_cpu(zygote), _kernel_threads_cpu())
+
+    def work() -> None:
+        for i in range(n // threads):
+            with ex.session() as s:  # type: ignore[attr-defined]
+                s.run(SNIPPETS[i % len(SNIPPETS)])
+
+    pool = [threading.Thread(target=work) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    deadline = time.monotonic() + 30  # until the zygote has reaped the workers of the closed sessions
+    while len(ex._live) > len(ex._warm) + ex._warm_starting and time.monotonic() < deadline:  # type: ignore
+        time.sleep(0.05)
+    time.sleep(1.0)  # a network namespace is freed by a kernel thread shortly after its last process ends
+    after = (resource.getrusage(resource.RUSAGE_SELF), _zygote_cpu(zygote), _kernel_threads_cpu())
+    done = n // threads * threads
+    harness = after[0].ru_utime + after[0].ru_stime - before[0].ru_utime - before[0].ru_stime
+    return {
+        "harness": harness / done * 1e3,
+        "zygote_and_workers": (after[1] - before[1]) / done * 1e3,
+        "kernel_threads": (after[2] - before[2]) / done * 1e3,
+    }
 
 
 def measure(calls: int, sessions: list[int], per_thread: int) -> dict:
@@ -76,6 +133,7 @@ def measure(calls: int, sessions: list[int], per_thread: int) -> dict:
         for t in threads:
             t.join()
         out["sessions_per_s"][str(n)] = n * per_thread / (time.perf_counter() - t0)
+    out["cpu_ms_per_session"] = cpu_per_session(ex)
     out["isolation"] = ex.isolation
     ex.close()
     return out
@@ -134,8 +192,13 @@ def main() -> None:
         (f"sessions/s, {n} in flight", before["sessions_per_s"][str(n)], after["sessions_per_s"][str(n)])
         for n in sessions
     ]
+    labels = {"harness": "harness", "zygote_and_workers": "zygote+workers", "kernel_threads": "kernel threads"}
+    rows += [
+        (f"CPU per session, {label} (ms)", before["cpu_ms_per_session"][part], after["cpu_ms_per_session"][part])
+        for part, label in labels.items()
+    ]
     for name, b, a in rows:
-        print(f"{name:36} {b:22.2f} {a:14.2f} {a / b:13.2f}")
+        print(f"{name:36} {b:22.2f} {a:14.2f} {a / b if b else float('nan'):13.2f}")
     warm, start = after["warm_call_ms"][0], after["session_start_ms"][0]
     print(f"\ntargets: warm call {warm:.2f} ms <= 1 ms: {warm <= 1}; ", end="")
     print(f"session start {start:.2f} ms <= 5 ms: {start <= 5}")

@@ -10,7 +10,9 @@ Who renders what:
   Python, from the summary dict and the comparison dict that summary.json holds: one source for every number,
   written by `formats` like the terminal and summary.md.
 - The problem table and the trajectories are rendered in the browser from a JSON block, so that 5,000 x 8
-  trajectories cost one parse and not 40,000 rows of DOM.
+  trajectories cost one parse and not 40,000 rows of DOM.  The table's columns are the record's
+  (`records.fields`: heading, width, how a cell is shown, filter, search) and two of the page's own
+  (the question, the flip); the JSON block carries them and the script renders what it is given.
 
 Model output is hostile (it may hold `</script>`, HTML, LaTeX macros, lone surrogates): here every text goes
 through `html.escape`, the JSON is ASCII with `<`, `>` and `&` escaped so it cannot end its script element,
@@ -24,13 +26,16 @@ import html
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from tir_harness.analysis.formats import interval, p_value, percent
+from tir_harness.records import fields
+from tir_harness.records.fields import Column
 from tir_harness.util.files import write_atomic
+from tir_harness.util.text import displayable
 
 REPORT_HTML = "report.html"
 ASSETS = Path(__file__).with_name("assets")
@@ -164,21 +169,50 @@ def _detail(record: Record) -> dict[str, Any]:
     }
 
 
-# The columns of a row, in order: the page's script reads them by these names.
-COLUMNS = (
-    "id", "sample", "dataset", "subject", "level", "correct", "prediction", "gold", "turns", "tool_calls",
-    "end_reason", "statuses", "flip", "reference", "question",
-)  # fmt: skip
+def _verdict(value: Any) -> int | None:
+    return None if value is None else 1 if value else 0
+
+
+def _figure(value: Any) -> int | float | None:
+    number = _number(value)
+    return int(number) if number is not None and number.is_integer() else number
+
+
+def _strings(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else []
+
+
+# A cell's value as the page's data holds it, by how the cell is shown (`fields.CELLS`): plain JSON only.
+_CELL_VALUE: dict[str, Callable[[Any], Any]] = {
+    "text": _text, "answer": _text, "number": _figure, "verdict": _verdict, "list": _strings, "flip": _text,
+}  # fmt: skip
+
+# Two columns of the page's own, after the record's: the question (an index into the page's list of questions,
+# so that the samples of a problem share one copy; searched, shown in the trajectory view) and, against a
+# baseline, whether the pair flipped ("lost", "gained" or null).
+_QUESTION = Column(None)
+_FLIP = Column("flip", "8%", cell="flip", filter="flipped or not", show="some")
+
+
+def _spec(column: Column) -> dict[str, Any]:
+    """What the page's script needs to know of a column."""
+    return {
+        "heading": column.heading, "width": column.width, "cell": column.cell, "filter": column.filter,
+        "option": column.option, "search": column.search, "show": column.show,
+    }  # fmt: skip
 
 
 def page_data(
     records: Iterable[Record], comparison: Mapping[str, Any] | None = None, baseline: Iterable[Record] | None = None
 ) -> dict[str, Any]:
-    """The JSON the page's script reads: one row and one detail per (problem, sample), questions once each.
+    """The JSON the page's script reads: the columns (the record's, from `fields.page_columns()`, then the
+    question and the flip), one row and one detail per (problem, sample), questions once each.
 
     With a comparison, the flipped pairs carry their baseline trajectory (and only those: the page opens
     them side by side; the rest of the baseline is summary.json's business).
     """
+    columns = fields.page_columns()
+    cells = [(value, _CELL_VALUE[column.cell]) for _, column, value in columns]
     latest = _latest(records)
     flips: dict[tuple[str, int], str] = {}
     if comparison:
@@ -193,28 +227,9 @@ def page_data(
     for key in sorted(latest, key=lambda k: (_natural(k[0]), k[1])):
         record = latest[key]
         question = _text(record.get("question")) or ""
-        turns = record.get("turns") if isinstance(record.get("turns"), list) else []
-        statuses = sorted({str(t["exec_status"]) for t in turns if isinstance(t, dict) and t.get("exec_status")})
-        reference = record.get("reference_correct")
-        rows.append(
-            [
-                key[0],
-                key[1],
-                _text(record.get("dataset")),
-                _text(record.get("subject")),
-                _int(record.get("level")),
-                1 if record.get("correct") else 0,
-                _text(record.get("prediction")),
-                _text(record.get("gold")),
-                len(turns),
-                _int(record.get("tool_calls")) or 0,
-                _text(record.get("end_reason")) or "unknown",
-                statuses,
-                flips.get(key, ""),
-                None if reference is None else 1 if reference else 0,
-                questions.setdefault(question, len(questions)),
-            ]
-        )
+        row = [shown(value(record)) for value, shown in cells]
+        row += [questions.setdefault(question, len(questions)), flips.get(key)]
+        rows.append(row)
         details.append(_detail(record))
         if key in flips and key in base:
             old = base[key]
@@ -224,8 +239,10 @@ def page_data(
                 "c": 1 if old.get("correct") else 0,
                 "run": _text(old.get("run_id")),
             }
+    specs = [_spec(column) for _, column, _ in columns] + [_spec(_QUESTION), _spec(_FLIP)]
     return {
-        "columns": list(COLUMNS),
+        "columns": [name for name, _, _ in columns] + ["question", "flip"],
+        "specs": specs,
         "rows": rows,
         "details": details,
         "questions": list(questions),
@@ -237,7 +254,19 @@ def page_data(
 
 
 def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    return html.escape(displayable(str(value)), quote=True)
+
+
+def _shown(value: Any) -> Any:
+    """The page's data with every string made displayable: a browser applies a bidirectional override too
+    (a prediction "\u202e24" would show as 42), and the page is for reading; the records keep their text."""
+    if isinstance(value, str):
+        return displayable(value)
+    if isinstance(value, list):
+        return [_shown(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _shown(v) for k, v in value.items()}
+    return value
 
 
 def _colour(accuracy: float) -> tuple[str, str]:
@@ -247,10 +276,6 @@ def _colour(accuracy: float) -> tuple[str, str]:
     f = x - i
     rgb = [round(a + (b - a) * f) for a, b in zip(_VIRIDIS[i], _VIRIDIS[i + 1], strict=True)]
     return f"rgb({rgb[0]},{rgb[1]},{rgb[2]})", "#000" if accuracy >= 0.55 else "#fff"
-
-
-def _group_text(group: Mapping[str, Any]) -> str:
-    return f"{percent(group['accuracy'])} {interval(group['ci'])}"
 
 
 def _group_title(name: str, group: Mapping[str, Any]) -> str:
@@ -481,7 +506,7 @@ def render_html(
     verdict (passed, reason), `gate_enforced` whether it decided the exit status (--gate).
     """
     comparison = summary.get("comparison")
-    data = page_data(records, comparison, baseline)
+    data = _shown(page_data(records, comparison, baseline))
     title = _title(summary, manifest)
     acc = summary["accuracy"]
     by_dataset = _accuracy_table("Accuracy by dataset", acc.get("by_dataset") or {})
@@ -490,6 +515,7 @@ def render_html(
     by_subject = _accuracy_table("Accuracy by subject", acc.get("by_subject") or {}) if flat else ""
     by_level = _accuracy_table("Accuracy by level", acc.get("by_level") or {}) if flat else ""
     gate_html = _gate_banner(comparison, gate, gate_enforced) if comparison else ""
+    searched = ", ".join(str(c.heading) for _, c, _ in fields.page_columns() if c.search)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -514,15 +540,7 @@ def render_html(
 </section>
 <section id="problems"><h2>Problems</h2>
 <form id="filters" autocomplete="off" onsubmit="return false">
-<input type="search" id="search" placeholder="search question, prediction, id" aria-label="search">
-<select id="f-correct" aria-label="verdict"><option value="">right and wrong</option>
-<option value="1">right</option><option value="0">wrong</option></select>
-<select id="f-flip" aria-label="flips" hidden></select>
-<select id="f-dataset" aria-label="dataset"></select>
-<select id="f-subject" aria-label="subject"></select>
-<select id="f-level" aria-label="level"></select>
-<select id="f-end" aria-label="end reason"></select>
-<select id="f-status" aria-label="executor status"></select>
+<input type="search" id="search" placeholder="search the question, {_e(searched)}" aria-label="search">
 <span id="count" role="status"></span>
 </form>
 <table id="rows"><thead><tr></tr></thead><tbody></tbody></table>

@@ -15,6 +15,7 @@ from tir_harness.analysis import stats
 from tir_harness.analysis.compare import Comparison, PairKey
 from tir_harness.analysis.formats import interval, p_value, percent
 from tir_harness.analysis.summary import sort_key
+from tir_harness.util.text import displayable
 
 
 def format_pair(key: PairKey, with_sample: bool) -> str:
@@ -55,7 +56,7 @@ def format_comparison(comparison: Comparison, show: int = 20) -> list[str]:
         if c.only_baseline:
             lines.append(f"  only in baseline: {_id_list(c.only_baseline, with_sample, show)}")
     lines += [f"warning: {w}" for w in c.warnings]
-    return lines
+    return [displayable(line) for line in lines]  # ids and labels come from data files and the model's server
 
 
 def _short_pct(x: float) -> str:
@@ -95,8 +96,10 @@ def _k_line(name: str, table: dict[str, Any]) -> str:
 def _tool_line(summary: dict[str, Any]) -> str:
     tools, turns = summary["tool_calls"], summary["turns"]
     share = tools["used"] / summary["records"] if summary["records"] else 0.0
+    limits = summary["run"]["max_tool_calls"]
+    limit = f", limit {'/'.join(map(str, limits))}" if limits else ""
     return (
-        f"tools    {tools['mean']:.2f} calls per trajectory (max {tools['max']:.0f}), "
+        f"tools    {tools['mean']:.2f} calls per trajectory (observed max {tools['max']:.0f}{limit}), "
         f"{percent(share)} used the tool; {turns['mean']:.2f} turns"
     )
 
@@ -170,7 +173,8 @@ def format_terminal(summary: dict[str, Any]) -> list[str]:
         lines.append(_k_line("pass@k", summary["pass_at_k"]))
         lines.append(_k_line("maj@k", summary["maj_at_k"]))
     lines += [_tool_line(summary), _ends_line(summary), _cost_line(summary)]
-    return lines
+    # Model names, run ids, subjects and dataset names come from servers and data files: shown, never acting.
+    return [displayable(line) for line in lines]
 
 
 def live_line(n_done: int, n_correct: int, n_total: int | None = None) -> str:
@@ -263,7 +267,7 @@ def format_markdown(summary: dict[str, Any], comparison: Comparison | None = Non
     tools, turns = summary["tool_calls"], summary["turns"]
     lines += ["## Tool use", ""]
     lines += _md_table(
-        ("", "mean", "median", "max"),
+        ("", "mean", "median", "max (observed)"),
         [
             ("tool calls", f"{tools['mean']:.2f}", f"{tools['median']:g}", f"{tools['max']:g}"),
             ("turns", f"{turns['mean']:.2f}", f"{turns['median']:g}", f"{turns['max']:g}"),
@@ -293,4 +297,4 @@ def format_markdown(summary: dict[str, Any], comparison: Comparison | None = Non
     if plots:
         lines += ["## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots] + [""]
     lines += ["Definitions of every number: docs/reports.md in tir-harness.", ""]
-    return "\n".join(lines)
+    return "\n".join(displayable(line) for line in lines)

@@ -220,7 +220,8 @@ def summarize(records: Iterable[Record]) -> dict[str, Any]:
         "end_reasons": dict(sorted(Counter(str(r.get("end_reason") or "unknown") for r in kept).items())),
         "exec_status": dict(sorted(exec_status.items())),
         "counts": {
-            "no_answer": sum(r.get("prediction") is None for r in kept),
+            # An engine error is no answer from the model: counted once, under engine_errors.
+            "no_answer": sum(r.get("prediction") is None and r.get("end_reason") != END_ERROR for r in kept),
             "max_tool_calls": sum(r.get("end_reason") == END_MAX_TOOL_CALLS for r in kept),
             "length": sum(r.get("end_reason") == END_LENGTH for r in kept),
             "engine_errors": sum(r.get("end_reason") == END_ERROR for r in kept),

@@ -13,11 +13,11 @@ from typing import Any
 from tir_harness.records.annotate import (
     OBSERVATION_ROLES,
     PAIR_COLUMNS,
-    ROW_COLUMNS,
     AnnotateError,
     annotate,
     iter_records,
     pairs,
+    row_columns,
 )
 from tir_harness.records.store import StoreError
 from tir_harness.util.files import atomic_open
@@ -51,7 +51,7 @@ def annotate_main(argv: Sequence[str] | None = None) -> int:
         drop_no_answer=args.drop_no_answer,
         observation_role=args.observation_role,
     )
-    return _run("annotate", rows, args, "trajectories", ROW_COLUMNS)
+    return _run("annotate", rows, args, "trajectories", row_columns())
 
 
 def pairs_main(argv: Sequence[str] | None = None) -> int:

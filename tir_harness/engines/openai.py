@@ -13,9 +13,16 @@ requests off at once (httpx's `close()` leaves a thread blocked in a read until 
 Failures are sorted by whose fault they are:
 - the server rejects the request (4xx, e.g. prompt too long): only that request fails;
 - the server is unavailable (connection refused/reset/dropped, 5xx): the request is retried with
-  exponential backoff; when its retries run out and the server answered nothing else meanwhile, the
-  server is marked down (reported once) and its requests move to the other servers;
+  exponential backoff; when its retries run out, or it got no whole answer within the request timeout,
+  that request fails alone if the server still answers its health check (GET /v1/models): one poisoned
+  request must not take a healthy server, and every other problem of the run, down with it.  The server is
+  marked down (reported once; its requests move to the other servers) only when it fails that check, or
+  when `_DOWN_AFTER` different requests in a row failed on it that way;
 - no server is left: every pending and future request fails at once with the causes.
+
+The request timeout bounds the whole exchange, from connecting to the answer's last byte: every socket
+operation of a request waits at most until the request's deadline (`_DeadlineBackend`), so a server that
+drips its answer a byte at a time cannot hold a request past it.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from tir_harness.engines.base import Completion, EngineError, GenerationRequest
@@ -50,6 +58,9 @@ _PROBE_TIMEOUT = 10.0  # seconds; check() and the liveness probe after a timed-o
 _KEEPALIVE_EXPIRY = 4.0  # seconds
 # The events of httpcore's `trace` request extension that hand over a new connection's socket.
 _NEW_SOCKET_EVENTS = frozenset({"connection.connect_tcp.complete", "connection.start_tls.complete"})
+# Different requests that failed in a row on one server (retries run out, or no answer in time), each time
+# with the server still answering its health check, before the server itself counts as down.
+_DOWN_AFTER = 3
 
 
 def normalize_url(url: str) -> str:
@@ -155,6 +166,77 @@ def _shutdown(sock: socket.socket) -> None:
         pass  # closed already, or never connected
 
 
+class _Deadline(threading.local):
+    at: float | None = None  # time.monotonic() by which the calling thread's request must be over
+
+    def left(self, timeout: float | None, error: type[Exception]) -> float | None:
+        """`timeout` for one socket operation, cut to the time left; raises `error` when none is."""
+        if self.at is None:
+            return timeout
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise error("the request's deadline passed")
+        return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write waits at most until the calling thread's deadline.
+
+    httpx's timeouts bound each read, not the answer: a server sending a byte every half second never
+    trips a read timeout.  Here each wait gets what is left of the request's time, and none once it is out."""
+
+    def __init__(self, stream: httpcore.NetworkStream, deadline: _Deadline) -> None:
+        self._stream = stream
+        self._deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, self._deadline.left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, self._deadline.left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        timeout = self._deadline.left(timeout, httpcore.ConnectTimeout)
+        stream = self._stream.start_tls(ssl_context, server_hostname, timeout)
+        return _DeadlineStream(stream, self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's own sockets, as `_DeadlineStream`s."""
+
+    def __init__(self, deadline: _Deadline) -> None:
+        self._backend = httpcore.SyncBackend()
+        self._deadline = deadline
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        timeout = self._deadline.left(timeout, httpcore.ConnectTimeout)
+        stream = self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
+        return _DeadlineStream(stream, self._deadline)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:  # pragma: no cover - servers are named by URL, never by socket path
+        return _DeadlineStream(self._backend.connect_unix_socket(path, timeout, socket_options), self._deadline)
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
 class _Client:
     """One server's `httpx.Client`, shared by its worker threads, with `abort()` callable from any thread.
 
@@ -181,6 +263,15 @@ class _Client:
         )
         # No transport retries: a failed connect is retried by the engine, with backoff and counted.
         transport = httpx.HTTPTransport(verify=ssl_context, limits=limits, trust_env=False)
+        # httpx takes no network backend: its pool is made again, with the same settings and the deadline's.
+        self._deadline = _Deadline()
+        transport._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_DeadlineBackend(self._deadline),
+        )
         # trust_env=False: the servers are talked to directly, as named, never through *_PROXY or .netrc.
         self._client = httpx.Client(
             base_url=url,
@@ -193,12 +284,15 @@ class _Client:
     def request(
         self, method: str, path: str, body: bytes | None = None, *, read_timeout: float | None = None
     ) -> tuple[int, bytes]:
-        """One exchange: the status and the body; raises httpx.HTTPError."""
+        """One exchange: the status and the body, all of it within the read timeout (`request_timeout`, or
+        `read_timeout` if given) from the start; raises httpx.HTTPError (httpx.ReadTimeout once it is out)."""
         if self._aborted:
             raise _Aborted("request aborted")
         timeout = self._client.timeout
         if read_timeout is not None:
             timeout = httpx.Timeout(read_timeout, connect=timeout.connect)
+        assert timeout.read is not None
+        self._deadline.at = time.monotonic() + timeout.read
         try:
             response = self._client.request(
                 method,
@@ -212,6 +306,8 @@ class _Client:
             if self._client.is_closed:
                 raise _Aborted("request aborted") from exc
             raise
+        finally:
+            self._deadline.at = None
         return response.status_code, response.content
 
     def _trace(self, event: str, info: dict[str, Any]) -> None:
@@ -246,7 +342,6 @@ class _Job:
     payload: bytes
     started: bool = False  # the future was moved to "running" (it can no longer be cancelled)
     attempts: int = 0  # failed attempts on the current server
-    first_failure: float | None = None
 
 
 @dataclass
@@ -263,7 +358,7 @@ class _Server:
     ok: int = 0
     failed: int = 0
     retries: int = 0
-    last_success: float = float("-inf")
+    failing: int = 0  # different requests that failed for good in a row here, since it last answered one
     down: str | None = None  # the cause, once the server is marked down
     models: tuple[str, ...] = ()
     version: str | None = None
@@ -496,7 +591,7 @@ class OpenAIEngine:
                 if not job.future.set_running_or_notify_cancel():
                     continue  # cancelled by the caller while it waited
                 job.started = True
-            job.attempts, job.first_failure = 0, None
+            job.attempts = 0
             server.inflight += 1
             server.assigned += 1
             server.queue.append(job)
@@ -554,47 +649,54 @@ class OpenAIEngine:
             started = time.monotonic()
             try:
                 status, body = server.client.request("POST", "/v1/completions", job.payload)
-            except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):  # connected, but no answer
-                if self._answers(server):
-                    error = EngineError(f"{server.url}: no answer within {self.request_timeout:g} s")
-                    return self._finish(server, job, error=error)
-                # It neither generates nor answers a probe: no use waiting on it again.
-                self._mark_down(
-                    server, f"no answer within {self.request_timeout:g} s, and no answer to GET /v1/models either"
-                )
-                continue
+            except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):  # connected, but no whole answer
+                # Not retried: the same request would take as long again.
+                cause = f"no answer within {self.request_timeout:g} s"
+                if self._failed_for_good(server, job, cause, f"{cause}, and no answer to GET /v1/models either"):
+                    continue
+                return None
             except httpx.HTTPError as exc:
-                cause, transport = _transport_cause(exc), True
+                cause = _transport_cause(exc)
             else:
-                transport = False
                 if status == 200:
                     return self._succeed(server, job, body, time.monotonic() - started)
                 cause = _server_message(status, body)
                 if status < 500 and status not in (408, 429):
+                    with self._lock:
+                        server.failing = 0  # it answered: the request is at fault, not the server
                     return self._finish(server, job, error=EngineError(f"{server.url}: {cause}"))
-            if not self._retry_or_give_up(server, job, cause, transport):
+            if not self._retry_or_give_up(server, job, cause):
                 return None
 
-    def _retry_or_give_up(self, server: _Server, job: _Job, cause: str, transport: bool = False) -> bool:
+    def _failed_for_good(self, server: _Server, job: _Job, cause: str, down_cause: str | None = None) -> bool:
+        """A request failed on `server` past its retries or its time.  It fails alone while the server answers
+        its health check: the fault is the request's (one the server resets every time, say), and other
+        requests must not pay for it.  A server that does not answer, or that failed `_DOWN_AFTER` different
+        requests in a row, is marked down and the request moves on: returns True, and the loop's head moves it."""
+        with self._lock:
+            if self._closing or server.down is not None:
+                return True  # the loop's head settles it
+            server.failing += 1
+            in_a_row = server.failing
+        if in_a_row < _DOWN_AFTER and self._answers(server):
+            self._finish(server, job, error=EngineError(f"{server.url}: {cause}"))
+            return False
+        if in_a_row >= _DOWN_AFTER:
+            self._mark_down(server, f"{cause}; {in_a_row} different requests failed in a row")
+        else:
+            self._mark_down(server, down_cause or cause)
+        return True
+
+    def _retry_or_give_up(self, server: _Server, job: _Job, cause: str) -> bool:
         """After a failure that may pass: wait and return True to retry, or settle the job."""
-        now = time.monotonic()
         with self._lock:
             if self._closing or server.down is not None:
                 return True  # the loop's head settles it
             server.retries += 1
             job.attempts += 1
-            if job.first_failure is None:
-                job.first_failure = now
             exhausted = job.attempts > self.connect_retries
-            healthy = server.last_success > job.first_failure
-        if exhausted and healthy and not (transport and not self._answers(server)):
-            # The server served others meanwhile and still answers: the fault is this request's.  (A server
-            # that served others and then died is marked down below, and this request moves to a live one.)
-            self._finish(server, job, error=EngineError(f"{server.url}: {cause}"))
-            return False
         if exhausted:
-            self._mark_down(server, cause)
-            return True
+            return self._failed_for_good(server, job, cause)
         delay = min(self.backoff * 2 ** (job.attempts - 1), _MAX_DELAY)
         logger.info("%s: %s; retry %d/%d in %.2g s", server.url, cause, job.attempts, self.connect_retries, delay)
         with self._lock:
@@ -614,7 +716,7 @@ class OpenAIEngine:
         except _Unreadable as exc:
             return self._finish(server, job, error=EngineError(f"{server.url}: unreadable response: {exc}"))
         with self._lock:
-            server.last_success = time.monotonic()
+            server.failing = 0
         return self._finish(server, job, completion=completion)
 
     @staticmethod

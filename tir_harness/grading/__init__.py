@@ -36,7 +36,7 @@ __all__ = [
     "grade",
 ]
 
-GRADER_VERSION = "1.1"
+GRADER_VERSION = "1.2"
 
 # A multiple-choice gold: `C`, `(C)`, `C.`, `(C) Cecile`, `C. Cecile`, `C Cecile` (not `A + B`).
 _CHOICE_GOLD = re.compile(r"\(?[A-J]\)?[.:]?|\([A-J]\)\s*\S.*|[A-J][.:)]\s*\S.*|[A-J]\s+[A-Za-z].*", re.DOTALL)

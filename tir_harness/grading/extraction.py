@@ -7,7 +7,9 @@ In order (docs/grading.md):
    then GSM8K's `#### 42` (any dataset);
 3. the last "final answer is" / "the answer is" / "Answer:" phrase (also French, Spanish, German, Chinese,
    Russian), reading to the end of its sentence;
-4. fallback: the last math span (`$...$`, `\\(...\\)`, `\\[...\\]`) or the last number, whichever comes
+4. a response with none of these whose last step is a ```output block (tool use): that block's last line,
+   when it is an answer (a number or math), not a number of the closing prose;
+5. fallback: the last math span (`$...$`, `\\(...\\)`, `\\[...\\]`) or the last number, whichever comes
    later; GSM8K-style datasets (answers are numbers) use the last number only.
 Nothing found -> None (the grader's "no answer").
 """
@@ -46,6 +48,7 @@ _SEQUENCE_WORDS = set(
     " recheck hmm".split()
 )
 _LIST_GAP = re.compile(r"\s*(?:,|;|and|or|et|ou|und|oder|y)?\s*", re.IGNORECASE)
+_OUTPUT_BLOCK = re.compile(r"```output\n(.*?)```", re.DOTALL)
 _LETTER = re.compile(r"(?<![A-Za-z0-9])\(?([A-E])\)?(?![A-Za-z0-9])")
 
 
@@ -78,6 +81,9 @@ def extract_answer(response: str, dataset: str | None = None, *, fallback: bool 
         return phrase
     if not fallback:
         return None
+    output = _closing_output(text)
+    if output is not None:
+        return output
     numbers_only = (dataset or "").lower().replace("_", "-") in NUMBER_DATASETS
     return _fallback(text, numbers_only)
 
@@ -225,6 +231,19 @@ def _fallback(text: str, numbers_only: bool) -> str | None:
             if last_number is not None and last_number.start() >= span.start():
                 break  # the last number sits in an unreadable span: take the number
     return last_number.group(0).strip() if last_number is not None else None
+
+
+def _closing_output(text: str) -> str | None:
+    """The last ```output block's last line, when no code follows it (the tool's result was the last step:
+    "```output 5``` ... 5 cars in the first 15 minutes" answers 5, not 15) and that line is an answer."""
+    blocks = list(_OUTPUT_BLOCK.finditer(text))
+    if not blocks or "```python" in text[blocks[-1].end() :]:
+        return None
+    lines = [line.strip() for line in blocks[-1].group(1).splitlines() if line.strip()]
+    if not lines:
+        return None
+    answer = lines[-1]
+    return answer if NUMBER.fullmatch(answer) or _is_math(answer) else None
 
 
 def _span_content(span: re.Match[str]) -> str:

@@ -21,6 +21,7 @@ import pytest
 from tir_harness.plugin import options as _options
 from tir_harness.plugin.reporter import Reporter, default_run_id
 from tir_harness.plugin.runner import PROBLEM_FIXTURE, Runner, StartupError, Unavailable
+from tir_harness.plugin.xdist import RUN_ID_KEY
 from tir_harness.run.problems import DataError, DatasetNotFound, Problem, load, load_jsonl, splits
 from tir_harness.run.results import Result
 
@@ -56,7 +57,8 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     from tir_harness.plugin import hookspecs as hooks
 
     pluginmanager.add_hookspecs(hooks)
-    # Only once pytest-xdist is there to call it; it hands each worker its whole share at once.
+    # Only once pytest-xdist is there to call it: each worker's whole share at once, crashed workers replaced,
+    # signals decided by the controller (plugin/xdist.py).
     if pluginmanager.has_plugin("xdist"):
         from tir_harness.plugin import xdist
 
@@ -69,7 +71,8 @@ def pytest_configure(config: pytest.Config) -> None:
     opts = _options.HarnessOptions.from_config(config)
     worker = getattr(config, "workerinput", None)
     run_dir = Path(opts.report_dir) if opts.report_dir else config.rootpath / "reports" / default_run_id(opts.model)
-    runner = Runner(config, opts, run_dir.name)
+    # An xdist worker stores its records under the controller's run id (its own clock may be a second later).
+    runner = Runner(config, opts, (worker or {}).get(RUN_ID_KEY) or run_dir.name)
     config.stash[runner_key] = runner
     config.pluginmanager.register(runner, "tir-harness-runner")
     if worker is None and not config.option.collectonly:
@@ -79,6 +82,8 @@ def pytest_configure(config: pytest.Config) -> None:
             run_dir,
             aborted=runner.interrupts.abort.is_set,
             renamed=lambda run_id: setattr(runner, "run_id", run_id),
+            store_path=runner.store_path,
+            deferred=runner.interrupts.deferred,
         )
         config.stash[reporter_key] = reporter
         config.pluginmanager.register(reporter, "tir-harness-reporter")
@@ -198,7 +203,8 @@ def tir_engine(request: pytest.FixtureRequest) -> Any:
 
 def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> list[str] | None:
     from tir_harness.grading import Answer, explain
+    from tir_harness.util.text import displayable
 
     if op == "==" and (isinstance(left, Answer) or isinstance(right, Answer)):
-        return explain(left, right)
+        return [displayable(line) for line in explain(left, right)]  # the reason quotes the model's text
     return None

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tir_harness.run.loop import MAX_RUN_SEED, MAX_TURN_CHARS, MIN_TURN_CHARS, SAMPLE_BITS
 from tir_harness.run.prompts import FORMATS, PROMPT_TYPES
 
 GROUP = "tir-harness"
@@ -23,7 +24,10 @@ def _size(text: str) -> int:
     if not match:
         raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 536870912, 512M, 2G)")
     factor = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}[match.group(2)]
-    return int(float(match.group(1)) * factor)
+    value = int(float(match.group(1)) * factor)
+    if value < 1:  # vLLM would take 0 bytes, then fail to start once the model is loaded
+        raise argparse.ArgumentTypeError(f"must be at least 1 byte, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -58,18 +62,39 @@ def _bounded(low: float, high: float, *, low_open: bool = False) -> Callable[[st
     return parse
 
 
-def _int_range(low: int, high: int) -> Callable[[str], int]:
+def _int_range(low: int, high: int | None = None) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if not low <= value <= high:
+        if high is None and value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        if high is not None and not low <= value <= high:
             raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
         return value
 
     parse.__name__ = "whole number"
     return parse
+
+
+def _sandbox_limit(name: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """An option that becomes the sandbox's `ExecutorConfig.<name>`, checked at parsing by the sandbox's own
+    rule (its minimum memory, for one): the run would otherwise stop at its start with an internal error."""
+
+    def check(text: str) -> Any:
+        value = parse(text)
+        from tir_harness.sandbox.executor import ExecutorConfig
+
+        try:
+            ExecutorConfig(**{name: value})
+        except ValueError as exc:  # "ExecutorConfig.memory_mb must be >= 16, got 8"
+            rule = str(exc).partition(" must be ")[2]
+            raise argparse.ArgumentTypeError(f"must be {rule} (the sandbox's limit)" if rule else str(exc)) from None
+        return value
+
+    check.__name__ = parse.__name__
+    return check
 
 
 _DAY = 86400.0  # seconds: the longest timeout that makes sense; larger ones overflow the sandbox's timers
@@ -100,16 +125,24 @@ def addoption(parser: pytest.Parser) -> None:
     add("--server-url", action="append", default=[],
         help="OpenAI-compatible server(s) instead of in-process vLLM; repeat or comma-separate")  # fmt: skip
     add("--server-timeout", type=_bounded(0.0, _DAY, low_open=True), default=600.0,
-        help="seconds to wait for a server's answer to one request (default 600)")  # fmt: skip
+        help="seconds one request to a server may take, from sending it to the answer's last byte "
+        "(default 600)")  # fmt: skip
     add("--server-retries", type=_int_range(0, 100), default=6,
         help="retries of a request a server failed (connection lost, 5xx), with backoff (default 6)")  # fmt: skip
     add("--max-tool-calls", type=_int_range(0, 1000), default=4, help="code executions per trajectory (default 4)")
     add("--max-tokens", type=_positive_int, default=1024, help="tokens per model turn (default 1024)")
+    add("--max-turn-chars", type=_int_range(MIN_TURN_CHARS), default=MAX_TURN_CHARS,
+        help="characters of one model turn kept; a longer completion keeps its head and tail around a marker, "
+        f"and the turn records the cut (default {MAX_TURN_CHARS})")  # fmt: skip
     # vLLM's own limits (SamplingParams): temperature in [0, 2], top_p in (0, 1].
     add("--temperature", type=_bounded(0.0, 2.0), default=0.0, help="sampling temperature, 0 to 2 (default 0: greedy)")
     add("--top-p", type=_bounded(0.0, 1.0, low_open=True), default=1.0, help="nucleus sampling, in (0, 1]")
-    add("--seed", type=int, default=0)
-    add("--samples", type=_positive_int, default=1, help="trajectories per problem (pass@k, maj@k)")
+    # Sample i of a run with seed s samples with s * 2**SAMPLE_BITS + i (run/loop.py's sample_seed): these bounds
+    # keep that injective and inside a signed 64-bit integer.
+    add("--seed", type=_int_range(1 - MAX_RUN_SEED, MAX_RUN_SEED - 1), default=0,
+        help="the run's seed; sample i samples with seed * 2**20 + i (default 0)")  # fmt: skip
+    add("--samples", type=_int_range(1, 2**SAMPLE_BITS), default=1,
+        help="trajectories per problem (pass@k, maj@k)")  # fmt: skip
     add("--dtype", default="auto", help="vLLM dtype (auto, bfloat16, float16, float32)")
     add("--max-model-len", type=_positive_int, default=None)
     add("--tensor-parallel-size", type=_positive_int, default=1)
@@ -126,9 +159,10 @@ def addoption(parser: pytest.Parser) -> None:
         "and the sandbox's session limit, recorded in the manifest")  # fmt: skip
     add("--gpu-per-worker", action="store_true",
         help="with pytest-xdist: worker N sees only GPU N (CUDA_VISIBLE_DEVICES)")  # fmt: skip
-    add("--exec-timeout", type=_bounded(0.0, _DAY, low_open=True), default=10.0,
+    add("--exec-timeout", type=_sandbox_limit("timeout", _bounded(0.0, _DAY, low_open=True)), default=10.0,
         help="seconds per code execution (default 10)")  # fmt: skip
-    add("--exec-memory-mb", type=_int_range(1, 2**20), default=2048, help="address-space limit per execution")
+    add("--exec-memory-mb", type=_sandbox_limit("memory_mb", _int_range(1, 2**20)), default=2048,
+        help="memory one sandbox session may use, in MB (default 2048)")  # fmt: skip
     add("--exec-observations", choices=["full", "reference"], default=None,
         help="what the model sees of its code: full (output, last value, traceback tail) or reference "
         "(the reference implementation's); default: reference with the reference's prompts, else full")  # fmt: skip
@@ -158,6 +192,7 @@ class HarnessOptions:
     server_retries: int
     max_tool_calls: int
     max_tokens: int
+    max_turn_chars: int
     temperature: float
     top_p: float
     seed: int

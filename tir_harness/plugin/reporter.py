@@ -8,17 +8,23 @@ Before any test runs, the report folder is created and locked (`.tir-harness.loc
 the run ends: a second run into the same folder is refused instead of interleaving its lines) and the
 baseline is read, so that a bad folder or baseline is one line and exit 4 before anything is generated.  A
 write that fails later (a full disk) stops the run with one line; the lines already written stay whole.
+Under pytest-xdist this happens when the session starts, so that the workers store under the final run id.
+
+The result store is the source of truth for what finished: at the end the records this run stored but no test
+reported (trajectories in flight when the run was interrupted, or on a worker that crashed) are added from it,
+so that an interrupted run's report holds what the store holds of it (docs/reports.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import fcntl
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -50,8 +56,12 @@ class Reporter:
         run_dir: Path,
         aborted: Callable[[], bool] = lambda: False,
         renamed: Callable[[str], None] = lambda run_id: None,
+        store_path: Callable[[], Path] | None = None,
+        deferred: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
     ) -> None:
         self.config = config
+        self._store_path = store_path  # the result store, the source of truth for what finished
+        self._deferred = deferred  # a block a signal must not cut in two
         self._renamed = renamed  # told the run id when the default folder's name was taken
         self._aborted = aborted  # stopped at once by a second signal: no time for plots
         self.options = options
@@ -72,6 +82,9 @@ class Reporter:
         self._session: pytest.Session | None = None
         self.write_error: str | None = None  # the first failed write; nothing is written after it
         self.summary_error: str | None = None
+        self._stored_before: set[str] | None = None  # keys the store held under this run id before the run
+        self.from_store = 0  # records taken from the store that no test reported
+        self.store_error: str | None = None
 
     # -- before the run --------------------------------------------------------------------------------------
 
@@ -120,6 +133,9 @@ class Reporter:
             raise pytest.UsageError(f"tir-harness: {where}: cannot write there ({exc.strerror})") from None
         self._lock = fd
         self._baseline = self._baseline_records()
+        self._stored_before = self._stored_keys()
+        # Imported now, not at the end: a run stopped at once by a second signal has no second to spare for it.
+        import tir_harness.analysis.report  # noqa: F401
 
     def pytest_unconfigure(self) -> None:
         if self._file is not None:
@@ -170,6 +186,15 @@ class Reporter:
         if RECORDS_PROPERTY not in taken:
             return
         records = json.loads(taken[RECORDS_PROPERTY])
+        with self._deferred():  # a signal now would cut a line in two, or leave it written but not counted
+            self._write(handle, records)
+            self._problems_done += 1
+            self._problems_correct += report.passed
+        self._live_line()
+
+    def _write(self, handle: BinaryIO, records: list[dict[str, Any]]) -> None:
+        """Append `records` to trajectories.jsonl with one write, and to the run's records."""
+        path = self.run_dir / "trajectories.jsonl"
         # Sanitised as a whole line: a lone surrogate becomes its JSON escape again, so the text round-trips.
         text = "".join(sanitize(json.dumps({**r, "run_id": self.run_id}, ensure_ascii=False)) + "\n" for r in records)
         data = text.encode("utf-8")
@@ -197,9 +222,49 @@ class Reporter:
         for record in records:
             record["run_id"] = self.run_id
         self.records.extend(records)
-        self._problems_done += 1
-        self._problems_correct += report.passed
-        self._live_line()
+
+    # -- the store, the source of truth ----------------------------------------------------------------------
+
+    def _stored(self) -> Iterable[dict[str, Any]] | None:
+        """The store's records of this run id; None when there is no store yet."""
+        from tir_harness.records.store import ResultStore, store_file
+
+        if self._store_path is None or not store_file(self._store_path()).is_file():
+            return None
+        with ResultStore(self._store_path(), create=False) as store:
+            return list(store.records(run_id=self.run_id))
+
+    def _stored_keys(self) -> set[str] | None:
+        from tir_harness.records.store import StoreError
+
+        try:
+            return {str(r.get("key")) for r in self._stored() or ()}
+        except (StoreError, OSError):
+            return None  # a store that cannot be read now: the workers will say so, and nothing is reconciled
+
+    def _reconcile(self) -> None:
+        """Add the records this run stored but no test reported: trajectories that finished after the run was
+        interrupted (the first signal lets the ones in flight finish), or on a worker that crashed before their
+        tests reported.  They name their test (`test_id`) but have no pytest outcome."""
+        from tir_harness.records.store import StoreError
+
+        if self._stored_before is None or self.write_error is not None:
+            return
+        known = self._stored_before | {str(r.get("key")) for r in self.records}  # stored earlier, or reported
+        try:
+            stored = self._stored() or []
+        except (StoreError, OSError) as exc:
+            self.store_error = f"tir-harness: the report could not be checked against the result store ({exc})"
+            return
+        missing = [r for r in stored if str(r.get("key")) not in known]
+        if not missing:
+            return
+        try:
+            handle = self._open()
+        except OSError as exc:
+            return self._write_failed(exc, self.run_dir / "trajectories.jsonl")
+        self._write(handle, missing)
+        self.from_store = len(missing)
 
     def _live_line(self) -> None:
         # Every power of two, then every 100 problems: frequent early, quiet on long runs.
@@ -214,7 +279,10 @@ class Reporter:
         terminal.ensure_newline()
         terminal.write_line(live_line(self._problems_done, self._problems_correct, None))
 
+    # Last: after the runner has let the trajectories in flight finish into the store.
+    @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self._reconcile()
         if self._file is None:
             return
         try:
@@ -225,6 +293,8 @@ class Reporter:
         self._file = None
         self.manifest["finished"] = dt.datetime.now().isoformat(timespec="seconds")
         self.manifest["problems"] = self._problems_done
+        if self.from_store:
+            self.manifest["from_store"] = self.from_store  # trajectories whose tests did not report
         self.manifest["interrupted"] = exitstatus == pytest.ExitCode.INTERRUPTED or self._aborted()
         if self.write_error:
             self.manifest["stopped"] = self.write_error
@@ -270,9 +340,14 @@ class Reporter:
             raise pytest.UsageError(f"tir-harness: --baseline {self.options.baseline}: {exc}") from None
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        for error in (self.write_error, self.summary_error):
+        for error in (self.write_error, self.summary_error, self.store_error):
             if error:
                 terminalreporter.write_line(error, red=True, bold=True)
+        if self.from_store:
+            terminalreporter.write_line(
+                f"tir-harness: {self.from_store} trajectories finished without their test reporting (interrupted, or "
+                "a worker crashed): in the report from the result store"
+            )
         if self.summary is None:
             return
         from tir_harness.analysis.render import format_terminal

@@ -3,7 +3,9 @@
 Once collection is final (after -k, -m, --lf and every other filter), the runner knows exactly which
 problems its tests will ask for.  At the start of the test loop it starts the engine and the executor once,
 takes what the result store already holds, and submits everything else to the scheduler at once; each test
-then waits only for its own problem's trajectories.
+then waits only for its own problem's trajectories.  An xdist worker's share comes from the controller
+(`workerinput`, plugin/xdist.py), and so do its signals: the first ends its test loop after the test in
+progress, the second stops it at once.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ import dataclasses
 import json
 import os
 import threading
+import time
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +27,7 @@ from tir_harness.engines.models import ModelError, ModelSpec, resolve_model
 from tir_harness.plugin.guard import Interrupts, SafeEngine, safe_sessions
 from tir_harness.plugin.options import HarnessOptions
 from tir_harness.plugin.reporter import ENGINE_PROPERTY, RECORDS_PROPERTY
+from tir_harness.plugin.xdist import INTERRUPTED, SIGNALS_KEY
 from tir_harness.records.store import StoreError
 from tir_harness.records.trajectory import END_ERROR, Trajectory
 from tir_harness.records.verdict import regraded
@@ -73,10 +78,18 @@ class Runner:
         self._executor_config: Any = None
         self._loop: dict[int, LoopConfig] = {}
         self._futures: dict[tuple[str, int], Future[dict[str, Any]]] = {}
+        self._test_ids: dict[str, str] = {}  # problem id -> the test that reports it (stored with its records)
         self._startup_error: str | None = None
         self._started = False
         self._reported_info = False
-        self.interrupts = Interrupts()
+        worker = getattr(config, "workerinput", None)
+        if worker is not None and worker.get(SIGNALS_KEY):
+            # The xdist controller passes its signals on (plugin/xdist.py); those it sent before now come here.
+            self.interrupts = Interrupts("worker")
+            self.interrupts.on_stop = self._interrupted
+            self.interrupts.install()
+        else:
+            self.interrupts = Interrupts()
         self.session: pytest.Session | None = None
         self.stop_reason: str | None = None  # set once a fault (a full store) must end the run
 
@@ -86,10 +99,12 @@ class Runner:
         items = session.items
         worker = getattr(self.config, "workerinput", None)
         if worker is not None:
-            # Our xdist scheduler gives worker k the items k, k+n, k+2n, ...: the same rule, computed here.
-            from tir_harness.plugin.xdist import share
+            # Our xdist scheduler tells each worker its share (plugin/xdist.py); under another --dist mode a worker
+            # learns its problems one test at a time.
+            from tir_harness.plugin.xdist import SHARE_KEY, share_items
 
-            items = [items[i] for i in share(len(items), _worker_index(worker["workerid"]), int(worker["workercount"]))]
+            seat = worker.get(SHARE_KEY)
+            items = [items[i] for i in share_items(seat, len(items))] if seat is not None else []
         for item in session.items:
             callspec = getattr(item, "callspec", None)
             missing = callspec.params.get(PROBLEM_FIXTURE) if callspec is not None else None
@@ -110,13 +125,18 @@ class Runner:
                     )
                 continue
             seen[problem.id] = (problem, item.nodeid)
+            self._test_ids[problem.id] = item.nodeid
             self.work.append(problem)
+        if self.interrupts.stopping.is_set():
+            self._interrupted()  # a signal passed on while this worker was collecting
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_runtestloop(self, session: pytest.Session) -> None:
+    def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        if self.interrupts.stopping.is_set() and self.interrupts.role == "worker":
+            return True  # told to stop before its first test: no test runs, no engine starts
         if not self.work or self.config.option.collectonly:
-            return
-        if not hasattr(self.config, "workerinput"):  # pytest-xdist's controller handles its workers' signals
+            return None
+        if not hasattr(self.config, "workerinput"):  # pytest-xdist's workers take their signals from the controller
             self.interrupts.install()
         try:
             self.start()
@@ -125,6 +145,15 @@ class Runner:
                 self._startup_error = str(exc)  # each test fails with it: a worker cannot stop the session
             else:
                 raise pytest.UsageError(str(exc)) from None
+        if self.interrupts.stopping.is_set() and self.interrupts.role == "worker":
+            return True  # the signal came while the engine started: nothing was submitted
+        return None
+
+    def _interrupted(self) -> None:
+        """A worker's first signal (passed on by the controller): end the test loop after the test in progress;
+        the trajectories in flight finish into the store when the session closes."""
+        if self.session is not None:
+            self.session.shouldstop = INTERRUPTED
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.close(cancel=True)
@@ -165,7 +194,9 @@ class Runner:
         if custom is None and not opts.model and not opts.server_urls:
             raise StartupError("tir-harness: no --model given (e.g. --model gemma-3-270m, or --server-url URL)")
         if opts.gpu_per_worker and hasattr(self.config, "workerinput"):
-            os.environ["CUDA_VISIBLE_DEVICES"] = str(_worker_index(self.config.workerinput["workerid"]))
+            from tir_harness.plugin.xdist import worker_slot
+
+            os.environ["CUDA_VISIBLE_DEVICES"] = str(worker_slot(self.config.workerinput))
         self._model = ModelSpec(name=opts.model or "", path=opts.model or "") if custom else self._model_spec()
         self.store = self._open_store()  # before any engine: a bad store is found before generation
         self._writer = GroupWriter(self.store)
@@ -188,7 +219,7 @@ class Runner:
         sampling = SamplingConfig(
             temperature=opts.temperature, top_p=opts.top_p, max_tokens=opts.max_tokens, seed=opts.seed, stop=fmt.stop
         )
-        base = LoopConfig(fmt, prompt_type, sampling, opts.max_tool_calls)
+        base = LoopConfig(fmt, prompt_type, sampling, opts.max_tool_calls, opts.max_turn_chars)
         try:
             self._loop = {
                 s: dataclasses.replace(base, sampling=dataclasses.replace(sampling, seed=sample_seed(opts.seed, s)))
@@ -211,6 +242,8 @@ class Runner:
             raise StartupError(f"tir-harness: --store-dir {exc}") from None
         if len(stored) < len(keys):
             self.start_generation()  # a run the store already holds needs no engine at all
+        if self.interrupts.stopping.is_set() and self.interrupts.role == "worker":
+            return  # told to stop while the engine started
         for (problem, sample), key in keys.items():
             self._submit(problem, sample, key, stored.get(key))
 
@@ -300,14 +333,20 @@ class Runner:
         except Exception as exc:
             raise StartupError(f"tir-harness: --prompt-format chat-template: {exc}") from None
 
-    def _open_store(self) -> Any:
-        from tir_harness.records.store import ResultStore, resolve_store_path
+    def store_path(self) -> Path:
+        """Where the run's result store is (--store-dir, TIR_STORE_DIR, or pytest's cache)."""
+        from tir_harness.records.store import resolve_store_path
 
         cache = getattr(self.config, "cache", None)  # absent with -p no:cacheprovider
         cache_dir = (
             cache.mkdir("tir-harness") if cache else self.config.rootpath / ".pytest_cache" / "d" / "tir-harness"
         )
-        path = resolve_store_path(self.options.store_dir, cache_dir)
+        return resolve_store_path(self.options.store_dir, cache_dir)
+
+    def _open_store(self) -> Any:
+        from tir_harness.records.store import ResultStore
+
+        path = self.store_path()
         try:
             return ResultStore(path)
         except StoreError as exc:
@@ -329,6 +368,7 @@ class Runner:
                 seed=loop.sampling.seed,
                 sample=sample,
                 max_tool_calls=loop.max_tool_calls,
+                max_turn_chars=loop.max_turn_chars,
                 executor=self.context.executor,
                 loop_version=LOOP_VERSION,
             )
@@ -361,21 +401,27 @@ class Runner:
         try:
             stored = writer.put(key, record)
         except Exception as exc:  # the writer is closed: the run is ending
-            self._store_failed(exc)
-            _settle(outer, record)
+            _settle(outer, self._store_failed(exc, problem, sample, key))
             return
 
         def durable(done: Future[None]) -> None:
             exc = done.exception()
-            if exc is not None:
-                self._store_failed(exc)
-            _settle(outer, record)
+            _settle(outer, record if exc is None else self._store_failed(exc, problem, sample, key))
 
         stored.add_done_callback(durable)
 
-    def _store_failed(self, exc: BaseException) -> None:
-        # A full or broken store: the record is still reported, but nothing more can be kept.
-        self.stop(f"tir-harness: cannot write the result store: {sanitize(exception_line(exc))}")
+    def _store_failed(self, exc: BaseException, problem: Problem, sample: int, key: str) -> dict[str, Any]:
+        """A full or broken store: the run stops after the test in progress, and the trajectory the store could
+        not keep is no result (a test reports one only once it is durable).  Its test fails saying so, with an
+        error record that, like an engine error's, is not stored: a rerun generates it again, and the results
+        reported are exactly those in the store."""
+        reason = f"cannot write the result store: {sanitize(exception_line(exc))}"
+        self.stop(f"tir-harness: {reason}")
+        assert self.context is not None
+        error = f"internal error: {reason} (this trajectory was not kept; a rerun generates it again)"
+        sampling = self._loop[sample].sampling.to_dict()
+        return make_record(problem, sample, Trajectory("", end_reason=END_ERROR, error=error), self.context, key,
+                           sampling)  # fmt: skip
 
     def _solve_one(self, problem: Problem, sample: int, key: str) -> dict[str, Any]:
         assert self.engine is not None and self.context is not None
@@ -393,8 +439,10 @@ class Runner:
             # Whatever broke, the problem still ends as one record: its test fails with this line, the summary
             # counts it, and (like an engine error) it is not stored, so the next run tries it again.
             error = sanitize(f"internal error: {exception_line(exc)}")
-            return make_record(problem, sample, Trajectory("", end_reason=END_ERROR, error=error), self.context, key,
-                               sampling)  # fmt: skip
+            record = make_record(problem, sample, Trajectory("", end_reason=END_ERROR, error=error), self.context,
+                                 key, sampling)  # fmt: skip
+        # Stored with it: a record whose test never reported (an interrupt, a crashed worker) still names its test.
+        record["test_id"] = self._test_ids.get(problem.id, "")
         return record
 
     def stop(self, reason: str) -> None:
@@ -466,7 +514,9 @@ class Runner:
         # In a thread of its own, so that a second Ctrl-C or SIGTERM ends the wait at once.
         closer = threading.Thread(target=shut_down, name="tir-harness-close", daemon=True)
         closer.start()
-        closer.join(0.5)
+        quiet = time.monotonic() + 0.5  # a close that takes longer says why the run waits
+        while closer.is_alive() and not self.interrupts.abort.is_set() and time.monotonic() < quiet:
+            closer.join(0.05)
         if closer.is_alive() and self.interrupts.count and not self.interrupts.abort.is_set():
             self._warn("interrupted: finishing the trajectories in flight (interrupt again to stop at once)")
         while closer.is_alive() and not self.interrupts.abort.is_set():
@@ -495,7 +545,3 @@ def _problem_of(item: pytest.Item) -> Problem | None:
     callspec = getattr(item, "callspec", None)
     value = callspec.params.get(PROBLEM_FIXTURE) if callspec is not None else None
     return value if isinstance(value, Problem) else None
-
-
-def _worker_index(worker_id: str) -> int:
-    return int(worker_id.removeprefix("gw"))

@@ -15,12 +15,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from tir_harness.records import fields
 from tir_harness.records.jsonl import JsonlError, read_objects
 from tir_harness.records.store import STORE_FILENAME, ResultStore, StoreError
+from tir_harness.records.trajectory import END_ERROR, END_LENGTH, END_MAX_TOOL_CALLS
+from tir_harness.util.text import one_line
 
 __all__ = [
     "EXEC_OK_STATUSES",
@@ -30,24 +33,15 @@ __all__ = [
     "iter_records",
     "no_answer",
     "pairs",
+    "row_columns",
     "to_messages",
 ]
 
 OBSERVATION_ROLES = ("tool", "user")
 # Executor statuses that are not errors: "output_limit" means the code ran and its output was cut.
 EXEC_OK_STATUSES = frozenset({"ok", "output_limit"})
-_REQUIRED = ("key", "problem_id", "sample", "question", "turns")
 
-# Column types of the `datasets` output, fixed so that exports of different runs (or empty ones) always load
-# and concatenate: inferred types would differ, e.g. when every prediction of a run is null.
-ROW_COLUMNS = {
-    "id": "string", "problem_id": "string", "dataset": "string", "subject": "string", "level": "int64",
-    "sample": "int64", "run_id": "string", "model": "string", "prompt_format": "string",
-    "prompt_type": "string", "seed": "int64", "temperature": "float64", "question": "string",
-    "messages": "messages", "prediction": "string", "gold": "string", "correct": "bool",
-    "grader_version": "string", "end_reason": "string", "tool_calls": "int64", "exec_error": "bool",
-    "no_answer": "bool", "max_tool_calls_reached": "bool", "truncated": "bool", "engine_error": "bool",
-}  # fmt: skip
+# The columns of a pair and their `datasets` types (fixed, as `row_columns`).
 PAIR_COLUMNS = {
     "id": "string", "problem_id": "string", "model": "string", "question": "string", "gold": "string",
     "prompt": "messages", "chosen": "messages", "rejected": "messages", "chosen_id": "string",
@@ -67,9 +61,12 @@ class AnnotateError(ValueError):
 def iter_records(sources: Iterable[str | os.PathLike[str]], *, model: str | None = None) -> Iterator[dict]:
     """Records of all sources in order, each key once (the first occurrence wins), optionally of one model."""
     seen: set[str] = set()
+    check = fields.checker("annotate")
     for source in sources:
         for where, record in _iter_source(Path(source)):
-            _validate(record, where)
+            defect = check(record)
+            if defect is not None:
+                raise AnnotateError(f"{where}: {one_line(_message(defect), 300)}")
             if record["key"] in seen or (model is not None and record.get("model") != model):
                 continue
             seen.add(record["key"])
@@ -116,20 +113,10 @@ def _iter_jsonl(path: Path) -> Iterator[tuple[str, dict]]:
         raise AnnotateError(f"{path}: cannot read ({exc.strerror})") from exc
 
 
-def _validate(record: dict, where: str) -> None:
-    for name in _REQUIRED:
-        if name not in record:
-            raise AnnotateError(f"{where}: record has no {name!r}")
-    if not isinstance(record["key"], str) or not record["key"]:
-        raise AnnotateError(f"{where}: 'key' must be a non-empty string")
-    if not isinstance(record["question"], str):
-        raise AnnotateError(f"{where}: 'question' must be a string")
-    turns = record["turns"]
-    if not isinstance(turns, list) or not all(isinstance(t, dict) and isinstance(t.get("text"), str) for t in turns):
-        raise AnnotateError(f"{where}: 'turns' must be a list of objects with a 'text' string")
-    for turn in turns:
-        if turn.get("observation") is not None and not isinstance(turn["observation"], str):
-            raise AnnotateError(f"{where}: a turn's 'observation' must be a string or null")
+def _message(defect: fields.Defect) -> str:
+    if defect.got is None:
+        return f"record has no {defect.field!r}"
+    return f"{defect.field!r} must be {defect.expected}, got {defect.got}"
 
 
 # ------------------------------------------------------------------------------------------- messages
@@ -177,45 +164,52 @@ def annotate(
     observation_role: str = "tool",
 ) -> Iterator[dict[str, Any]]:
     """One training row per trajectory that passes the filters (format in docs/store.md)."""
+    carried = list(fields.training_fields())
     for record in records:
-        row = _row(record, observation_role)
-        if correct_only and row["correct"] is not True:
+        row = _row(record, carried, observation_role)
+        if correct_only and record.get("correct") is not True:
             continue
         if (drop_exec_errors and row["exec_error"]) or (drop_no_answer and row["no_answer"]):
             continue
         yield row
 
 
-def _row(record: Mapping[str, Any], observation_role: str) -> dict[str, Any]:
-    sampling = record.get("sampling") or {}
-    end_reason = record.get("end_reason")
-    temperature = sampling.get("temperature")
+def _sampling(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    sampling = record.get("sampling")
+    return sampling if isinstance(sampling, Mapping) else {}
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+# The columns a training row computes from the whole record, after "id" and the record fields it carries as they
+# are (`fields.training_fields()`): (name, `datasets` type, how it is computed).
+_COMPUTED: tuple[tuple[str, str, Callable[[Mapping[str, Any], str], Any]], ...] = (
+    ("seed", "int64", lambda r, _: _sampling(r).get("seed")),
+    ("temperature", "float64", lambda r, _: _float(_sampling(r).get("temperature"))),
+    ("messages", "messages", lambda r, role: to_messages(r, observation_role=role)),
+    ("tool_calls", "int64", lambda r, _: sum(1 for t in r["turns"] if t.get("code") is not None)),
+    ("exec_error", "bool", lambda r, _: exec_error(r)),
+    ("no_answer", "bool", lambda r, _: no_answer(r)),
+    ("max_tool_calls_reached", "bool", lambda r, _: r.get("end_reason") == END_MAX_TOOL_CALLS),
+    ("truncated", "bool", lambda r, _: r.get("end_reason") == END_LENGTH),
+    ("engine_error", "bool", lambda r, _: r.get("end_reason") == END_ERROR),
+)
+
+
+def row_columns() -> dict[str, str]:
+    """The columns of a training row and their `datasets` types, fixed so that exports of different runs (or
+    empty ones) always load and concatenate: inferred types would differ, e.g. when every prediction of a run
+    is null."""
+    return {"id": "string", **fields.training_fields(), **{name: kind for name, kind, _ in _COMPUTED}}
+
+
+def _row(record: Mapping[str, Any], carried: Iterable[str], observation_role: str) -> dict[str, Any]:
     return {
         "id": record["key"],
-        "problem_id": record["problem_id"],
-        "dataset": record.get("dataset"),
-        "subject": record.get("subject"),
-        "level": record.get("level"),
-        "sample": record["sample"],
-        "run_id": record.get("run_id"),
-        "model": record.get("model"),
-        "prompt_format": record.get("prompt_format"),
-        "prompt_type": record.get("prompt_type"),
-        "seed": sampling.get("seed"),
-        "temperature": None if temperature is None else float(temperature),
-        "question": record["question"],
-        "messages": to_messages(record, observation_role=observation_role),
-        "prediction": record.get("prediction"),
-        "gold": record.get("gold"),
-        "correct": record.get("correct"),
-        "grader_version": record.get("grader_version"),
-        "end_reason": end_reason,
-        "tool_calls": sum(1 for t in record["turns"] if t.get("code") is not None),
-        "exec_error": exec_error(record),
-        "no_answer": no_answer(record),
-        "max_tool_calls_reached": end_reason == "max_tool_calls",
-        "truncated": end_reason == "length",
-        "engine_error": end_reason == "error",
+        **{name: record.get(name) for name in carried},
+        **{name: compute(record, observation_role) for name, _, compute in _COMPUTED},
     }
 
 
@@ -245,7 +239,7 @@ def pairs(
         raise ValueError(f"max_pairs_per_problem must be >= 1, got {max_pairs_per_problem}")
     groups: dict[tuple[str, str, str], dict[str, Mapping[str, Any]]] = {}
     for record in records:
-        if record.get("end_reason") == "error" or not isinstance(record.get("correct"), bool):
+        if record.get("end_reason") == END_ERROR or not isinstance(record.get("correct"), bool):
             continue
         group = groups.setdefault((str(record.get("model")), str(record["problem_id"]), record["question"]), {})
         text = json.dumps([[t["text"], t.get("observation")] for t in record["turns"]])
@@ -280,6 +274,3 @@ def _pair(chosen: Mapping[str, Any], rejected: Mapping[str, Any], observation_ro
         "rejected_exec_error": exec_error(rejected),
         "rejected_no_answer": no_answer(rejected),
     }
-
-
-# ------------------------------------------------------------------------------------------------- CLI

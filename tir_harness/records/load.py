@@ -1,13 +1,16 @@
 """Reading a run's records back: a run folder or a trajectories.jsonl, every line checked.
 
-The one loader behind baselines, `tir-harness report`, `compare`, and the HTML report.
+The one loader behind baselines, `tir-harness report`, `compare`, and the HTML report.  What it checks of a
+record comes from the record's fields (`fields.FIELDS`, the fields marked `load`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tir_harness.records.fields import Defect, Record, checker
 from tir_harness.records.jsonl import JsonlError, read_objects
 from tir_harness.records.trajectory import SCHEMA_VERSION
 from tir_harness.util.text import one_line
@@ -19,37 +22,17 @@ class ReportError(ValueError):
     """Bad input for a report or a comparison; the message is one line naming the file (and line)."""
 
 
-def record_defect(record: dict[str, Any]) -> str | None:
-    """Why `record` cannot be used, or None when it can."""
+def _defect(record: dict[str, Any], check: Callable[[Record], Defect | None]) -> str | None:
+    """Why `record` cannot be used, or None when it can; `check` is `fields.checker("load")`."""
     version = record.get("schema_version", SCHEMA_VERSION)
     if not isinstance(version, int) or isinstance(version, bool):
         return f"schema_version must be an integer, got {version!r}"
     if version > SCHEMA_VERSION:
         return f"schema_version {version} is newer than this tir-harness reads ({SCHEMA_VERSION})"
-    pid = record.get("problem_id")
-    if not isinstance(pid, str) or not pid:
-        return "problem_id must be a non-empty string"
-    sample = record.get("sample")
-    if not isinstance(sample, int) or isinstance(sample, bool) or sample < 0:
-        return f"sample must be an integer >= 0, got {sample!r}"
-    if not isinstance(record.get("correct"), bool):
-        return f"correct must be true or false, got {record.get('correct')!r}"
-    level = record.get("level")
-    if level is not None and (not isinstance(level, int) or isinstance(level, bool)):
-        return f"level must be an integer or null, got {level!r}"
-    for name in ("dataset", "subject", "prediction"):
-        if record.get(name) is not None and not isinstance(record[name], str):
-            return f"{name} must be a string or null, got {record[name]!r}"
-    for name in ("tool_calls", "prompt_tokens", "completion_tokens"):
-        value = record.get(name, 0)
-        if not isinstance(value, int) or isinstance(value, bool):
-            return f"{name} must be an integer, got {value!r}"
-    if not isinstance(record.get("seconds", 0.0), (int, float)):
-        return f"seconds must be a number, got {record.get('seconds')!r}"
-    turns = record.get("turns", [])
-    if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
-        return "turns must be a list of objects"
-    return None
+    defect = check(record)
+    if defect is None:
+        return None
+    return f"{defect.field} must be {defect.expected}" + ("" if defect.got is None else f", got {defect.got}")
 
 
 def trajectories_path(path: str | Path) -> Path:
@@ -73,9 +56,10 @@ def load_records(path: str | Path) -> list[dict[str, Any]]:
     """
     file = trajectories_path(path)
     records: list[dict[str, Any]] = []
+    check = checker("load")
     try:
         for lineno, record in read_objects(file):
-            defect = record_defect(record)
+            defect = _defect(record, check)
             if defect is not None:
                 raise ReportError(f"{file}:{lineno}: {one_line(defect, 200)}")
             records.append(record)

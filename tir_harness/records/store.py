@@ -1,8 +1,9 @@
 """The result store: every finished trajectory, keyed by everything that determined it.
 
 A trajectory is fully determined by its `KeyParts` (model identity, prompt, sampling, seed, sample index,
-tool-call limit, executor settings, loop version); `KeyParts.key()` hashes them.  Grading is not part of
-the key, so a new grader re-grades stored trajectories when they are reused instead of regenerating them.
+tool-call limit, turn size limit, executor settings, loop version); `KeyParts.key()` hashes them.  Grading is
+not part of the key, so a new grader re-grades stored trajectories when they are reused instead of
+regenerating them.
 
 The store is one SQLite database in WAL mode with `synchronous=FULL`: `put` returns only after its
 transaction is in the write-ahead log and fsync'd, so neither `kill -9` of any process nor a power loss
@@ -66,6 +67,8 @@ class KeyParts:
       top_p, max_tokens, stop strings, ...
     - `seed`: the run's seed (--seed); `sample`: the sample index 0..N-1 (--samples N).
     - `max_tool_calls`: the tool-call limit of the loop.
+    - `max_turn_chars`: the characters of a turn the loop keeps (--max-turn-chars): a longer completion is cut,
+      and the cut text is what the conversation continues from.
     - `executor`: the executor settings that can change an observation (limits, output cap, format).
     - `loop_version`: the TIR loop's version (str or int); bump it when the loop changes what it generates.
 
@@ -82,6 +85,7 @@ class KeyParts:
     seed: int | None
     sample: int
     max_tool_calls: int
+    max_turn_chars: int
     executor: Mapping[str, Any]
     loop_version: str | int
 
@@ -93,7 +97,7 @@ class KeyParts:
                 raise TypeError(f"KeyParts.{name} must be a str, got {type(getattr(self, name)).__name__}")
         if self.model_revision is not None and not isinstance(self.model_revision, str):
             raise TypeError("KeyParts.model_revision must be a str or None")
-        for name in ("sample", "max_tool_calls"):
+        for name in ("sample", "max_tool_calls", "max_turn_chars"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise TypeError(f"KeyParts.{name} must be an int >= 0, got {value!r}")

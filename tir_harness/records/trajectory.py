@@ -1,7 +1,8 @@
 """What one run of the TIR loop produced: turns, the final response, and how it ended.
 
-A `Trajectory` turns into one JSONL record (`to_record`), the unit that reports, the result store,
-baselines and training-data export all read.  Records hold plain builtins only (xdist and JSON need that).
+A `Trajectory` gives the trajectory part of one JSONL record (`to_dict`), the unit that reports, the result
+store, baselines and training-data export all read; the record's fields are defined in `fields`.  Records
+hold plain builtins only (xdist and JSON need that).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ END_NO_CODE = "no_code"  # the model stopped without a box and without code
 END_MAX_TOOL_CALLS = "max_tool_calls"
 END_LENGTH = "length"  # max_tokens or the context length was hit
 END_ERROR = "error"  # the engine failed for this request
+END_REASONS = (END_ANSWER, END_NO_CODE, END_MAX_TOOL_CALLS, END_LENGTH, END_ERROR)
 
 # Appended (by the reference, after the last allowed execution's observation) to close the conversation.
 MAX_CALLS_NOTE = "\nReach max function call limit."
@@ -36,6 +38,8 @@ class Turn:
     gen_seconds: float = 0.0
     exec_seconds: float = 0.0  # all blocks of the turn
     code_blocks: list[str] | None = None  # the blocks of `code`, one per execution; the observation is the last's
+    text_cut: bool = False  # the completion was longer than --max-turn-chars: `text` is its head and tail
+    original_chars: int | None = None  # the completion's length before the cut (None: not cut)
 
 
 @dataclass
@@ -83,18 +87,6 @@ class Trajectory:
             completion_tokens=self.completion_tokens,
         )
         return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Trajectory:
-        turns = [Turn(**t) for t in data.get("turns", [])]
-        return cls(
-            prompt=data["prompt"],
-            turns=turns,
-            end_reason=data.get("end_reason", ""),
-            error=data.get("error"),
-            seconds=data.get("seconds", 0.0),
-            final_prompt=data.get("final_prompt", ""),
-        )
 
 
 def conversation_text(record: dict[str, Any]) -> str:

@@ -5,8 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from tir_harness.grading import GRADER_VERSION, Verdict, grade
-from tir_harness.grading.reference import reference_grade
+from tir_harness.grading.reference import REFERENCE_GRADER_VERSION, ReferenceVerdict, latex_backend
+from tir_harness.grading.reference import reference_verdict as _reference_verdict
 from tir_harness.records.trajectory import END_ERROR, conversation_text
+
+# The fields `regraded` writes; a record whose versions equal the current graders' already holds them.
+GRADING_FIELDS = (
+    "prediction", "correct", "grade_reason", "grader_version", "reference_correct", "reference_prediction",
+    "reference_grader_version", "reference_backend", "reference_timeout",
+)  # fmt: skip
 
 
 def grade_record(record: dict[str, Any], dataset: str | None = None) -> Verdict:
@@ -19,24 +26,45 @@ def grade_record(record: dict[str, Any], dataset: str | None = None) -> Verdict:
     return grade(str(record["prediction"]), gold, extracted=True)
 
 
-def reference_verdict(record: dict[str, Any]) -> tuple[bool, str | None]:
-    """(correct, prediction) by the reference implementation's own grader, on the conversation it would have
-    written (docs/fidelity.md); shown beside the harness's verdict, never deciding pass/fail."""
+def reference_verdict(record: dict[str, Any], dataset: str | None = None) -> ReferenceVerdict:
+    """The reference implementation's own verdict on the conversation it would have written
+    (docs/fidelity.md); shown beside the harness's verdict, never deciding pass/fail."""
     if record.get("end_reason") == END_ERROR or not (record.get("final_prompt") or record.get("prompt")):
-        return False, None
-    return reference_grade(conversation_text(record), str(record["gold"]))
+        return ReferenceVerdict(False, None, latex_backend())
+    return _reference_verdict(
+        conversation_text(record),
+        str(record["gold"]),
+        dataset=record.get("dataset") or dataset,
+        prompt_format=record.get("prompt_format"),
+    )
+
+
+def is_current(record: dict[str, Any]) -> bool:
+    """Whether the record was graded by the graders of this version (with the same LaTeX backend)."""
+    return (
+        record.get("grader_version") == GRADER_VERSION
+        and record.get("reference_grader_version") == REFERENCE_GRADER_VERSION
+        and record.get("reference_backend") == latex_backend()
+        and all(name in record for name in GRADING_FIELDS)
+    )
 
 
 def regraded(record: dict[str, Any], dataset: str | None = None) -> dict[str, Any]:
-    """The record with its grading fields recomputed by the current graders (the trajectory is untouched)."""
+    """The record with its grading fields recomputed by the current graders (the trajectory is untouched);
+    a record already graded by them is returned as it is (a rerun from the store grades nothing again)."""
+    if is_current(record):
+        return record
     verdict = grade_record(record, dataset)
-    reference_correct, reference_prediction = reference_verdict(record)
+    reference = reference_verdict(record, dataset)
     return {
         **record,
         "prediction": verdict.prediction,
         "correct": verdict.correct,
         "grade_reason": verdict.reason,
         "grader_version": GRADER_VERSION,
-        "reference_correct": reference_correct,
-        "reference_prediction": reference_prediction,
+        "reference_correct": reference.correct,
+        "reference_prediction": reference.prediction,
+        "reference_grader_version": REFERENCE_GRADER_VERSION,
+        "reference_backend": reference.backend,
+        "reference_timeout": reference.timed_out,
     }

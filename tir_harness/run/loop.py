@@ -2,11 +2,22 @@
 
 Generate until a stop string.  A turn whose text contains `boxed` ends the trajectory (the reference's test,
 a substring, not a parsed box); so does a turn without a ```python block, and every turn of a prompt type
-without the tool.  Otherwise every ```python block of the turn runs, in order, in the trajectory's live
-session (the reference replays the whole conversation's blocks in a fresh shell: the same state), and what
-the last block produced is appended in the prompt format.  At most `max_tool_calls` turns run code (the
+without the tool.  Otherwise the code runs, in one of two execution modes (the observation style's, see
+sandbox/observations.py):
+
+- `live` (the harness's styles): every ```python block of the turn (a line starting with ```python opens one)
+  runs, in order, in the trajectory's live session;
+- `reference` (the reference's executor, reproduced observation for observation): every block of the whole
+  conversation so far, parsed with the reference's fence rule (`reference_blocks`), is replayed in a fresh
+  interpreter by `session.replay`; a turn with ```python anywhere runs, even when that rule finds no block.
+
+What the last block produced is appended in the prompt format.  At most `max_tool_calls` turns run code (the
 reference's horizon): after the last allowed one the limit note is appended to the conversation and the
 trajectory ends without another generation.  Everything that happened is recorded in turns.
+
+A completion longer than `max_turn_chars` is cut as the sandbox cuts its output (head and tail around a
+visible marker) before anything reads it, and the turn records the cut: what one turn brings into the
+conversation, the report and the store stays bounded, whatever a server sends.
 """
 
 from __future__ import annotations
@@ -28,13 +39,18 @@ from tir_harness.records.trajectory import (
     Turn,
 )
 from tir_harness.run.prompts import PromptFormat, PromptType, first_messages
+from tir_harness.sandbox.observations import MODES, get_style
+from tir_harness.sandbox.observations import render as cut_text
+from tir_harness.sandbox.reference import OUTPUT_CHARS
+from tir_harness.util.text import displayable
 
 # Part of the result-store key: bump whenever the loop's behaviour changes what a trajectory would be.
-LOOP_VERSION = 2
+LOOP_VERSION = 3  # 3: the reference style replays every block of the conversation (execution_mode "reference")
 
 
 class CodeSession(Protocol):
     def run(self, code: str) -> Any: ...  # an Observation with .status, .text, .elapsed
+    def replay(self, blocks: list[str]) -> Any: ...  # the same, for every block of a conversation (reference mode)
 
 
 SessionFactory = Callable[[], contextlib.AbstractContextManager[CodeSession]]
@@ -43,9 +59,19 @@ SessionFactory = Callable[[], contextlib.AbstractContextManager[CodeSession]]
 # Sample i of a run with seed s samples with seed s * 2**20 + i: injective over (s, i) while i < 2**20, so two runs
 # with different seeds never share a sample's seed, and |s| < 2**43 keeps it inside a signed 64-bit integer.
 SAMPLE_BITS = 20
-# Observation cap with the `reference` style: the reference cuts nothing; this keeps a runaway print bounded.
-REFERENCE_OUTPUT_CHARS = 16_000
+# Observation cap with the `reference` style: the reference cuts nothing; this keeps a runaway print bounded (the
+# style declares it: sandbox/reference.py).
+REFERENCE_OUTPUT_CHARS = OUTPUT_CHARS
 MAX_RUN_SEED = 2**43
+# Characters of one model turn kept (--max-turn-chars): about 1 MB of text, far beyond any real turn (a 4,096-token
+# turn is some 20,000 characters).  Below the minimum, head and tail around the marker would say nothing.
+MAX_TURN_CHARS = 1_000_000
+MIN_TURN_CHARS = 100
+
+
+def execution_mode(observation_style: str) -> str:
+    """The execution mode (`LoopConfig.execution_mode`) an observation style needs: "live" or "reference"."""
+    return get_style(observation_style).mode
 
 
 def sample_seed(seed: int, sample: int) -> int:
@@ -63,6 +89,14 @@ class LoopConfig:
     prompt_type: PromptType
     sampling: SamplingConfig
     max_tool_calls: int = 4
+    max_turn_chars: int = MAX_TURN_CHARS
+    execution_mode: str = "live"  # the observation style's mode (observations.get_style(name).mode)
+
+    def __post_init__(self) -> None:
+        if self.max_turn_chars < MIN_TURN_CHARS:
+            raise ValueError(f"max_turn_chars must be at least {MIN_TURN_CHARS}, got {self.max_turn_chars}")
+        if self.execution_mode not in MODES:
+            raise ValueError(f"execution_mode must be one of {', '.join(MODES)}, got {self.execution_mode!r}")
 
 
 def extract_code_blocks(text: str) -> list[str]:
@@ -82,6 +116,25 @@ def extract_code_blocks(text: str) -> list[str]:
     return blocks
 
 
+def reference_blocks(conversation: str) -> list[str]:
+    """The code blocks of a whole conversation as the reference's executor reads them (ToRA's `extract_program`
+    as the reference changed it): a line containing ```python anywhere (indented, mid-line) opens a block,
+    afresh if one is open; every line starting with ``` adds an entry, the open block's lines or an empty one
+    (an ```output line, the closing fence of an observation), and closes the block; an unclosed block is
+    dropped.  So the last entry, the one observed, may be empty."""
+    blocks: list[str] = []
+    lines: list[str] | None = None
+    for line in conversation.split("\n"):
+        if "```python" in line:
+            lines = []
+        elif line.startswith("```"):
+            blocks.append("".join(lines or []))
+            lines = None
+        elif lines is not None:
+            lines.append(line + "\n")
+    return blocks
+
+
 def wants_code(text: str) -> bool:
     """The reference's rule: code runs when the turn has no `boxed` and contains a ```python block."""
     return "boxed" not in text and "```python" in text
@@ -95,6 +148,7 @@ def run_trajectory(
     request_id: str = "",
 ) -> Trajectory:
     fmt, sampling = config.prompt_format, config.sampling
+    replays = config.execution_mode == "reference"
     messages = first_messages(question, config.prompt_type, fmt.name)
     prompt = fmt.render(messages)
     trajectory = Trajectory(prompt=prompt, final_prompt=prompt)
@@ -109,11 +163,17 @@ def run_trajectory(
             try:
                 completion = engine.submit(request).result()
             except EngineError as exc:
-                trajectory.end_reason, trajectory.error = END_ERROR, str(exc)
+                # Shown on the test's failure line: a server's words must not act on the terminal.
+                trajectory.end_reason, trajectory.error = END_ERROR, displayable(str(exc))
                 break
             text = completion.text
+            original = len(text)
+            if original > config.max_turn_chars:
+                text = cut_text([text, "", original], config.max_turn_chars)
             turn = Turn(
                 text=text,
+                text_cut=original > config.max_turn_chars,
+                original_chars=original if original > config.max_turn_chars else None,
                 finish_reason=completion.finish_reason,
                 stop_reason=completion.stop_reason,
                 prompt_tokens=completion.prompt_tokens,
@@ -123,10 +183,16 @@ def run_trajectory(
             )
             trajectory.turns.append(turn)
             messages = fmt.with_model_text(messages, text)
-            blocks = extract_code_blocks(text) if config.prompt_type.uses_tool and wants_code(text) else []
+            blocks: list[str] = []
+            runs = config.prompt_type.uses_tool and wants_code(text)
+            if runs and replays:  # the conversation as the reference reads it: the prompt it would continue
+                blocks = reference_blocks(fmt.render(messages))
+            elif runs:
+                blocks = extract_code_blocks(text)
+                runs = bool(blocks)
             if "boxed" in text:
                 trajectory.end_reason = END_ANSWER
-            elif not blocks:
+            elif not runs:
                 # A turn cut at max_tokens with code still runs it, as in the reference.
                 trajectory.end_reason = END_LENGTH if completion.finish_reason == "length" else END_NO_CODE
             elif calls >= config.max_tool_calls:
@@ -136,9 +202,13 @@ def run_trajectory(
             if session is None:
                 session = stack.enter_context(new_session())
             observation, seconds = None, 0.0
-            for block in blocks:  # the observation is what the last block produced
-                observation = session.run(block)
-                seconds += observation.elapsed
+            if replays:
+                observation = session.replay(blocks)
+                seconds = observation.elapsed
+            else:
+                for block in blocks:  # the observation is what the last block produced
+                    observation = session.run(block)
+                    seconds += observation.elapsed
             assert observation is not None
             calls += 1
             turn.code, turn.code_blocks, turn.observation = "\n".join(blocks), blocks, observation.text

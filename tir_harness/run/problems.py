@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 import os
 import re
 import threading
@@ -63,7 +64,7 @@ Parser = Callable[[dict[str, Any], int, str], Problem]
 
 
 def _gsm8k(row: dict[str, Any], index: int, split: str) -> Problem:
-    answer = row["answer"].rsplit("####", 1)
+    answer = _gold_text(row["answer"], "answer").rsplit("####", 1)
     if len(answer) != 2:
         raise KeyError("answer has no '####'")
     return Problem(f"gsm8k/{split}/{index:04d}", "gsm8k", split, row["question"], answer[1].strip())
@@ -74,7 +75,7 @@ def _math(dataset: str) -> Parser:
         # unique_id looks like "test/algebra/1.json"; the hub copy of MATH has none, so fall back to order.
         unique = row.get("unique_id") or f"{split}/{_subject_slug(row['type'])}/{index}.json"
         _, subject, name = unique.removesuffix(".json").split("/")
-        gold = row["answer"] if "answer" in row else last_boxed(row["solution"])
+        gold = _gold_text(row["answer"], "answer") if "answer" in row else last_boxed(row["solution"])
         if gold is None:
             raise KeyError("solution has no \\boxed{} answer")
         level = row.get("level")
@@ -90,8 +91,19 @@ def _subject_slug(name: str) -> str:
     return re.sub(r"[^a-z]+", "_", name.lower().replace("&", "and")).strip("_")
 
 
-def _number_text(value: float | int | str) -> str:
-    # SVAMP and GSM-Hard publish gold answers as floats: 6.0 reads as 6.
+def _gold_text(value: Any, field: str) -> str:
+    """A gold answer as text: a string, or a finite number (SVAMP and GSM-Hard publish floats: 6.0 reads as 6).
+
+    Anything else is refused: JSON readers accept `NaN`, `Infinity`, `true` and `[1, 2]`, and as text ("nan",
+    "True", "[1, 2]") each would be graded against, silently marking right answers wrong."""
+    if isinstance(value, str):
+        return value
+    if value is None:  # str(None) would become the text "None"
+        raise ValueError(f"field {field!r} is null")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        shown = json.dumps(value, default=repr)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise ValueError(f"gold answer in field {field!r} is {shown}: not a string or a finite number")
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -99,11 +111,12 @@ def _number_text(value: float | int | str) -> str:
 
 def _svamp(row: dict[str, Any], index: int, split: str) -> Problem:
     question = f"{row['Body'].strip()} {row['Question'].strip()}"
-    return Problem(f"svamp/{split}/{row['ID']}", "svamp", split, question, _number_text(row["Answer"]))
+    return Problem(f"svamp/{split}/{row['ID']}", "svamp", split, question, _gold_text(row["Answer"], "Answer"))
 
 
 def _gsm_hard(row: dict[str, Any], index: int, split: str) -> Problem:
-    return Problem(f"gsm_hard/{split}/{index:04d}", "gsm_hard", split, row["input"], _number_text(row["target"]))
+    gold = _gold_text(row["target"], "target")
+    return Problem(f"gsm_hard/{split}/{index:04d}", "gsm_hard", split, row["input"], gold)
 
 
 @dataclass(frozen=True)
@@ -343,10 +356,9 @@ def load_jsonl(
         raise DataError(f"{path}: no such file")
 
     def parse(row: dict[str, Any], index: int) -> Problem:
-        for field_name in (question, answer):
-            if row[field_name] is None:  # str(None) would become the text "None"
-                raise ValueError(f"field {field_name!r} is null")
-        text = readers[gold](_number_text(row[answer]))
+        if row[question] is None:  # str(None) would become the text "None"
+            raise ValueError(f"field {question!r} is null")
+        text = readers[gold](_gold_text(row[answer], answer))
         if text is None:
             raise KeyError(f"no gold answer in field {answer!r}")
         if not text.strip():  # every prediction would be graded wrong against it

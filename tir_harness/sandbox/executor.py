@@ -3,12 +3,14 @@
     ex = Executor(timeout=10.0, memory_mb=2048, max_output_chars=2000)
     with ex.session() as s:              # one per trajectory; variables live across calls
         obs = s.run("x = 2\\nx + 1")      # Observation(status="ok", text="3", elapsed=..., state_lost=False)
+        obs.execution                    # what happened (execution.Execution), before the style rendered it
     ex.close()
 
 A zygote process imports numpy and sympy once and forks a worker per session (`sandbox/worker.py`); the
 executor keeps a pool of them forked ahead of demand.  The modules beside this one: `zygote` (the zygote
-client and the worker handle), `protocol` (the wire, read as hostile input), `observations` (what the model
-sees), `isolation` (what the machine offers, the manifest).  Limits, defaults, and what is and is not
+client and the worker handle), `protocol` (the wire, read as hostile input), `execution` (what happened),
+`observations` (the styles that render it for the model), `reference` (the reference's executor, replayed by
+`Session.replay`), `isolation` (what the machine offers, the manifest).  Limits, defaults, and what is and is not
 isolated: docs/executor.md.  Thread-safe: sessions may run concurrently from many threads; `close()` from
 any thread ends every worker promptly.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 import atexit
 import collections
 import dataclasses
+import importlib.util
 import itertools
 import os
 import shutil
@@ -29,13 +32,17 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tir_harness.sandbox import isolation as _isolation
-from tir_harness.sandbox import observations, protocol
+from tir_harness.sandbox import observations, protocol, reference
+from tir_harness.sandbox.execution import IPYTHON, STOPPED, Error, Execution
 from tir_harness.sandbox.observations import STYLES
+from tir_harness.sandbox.protocol import execution_of
 from tir_harness.sandbox.zygote import Worker, Zygote
+from tir_harness.util.registry import RegistryError
 from tir_harness.util.text import sanitize
 
 STATUSES = ("ok", "error", "timeout", "memory", "output_limit", "killed")
@@ -61,7 +68,8 @@ class ExecutorConfig:
     max_files: int = 16384  # inodes (files, directories, hard links) of that tmpfs
     network: bool = False  # False: a network namespace without interfaces, where the machine allows it
     replay_on_restart: bool = False  # re-run the session's successful cells in a replacement worker
-    observation_style: str = "full"  # "full": IPython-like; "reference": the reference's (docs/fidelity.md)
+    observation_style: str = "full"  # a registered style (observations.STYLES): "full", "reference", ...
+    replay_timeout: float = reference.REPLAY_SECONDS  # wall-clock seconds per Session.replay(), every cell
     warm_workers: int = 2  # workers kept forked ahead of demand at least
     max_warm_workers: int = 32  # at most: the pool grows to half the sessions open, up to this many
     max_workers: int = 256  # workers alive at once; beyond that the least recently used idle one goes
@@ -83,7 +91,12 @@ class ExecutorConfig:
         need(self.max_open_files >= 16, "max_open_files", ">= 16")
         need(self.disk_mb >= 1, "disk_mb", ">= 1")
         need(self.max_files >= 64, "max_files", ">= 64")
-        need(self.observation_style in STYLES, "observation_style", f"one of {STYLES}")
+        try:
+            known = self.observation_style in STYLES
+        except RegistryError as exc:  # a broken third-party style: its own one-line message
+            raise ValueError(f"ExecutorConfig.observation_style: {exc}") from None
+        need(known, "observation_style", f"one of {', '.join(STYLES.names())}")
+        need(self.replay_timeout > 0, "replay_timeout", "> 0")
         need(self.warm_workers >= 0, "warm_workers", ">= 0")
         need(self.max_warm_workers >= self.warm_workers, "max_warm_workers", ">= warm_workers")
         need(1 <= self.max_workers <= _isolation.UID_BLOCK, "max_workers", f"in 1..{_isolation.UID_BLOCK}")
@@ -95,9 +108,10 @@ class ExecutorConfig:
 @dataclass(frozen=True)
 class Observation:
     status: str  # one of STATUSES
-    text: str  # what the model sees
+    text: str  # what the model sees: `execution` rendered in the configured observation style
     elapsed: float  # seconds the snippet ran (kill included), replays excluded
     state_lost: bool = False  # variables from earlier calls are not available after this call
+    execution: Execution | None = None  # what happened (None: the session or executor was closed)
 
 
 class ExecutorClosed(RuntimeError):
@@ -108,11 +122,12 @@ class Lease:
     """What the executor keeps of one session: its worker, if it has one, and whether it is closed.
     Only the executor changes it (under its lock); a session holds it and asks the executor."""
 
-    __slots__ = ("__weakref__", "closed", "worker")
+    __slots__ = ("__weakref__", "closed", "waiting", "worker")
 
     def __init__(self) -> None:
         self.worker: Worker | None = None
         self.closed = False
+        self.waiting: threading.Event | None = None  # set while a run() waits for a worker to be spawned
 
 
 # ------------------------------------------------------------------------------------------ executor
@@ -139,6 +154,13 @@ class Executor:
             raise TypeError(f"Executor: unknown option(s) {unknown}; known: {sorted(known)}")
         self.config = dataclasses.replace(config or ExecutorConfig(), **options)
         cfg = self.config
+        self.style = observations.get_style(cfg.observation_style)
+        replays = self.style.mode == "reference"  # its sessions replay in IPython: the zygote loads it
+        if replays and importlib.util.find_spec("IPython") is None:
+            raise RuntimeError(
+                f"observation style {cfg.observation_style!r} replays code in IPython, which this Python cannot"
+                " import (pip install 'ipython>=8.18,<9')"
+            )
         self._index = next(_COUNTER)
         self._lock = threading.Condition()
         self._closed = False
@@ -146,7 +168,8 @@ class Executor:
         # Idle workers in least-recently-used order, with their leases.
         self._idle: collections.OrderedDict[Worker, Lease] = collections.OrderedDict()
         self._live: dict[int, Worker] = {}
-        self._pending: dict[int, tuple[socket.socket, int, str, threading.Event | None, dict]] = {}
+        # Spawn requests in flight: request id -> (socket, slot, name, box); box None: for the warm pool.
+        self._pending: dict[int, tuple[socket.socket, int, str, dict | None]] = {}
         self._starting = 0
         self._warm_starting = 0
         self._open_sessions = 0
@@ -163,7 +186,8 @@ class Executor:
         self._zygote_config = {
             "namespaces": not basic,
             "network": cfg.network,
-            "preload": list(cfg.preload),
+            "preload": list(cfg.preload) + (["IPython"] if replays and "IPython" not in cfg.preload else []),
+            "reference_shell": replays,
             "env": {
                 "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin",
                 "LANG": "C.UTF-8",
@@ -219,8 +243,7 @@ class Executor:
     @property
     def isolation(self) -> dict:
         """Which isolation mechanisms are in force (plain builtins, for the run manifest)."""
-        facts = self._wait_ready()
-        return _isolation.summary(self._zygote_config, facts)
+        return _isolation.summary(self._zygote_config, self._wait_ready() or {})
 
     def close(self) -> None:
         """Kill every worker and the zygote, remove the temporary directories.  Idempotent."""
@@ -229,6 +252,9 @@ class Executor:
                 return
             self._closed = True
             workers = list(self._live.values())
+            for _, _, _, box in self._pending.values():  # run() calls waiting for a worker give up
+                if box is not None:
+                    box["event"].set()
             self._lock.notify_all()
         if os.getpid() != self._owner:
             return  # a forked copy: the zygote and the workers belong to the parent process
@@ -257,11 +283,12 @@ class Executor:
 
     def checkout(self, lease: Lease) -> tuple[Worker | None, bool]:
         """The lease's worker, marked busy: its own if alive (False), else a new one (True).
-        (None, True) if the executor was closed meanwhile."""
-        self._wait_ready()
+        (None, True) if the session or the executor was closed meanwhile: every wait here ends then."""
+        if self._wait_ready(lease) is None:
+            return None, True
         with self._lock:
             while True:
-                if self._closed:
+                if self._closed or lease.closed:
                     return None, True
                 worker = lease.worker
                 if worker is not None and not worker.exited.is_set():
@@ -276,16 +303,25 @@ class Executor:
                     worker = self._warm.pop()
                     break
                 if len(self._live) + self._starting < self.config.max_workers and self._free_slots:
-                    event, box = threading.Event(), {}
-                    self._request(event, box)
+                    # An event of its own: _on_spawned wakes this run() alone; release() and close() too.
+                    box: dict = {"event": threading.Event()}
+                    self._request(box)
+                    lease.waiting = box["event"]
                     self._lock.release()
                     try:
-                        event.wait()
+                        box["event"].wait()
                     finally:
                         self._lock.acquire()
+                        lease.waiting = None
                     worker = box.get("worker")
+                    if self._closed or lease.closed:
+                        if "worker" not in box:  # the worker, when it comes, goes to the pool
+                            box["abandoned"] = True
+                        elif worker is not None:
+                            self._give_back(worker)
+                        return None, True
                     if worker is None:
-                        if self._closed:
+                        if self._closed or lease.closed:
                             return None, True
                         raise RuntimeError(f"the executor cannot start a worker: {self._spawn_error}")
                     if worker.exited.is_set():
@@ -314,13 +350,17 @@ class Executor:
                 self._detach(lease)
                 return
             self._idle[worker] = lease
-            total = sum(w.growth for w in self._idle)
-            if total > self._budget:
-                for victim in sorted(self._idle, key=lambda w: -w.growth):
-                    if total <= self._budget:
-                        break
-                    total -= victim.growth
-                    self._evict(victim)
+            self._fit_budget()
+
+    def _fit_budget(self) -> None:
+        """Evict the largest idle sessions until the memory idle sessions hold is within budget (lock held)."""
+        total = sum(w.growth for w in self._idle)
+        if total > self._budget:
+            for victim in sorted(self._idle, key=lambda w: -w.growth):
+                if total <= self._budget:
+                    break
+                total -= victim.growth
+                self._evict(victim)
 
     def release(self, lease: Lease) -> None:
         """The session is closed (or was dropped): its worker goes, without waiting for it to end."""
@@ -329,6 +369,9 @@ class Executor:
                 return
             lease.closed = True
             self._open_sessions -= 1
+            if lease.waiting is not None:  # a run() of this session waiting for a worker gives up
+                lease.waiting.set()
+            self._lock.notify_all()  # or waiting for the zygote, or for room
             worker = lease.worker
             if worker is not None:
                 self._idle.pop(worker, None)
@@ -341,6 +384,15 @@ class Executor:
     def start_call(self, worker: Worker) -> None:
         """A call begins: it may use `cpu_seconds` of CPU from now on."""
         worker.cpu_mark = worker.cpu() or worker.cpu_mark
+
+    def retire(self, lease: Lease, worker: Worker) -> None:
+        """The call is over and the worker must not run anything again (a replay's shell): it goes, without
+        waiting for it to end; the lease's next checkout gets a fresh one."""
+        with self._lock:
+            worker.busy = False
+            if lease.worker is worker:
+                self._detach(lease)
+            self._refill()
 
     def end_worker(self, worker: Worker) -> None:
         """A failed call: make sure the worker is dead before the session moves on."""
@@ -385,19 +437,42 @@ class Executor:
             subprocess.run(["rm", "-rf", "--one-file-system", self._base_dir], check=False)
 
     def _start_zygote(self) -> Zygote:
-        return Zygote(self._zygote_config, self._base_dir, self._on_spawned, self._on_exit, self._on_dead)
+        return Zygote(
+            self._zygote_config, self._base_dir, self._on_spawned, self._on_exit, self._on_dead, self._on_ready
+        )
 
-    def _wait_ready(self) -> dict:
+    def _wait_ready(self, lease: Lease | None = None) -> dict | None:
+        """The zygote's facts once it is ready; None if the lease (given one) or the executor is closed first."""
         zygote = self._zygote
-        if not zygote.ready.wait(_READY_TIMEOUT) or zygote.facts is None:
+        deadline = time.monotonic() + _READY_TIMEOUT
+
+        def closed() -> bool:
+            return self._closed or (lease is not None and lease.closed)
+
+        with self._lock:
+            while not zygote.ready.is_set() and not closed():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._lock.wait(remaining)  # _on_ready, release() and close() notify
+            if lease is not None and closed():
+                return None
+        if not zygote.ready.is_set() or zygote.facts is None:
+            if self._closed:
+                raise ExecutorClosed("the executor was closed before its zygote started")
             raise RuntimeError(f"the executor's zygote did not start: {zygote.log_tail() or 'no output'}")
         return zygote.facts
+
+    def _on_ready(self) -> None:
+        with self._lock:
+            self._lock.notify_all()
 
     def _on_dead(self) -> None:
         """The zygote died (it never should): its workers are orphans now; a new zygote starts on demand."""
         with self._lock:
             workers = list(self._live.values())
             pending = list(self._pending.items())
+            self._lock.notify_all()
         for w in workers:
             w.kill_if_same()
             self._on_exit({"pid": w.pid1, "code": 9, "why": 2})
@@ -409,7 +484,7 @@ class Executor:
             entry = self._pending.pop(request_id, None)
             if entry is None:
                 return
-            sock, slot, name, event, box = entry
+            sock, slot, name, box = entry
             self._starting -= 1
             worker = None
             if "error" in msg:
@@ -421,18 +496,25 @@ class Executor:
                 cgroups = {c: p for c, p in cgroups.items() if c in (self._zygote.facts or {}).get("cgroups", [])}
                 worker = Worker(int(msg["pid1"]), int(msg["pid2"]), sock, slot, cgroups)
                 self._live[worker.pid1] = worker
-            if event is None:
-                self._warm_starting -= 1
+            if box is None or box.get("abandoned"):  # for the pool (a session closed while waiting: also)
+                if box is None:
+                    self._warm_starting -= 1
                 if worker is not None:
-                    if self._closed:
-                        self._discard(worker)
-                    else:
-                        self._warm.append(worker)
+                    self._give_back(worker)
                 self._refill()
             else:
                 box["worker"] = worker
-                event.set()
+                box["event"].set()
             self._lock.notify_all()
+
+    def _give_back(self, worker: Worker) -> None:
+        """A fresh worker no session took: into the pool (lock held)."""
+        if self._live.get(worker.pid1) is not worker:  # it ended meanwhile (_on_exit took it out)
+            worker.sock.close()
+        elif self._closed:
+            self._discard(worker)
+        else:
+            self._warm.append(worker)
 
     def _on_exit(self, msg: dict) -> None:
         with self._lock:
@@ -449,8 +531,8 @@ class Executor:
         worker.exited.set()
         _shutdown(worker.sock)  # wakes a run() blocked on this worker
 
-    def _request(self, event: threading.Event | None, box: dict) -> None:
-        """Send a spawn request (lock held)."""
+    def _request(self, box: dict | None) -> None:
+        """Send a spawn request (lock held); its worker goes into `box["worker"]`, or to the pool if None."""
         if self._zygote.dead and not self._closed:
             self._zygote.close(timeout=1.0, join=False)  # its reader thread may be waiting for our lock
             self._zygote = self._start_zygote()
@@ -465,11 +547,11 @@ class Executor:
             self._starting -= 1
             self._free_slots.append(slot)
             mine.close()
-            if event is not None:
+            if box is not None:
                 box["worker"] = None
-                event.set()
+                box["event"].set()
             return
-        self._pending[request_id] = (mine, slot, name, event, box)
+        self._pending[request_id] = (mine, slot, name, box)
 
     def _refill(self) -> None:
         """Keep workers forked ahead of demand (lock held): at least `warm_workers`, and up to half the
@@ -486,15 +568,18 @@ class Executor:
             and not self._zygote.dead
         ):
             self._warm_starting += 1
-            self._request(None, {})
+            self._request(None)
 
     def _watch(self) -> None:
-        """Kill sessions over their CPU budget: a call's processes and threads, or what keeps running
-        between calls; freeze an idle session that keeps computing until its next call."""
+        """Every 0.5 s: kill sessions over their CPU budget (a call's processes and threads, or what keeps
+        running between calls); freeze an idle session that keeps computing until its next call; measure
+        what idle sessions hold (their children and files included: what they allocate after a call ends
+        counts) and evict the largest ones while the total is over the memory budget."""
         budget = self.config.cpu_seconds * 1_000_000_000
         while not self._stop.wait(_WATCH_INTERVAL):
             with self._lock:
                 workers = list(self._live.values())
+            held: dict[Worker, int] = {}
             for worker in workers:
                 used = worker.cpu()
                 if used is None:
@@ -504,9 +589,17 @@ class Executor:
                     self._zygote.kill(worker.pid1)
                     continue
                 with self._lock:
-                    idle = worker in self._idle and not worker.busy and not worker.frozen
-                    if idle and used - worker.cpu_mark > _IDLE_CPU_NS:
+                    idle = worker in self._idle and not worker.busy
+                    if idle and not worker.frozen and used - worker.cpu_mark > _IDLE_CPU_NS:
                         worker.freeze(True)
+                if idle:
+                    held[worker] = worker.memory()
+            if held:
+                with self._lock:
+                    for worker, growth in held.items():
+                        if worker in self._idle and not worker.busy:
+                            worker.growth = growth
+                    self._fit_budget()
 
 
 def _half_of_available_memory() -> int:
@@ -565,22 +658,48 @@ class Session:
                 raise ExecutorClosed("Session.run(): the session or its executor is closed")
             return self._run(code)
 
+    def replay(self, blocks: Sequence[str]) -> Observation:
+        """Run every code block of a conversation as the reference's executor did (sandbox/reference.py):
+        in a fresh worker and a fresh IPython shell, within `replay_timeout` for all of them; the observation
+        is the last block's.  Needs a style of mode "reference" (the zygote then loads IPython); never raises
+        for anything the code does.  The session's live variables (from run()) are not touched by it."""
+        blocks = list(blocks)
+        if not all(isinstance(b, str) for b in blocks):
+            raise TypeError("Session.replay: blocks must be strs")
+        if self._executor.style.mode != "reference":
+            raise RuntimeError(
+                f"Session.replay(): observation style {self._executor.config.observation_style!r} runs code live;"
+                " a replay needs a style of mode 'reference'"
+            )
+        with self._run_lock:
+            if self._lease.closed or self._executor.closed:
+                raise ExecutorClosed("Session.replay(): the session or its executor is closed")
+            return self._replay_blocks(blocks)
+
+    def _closed_observation(self, elapsed: float) -> Observation:
+        what = "executor" if self._executor.closed else "session"
+        return Observation("killed", f"RuntimeError: the {what} was closed", elapsed, True)
+
+    def _observation(self, execution: Execution) -> Observation:
+        cfg = self._executor.config
+        text = sanitize(self._executor.style.render(execution, cfg.max_output_chars))
+        return Observation(execution.status, text, execution.elapsed, execution.state_lost, execution)
+
     def _run(self, code: str) -> Observation:
         ex, cfg = self._executor, self._executor.config
-        closed = Observation("killed", "RuntimeError: the executor was closed", 0.0, True)
         worker, fresh = ex.checkout(self._lease)
         if worker is None:
-            return closed
+            return self._closed_observation(0.0)
         # A worker that vanished between calls (evicted, or died idle) has not been reported yet.
         unreported = fresh and self._state_in_worker
         lost = fresh and (self._state_in_worker or self._pending_loss)
         if lost and cfg.replay_on_restart and self._history:
             worker, lost = self._replay(worker)
             if worker is None:
-                return closed
+                return self._closed_observation(0.0)
         if lost:
             self._history = []
-        note = observations.NOTE_LOST + "\n" if lost and unreported and cfg.observation_style == "full" else ""
+        restarted = lost and unreported
         self._pending_loss = False
         self._calls += 1
         start = time.monotonic()
@@ -591,21 +710,54 @@ class Session:
             self._state_in_worker = True
             if reply["completed"] and cfg.replay_on_restart:
                 self._history.append(code)
-            text = note + observations.compose(
-                reply, cfg.max_output_chars, cfg.observation_style, ex.abort_output_chars
-            )
-            return Observation(reply["status"], sanitize(text), elapsed, lost)
-        status, message = self._failure(worker, failure)
+            execution = execution_of(reply, cfg.max_output_chars, ex.abort_output_chars)
+            facts = {"elapsed": elapsed, "state_lost": lost, "restarted": restarted}
+            return self._observation(dataclasses.replace(execution, restores_state=cfg.replay_on_restart, **facts))
+        status, kind, message = self._failure(worker, failure, cfg.timeout)
         elapsed = time.monotonic() - start
         ex.checkin(self._lease, worker)
         self._state_in_worker, self._pending_loss = False, True
-        if ex.closed:
-            return Observation("killed", closed.text, elapsed, True)
-        if cfg.observation_style == "full" and not cfg.replay_on_restart:
-            message += "\n" + observations.NOTE_LOST
-        if cfg.observation_style == "reference" and status == "timeout":
-            message = observations.REFERENCE_TIMEOUT
-        return Observation(status, note + message, elapsed, True)
+        if ex.closed or self._lease.closed:
+            return self._closed_observation(elapsed)
+        return self._observation(
+            Execution(
+                status,
+                error=Error(kind, message, STOPPED, last_line=f"{kind}: {message}"),
+                completed=False,
+                elapsed=elapsed,
+                state_lost=True,
+                restarted=restarted,
+                restores_state=cfg.replay_on_restart,
+            )
+        )
+
+    def _replay_blocks(self, blocks: list[str]) -> Observation:
+        ex, cfg = self._executor, self._executor.config
+        worker, fresh = ex.checkout(self._lease)
+        if worker is not None and not fresh:  # it ran this session's code before: the replay needs a fresh one
+            ex.retire(self._lease, worker)
+            worker, fresh = ex.checkout(self._lease)
+        if worker is None:
+            return self._closed_observation(0.0)
+        self._pending_loss = self._pending_loss or self._state_in_worker
+        self._state_in_worker = False
+        self._calls += 1
+        start = time.monotonic()
+        reply, failure = self._send(worker, "replay", blocks, self._calls, cfg.replay_timeout)
+        elapsed = time.monotonic() - start
+        if reply is not None:
+            ex.retire(self._lease, worker)  # its interpreter ran a whole conversation: never used again
+            execution = execution_of(reply, cfg.max_output_chars, ex.abort_output_chars)
+            return self._observation(dataclasses.replace(execution, elapsed=elapsed, shell=IPYTHON))
+        status, kind, message = self._failure(worker, failure, cfg.replay_timeout)
+        elapsed = time.monotonic() - start
+        ex.checkin(self._lease, worker)
+        if ex.closed or self._lease.closed:
+            return self._closed_observation(elapsed)
+        error = Error(kind, message, STOPPED, last_line=f"{kind}: {message}")
+        return self._observation(
+            Execution(status, error=error, completed=False, elapsed=elapsed, shell=IPYTHON, cells=len(blocks))
+        )
 
     def _replay(self, worker: Worker) -> tuple[Worker | None, bool]:
         """Re-run the completed cells in a new worker: (worker to use, state still lost)."""
@@ -613,7 +765,7 @@ class Session:
             self._calls += 1
             reply, failure = self._exchange(worker, code, self._calls)
             if reply is None:
-                self._failure(worker, failure)
+                self._failure(worker, failure, self._executor.config.timeout)
                 self._executor.checkin(self._lease, worker)
                 return self._executor.checkout(self._lease)[0], True
             if not reply["completed"]:
@@ -621,19 +773,23 @@ class Session:
         return worker, False
 
     def _exchange(self, worker: Worker, code: str, n: int) -> tuple[dict | None, str]:
-        """Send one cell and read its reply within the timeout: (reply, "") or
-        (None, "timeout" | "eof" | "oversize" | "garbage").  Whatever the worker sends, this returns."""
+        """Run one cell live: `_send` within the per-call timeout."""
+        return self._send(worker, "run", [code], n, self._executor.config.timeout)
+
+    def _send(self, worker: Worker, kind: str, texts: list[str], n: int, timeout: float) -> tuple[dict | None, str]:
+        """Send one request (a cell to run, or blocks to replay) and read its reply within `timeout`: (reply, "")
+        or (None, "timeout" | "eof" | "oversize" | "garbage").  Whatever the worker sends, this returns."""
         cfg = self._executor.config
         limit = cfg.max_output_chars
         self._executor.start_call(worker)
         nonce = protocol.new_nonce()
         sock = worker.sock
-        deadline = time.monotonic() + cfg.timeout
+        deadline = time.monotonic() + timeout
         try:
             if not protocol.drain(sock):  # a reply written ahead of this call is not its answer
                 return None, "eof"
-            sock.settimeout(cfg.timeout)
-            sock.sendall(protocol.encode_request(nonce, n, code))
+            sock.settimeout(timeout)
+            sock.sendall(protocol.encode_request(nonce, n, kind, texts))
             (length,) = protocol.HEADER.unpack(protocol.recv_exact(sock, protocol.HEADER.size, deadline))
             if length > protocol.max_reply_bytes(limit):
                 return None, "oversize"
@@ -648,37 +804,41 @@ class Session:
             reply = None
         return (reply, "") if reply is not None else (None, "garbage")
 
-    def _failure(self, worker: Worker, failure: str) -> tuple[str, str]:
-        """The worker is lost: make sure it is dead, and say why."""
+    def _failure(self, worker: Worker, failure: str, timeout: float) -> tuple[str, str, str]:
+        """The worker is lost: make sure it is dead, and say why: (status, exception type, message)."""
         cfg = self._executor.config
         if failure == "eof":
-            worker.exited.wait(_EXIT_WAIT)  # the zygote's exit report says how it ended
+            if worker.hung_up():  # alive, and closed its end of the socket: nothing to wait for
+                failure = "hung_up"
+            else:
+                worker.exited.wait(_EXIT_WAIT)  # the zygote's exit report says how it ended
         self._executor.end_worker(worker)
         if failure == "timeout":
-            return (
-                "timeout",
-                f"TimeoutError: the code did not finish within {cfg.timeout:g} s and was stopped",
-            )
+            return "timeout", "TimeoutError", f"the code did not finish within {timeout:g} s and was stopped"
         if failure == "oversize":
-            return "output_limit", "RuntimeError: the Python process sent too much output and was stopped"
+            return "output_limit", "RuntimeError", "the Python process sent too much output and was stopped"
         if failure == "garbage":
-            return "killed", "RuntimeError: the Python process broke the executor's protocol and was stopped"
+            return "killed", "RuntimeError", "the Python process broke the executor's protocol and was stopped"
+        if failure == "hung_up":
+            return "killed", "RuntimeError", "the Python process closed its connection to the executor and was stopped"
         info = worker.exit or {}
         code = info.get("code", -1)
-        if worker.cpu_exceeded or code == 128 + signal.SIGXCPU:
-            return "timeout", f"TimeoutError: the code used more than {cfg.cpu_seconds} s of CPU time"
+        signum = info.get("signal", 0)  # the signal that killed the Python process, if one did
+        if worker.cpu_exceeded or signum == signal.SIGXCPU:  # the watchdog, or RLIMIT_CPU as its backstop
+            return "timeout", "TimeoutError", f"the code used more than {cfg.cpu_seconds} s of CPU time"
         if worker.oom_killed():
             return (
                 "memory",
-                f"MemoryError: the session used more than its {cfg.memory_mb} MB of memory"
+                "MemoryError",
+                f"the session used more than its {cfg.memory_mb} MB of memory"
                 " (all its processes, files and shared memory together) and was stopped",
             )
         if info.get("why") != _CLD_EXITED:
-            return "killed", "RuntimeError: the Python process was killed"
-        if code > 128:
+            return "killed", "RuntimeError", "the Python process was killed"
+        if signum:
             try:
-                name = signal.Signals(code - 128).name
+                name = signal.Signals(signum).name
             except ValueError:
-                name = f"signal {code - 128}"
-            return "killed", f"RuntimeError: the Python process died ({name})"
-        return "killed", f"RuntimeError: the Python process exited (code {code})"
+                name = f"signal {signum}"
+            return "killed", "RuntimeError", f"the Python process died ({name})"
+        return "killed", "RuntimeError", f"the Python process exited (code {code})"

@@ -16,6 +16,9 @@ PREFIX = "tir-harness-"
 UID_FIRST = 10_000_000  # far above any uid a distribution hands out
 UID_BLOCK = 4096  # uids per executor: one per live worker (ExecutorConfig.max_workers <= this)
 UID_BLOCKS = 50_000
+# unshare(2) flags, as the zygote reports them in facts["worker_namespaces"] (worker.py is never imported here)
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWNET = 0x40000000
 
 
 def uid_base(index: int) -> int:
@@ -132,6 +135,10 @@ def summary(config: dict, facts: dict) -> dict:
         "network": "none" if facts.get("network_namespace") else "host",
         "mount_namespace": view,
         "ipc_namespace": bool(facts.get("ipc_namespace")),
+        # Each session's own network namespace (abstract and autobound Unix sockets, netlink, /proc/net):
+        # what keeps sessions from finding and reaching each other; cgroup namespace: /proc/self/cgroup is "/".
+        "session_network_namespace": bool(facts.get("worker_namespaces", 0) & CLONE_NEWNET),
+        "cgroup_namespace": bool(facts.get("worker_namespaces", 0) & CLONE_NEWCGROUP),
         "user_namespace": bool(facts.get("user_namespace")),
         "unprivileged_uid": bool(facts.get("uid_drop")),
         "seccomp": facts.get("seccomp", "none"),

@@ -1,58 +1,142 @@
-"""What the model sees of a call: the worker's reply rendered in one of the observation styles.
+"""Observation styles: what the model sees of an `Execution`, one registry of name -> style.
 
-`full` is IPython-like (output, the final expression's repr, the traceback's tail, cut markers);
-`reference` reproduces the reference implementation's shell (docs/fidelity.md).
+Built in: `full` (IPython-like: output, the final expression's repr, the traceback's tail, cut markers and a
+note when the session lost its variables) and `reference` (the reference implementation's executor,
+`sandbox/reference.py`).  A style is a renderer `(execution, limit) -> str` and the execution mode it needs:
+
+- mode `live`: each code block runs in the trajectory's live session (`Session.run`);
+- mode `reference`: each turn replays every block of the conversation in a fresh IPython shell with the
+  reference's semantics (`Session.replay`; the loop parses the blocks with the reference's fence rule).
+
+Add one in a file of your own (docs/extending-observations.md):
+
+    from tir_harness.sandbox.observations import register_style
+
+    def terse(execution, limit):
+        return execution.error.last_line if execution.error else execution.output.cut(limit)
+
+    register_style("terse", terse)
+
+or through the entry-point group `tir_harness.observation_styles` (`util/registry.py`).  The prompt format only
+wraps the text (run/prompts.py); the executor renders it with the style its configuration names.
 """
 
 from __future__ import annotations
 
-STYLES = ("full", "reference")
+from collections.abc import Callable
+from dataclasses import dataclass
 
-MARK = "\n[... {} characters cut ...]\n"
+from tir_harness.sandbox import reference
+from tir_harness.sandbox.execution import STOPPED, Execution, Text, abort_line, join
+from tir_harness.util.registry import Registry, RegistryError
+
+__all__ = [
+    "MODES",
+    "STYLES",
+    "Execution",
+    "ObservationStyle",
+    "RegistryError",
+    "get_style",
+    "register_style",
+    "style_names",
+]
+
+MODES = ("live", "reference")
 NOTE_LOST = "[The Python session was restarted: variables from earlier cells are lost.]"
-REFERENCE_EMPTY = "Result is not defined"
-REFERENCE_TIMEOUT = "Timeout Error"
+
+Renderer = Callable[[Execution, int], str]
 
 
-def render(piece: list, budget: int, keep_tail: bool = False) -> str:
-    """Text of a [head, tail, total] piece (the first and last characters of a text of `total`
-    characters, see worker.Capture) in at most `budget` characters plus a cut marker."""
-    head, tail, total = piece
-    whole = head + tail if total == len(head) + len(tail) else None
-    if total <= budget and whole is not None:
-        return whole
-    end = whole if whole is not None else tail
-    if keep_tail:
-        return MARK.format(total - budget).lstrip("\n") + end[len(end) - budget :]
-    first, last = budget // 2, budget - budget // 2
-    return head[:first] + MARK.format(total - first - last) + (end[-last:] if last else "")
+@dataclass(frozen=True)
+class ObservationStyle:
+    """How an `Execution` becomes the text the model reads."""
+
+    render: Renderer  # (execution, max_output_chars) -> text; never raises for anything the code did
+    mode: str = "live"  # MODES: how the code runs (see the module's docstring)
+    max_output_chars: int | None = None  # the cap this style asks for (None: ExecutorConfig's default)
+    description: str = ""  # one line, for option help
+
+    def __post_init__(self) -> None:
+        if not callable(self.render):
+            raise TypeError(f"ObservationStyle.render must be callable, got {type(self.render).__name__}")
+        if self.mode not in MODES:
+            raise ValueError(f"ObservationStyle.mode must be one of {MODES}, got {self.mode!r}")
+        if self.max_output_chars is not None and self.max_output_chars < 20:
+            raise ValueError(f"ObservationStyle.max_output_chars must be >= 20, got {self.max_output_chars}")
 
 
-def join(texts: list[str]) -> str:
-    out = ""
-    for text in texts:
-        out += text if not out or out.endswith("\n") else "\n" + text
-    return out.rstrip("\n")
+STYLES: Registry[ObservationStyle] = Registry(
+    "observation style", "tir_harness.observation_styles", accepts=ObservationStyle
+)
 
 
-def compose(reply: dict, limit: int, style: str, abort: int) -> str:
-    stopped = reply["status"] == "output_limit" and not reply["completed"]
-    tail = [f"OutputLimitError: more than {abort} characters of output; the code was stopped"] if stopped else []
-    if style == "reference":
-        # The reference's (an IPython shell): the error's last line; else output and the final expression's
-        # display, stripped; `Result is not defined` when that is empty.
-        if reply["status"] in ("error", "memory"):
-            return reply["error_line"].strip() or REFERENCE_EMPTY
-        shown = [render(p, limit) for p in (reply["out"], reply["display"]) if p[2]]
-        return join(shown + tail).strip() or REFERENCE_EMPTY
-    pieces = [reply["out"], reply["display"], reply["error"]]
-    sizes = [p[2] for p in pieces]
+def register_style(name: str, style: ObservationStyle | Renderer) -> ObservationStyle:
+    """Register a style (or a bare renderer, which becomes a live-mode style); returns the style."""
+    if not isinstance(style, ObservationStyle):
+        style = ObservationStyle(style)
+    return STYLES.register(name, style)
+
+
+def get_style(name: str) -> ObservationStyle:
+    """The style called `name`; RegistryError (one line, naming the known styles) for an unknown name."""
+    return STYLES.get(name)
+
+
+def style_names() -> tuple[str, ...]:
+    return STYLES.names()
+
+
+# ------------------------------------------------------------------------------------------------- full
+
+
+def render_full(execution: Execution, limit: int) -> str:
+    """Output, then the final expression's display, then the traceback (its tail keeps at least half of the
+    budget when all three do not fit); a dead worker's reason with the lost-state note."""
+    note = NOTE_LOST + "\n" if execution.restarted else ""
+    error = execution.error
+    if error is not None and error.when == STOPPED:
+        message = f"{error.type}: {error.message}"
+        if not execution.restores_state:
+            message += "\n" + NOTE_LOST
+        return note + message
+    pieces = [execution.output, execution.display, error.traceback if error is not None else Text()]
+    sizes = [p.total for p in pieces]
     budgets = sizes
     if sum(sizes) > limit:
         # The error's tail says what went wrong: it keeps at least half of the budget.
-        error = min(sizes[2], max(limit // 2, limit - sizes[0] - sizes[1]))
-        rest = limit - error
+        shown_error = min(sizes[2], max(limit // 2, limit - sizes[0] - sizes[1]))
+        rest = limit - shown_error
         display = min(sizes[1], max(rest // 2, rest - sizes[0]))
-        budgets = [rest - display, display, error]
-    texts = [render(p, b, i == 2) for i, (p, b) in enumerate(zip(pieces, budgets, strict=True)) if p[2]]
-    return join(texts + tail)
+        budgets = [rest - display, display, shown_error]
+    texts = [p.cut(b, i == 2) for i, (p, b) in enumerate(zip(pieces, budgets, strict=True)) if p.total]
+    return note + join(texts + ([abort_line(execution)] if execution.output_abort else []))
+
+
+STYLES.register(
+    "full",
+    ObservationStyle(render_full, "live", None, "output, the final expression's repr, the traceback's tail"),
+)
+STYLES.register(
+    "reference",
+    ObservationStyle(
+        reference.render,
+        "reference",
+        reference.OUTPUT_CHARS,
+        "the reference implementation's executor: every block of the conversation replayed in IPython",
+    ),
+)
+
+
+# ------------------------------------------------------------------------------------------------- compat
+
+
+def render(piece: list, budget: int, keep_tail: bool = False) -> str:
+    """Text of a [head, tail, total] piece in at most `budget` characters plus a cut marker (`Text.cut`)."""
+    return Text(*piece).cut(budget, keep_tail)
+
+
+def compose(reply: dict, limit: int, style: str, abort: int) -> str:
+    """The text of a worker's reply (a `protocol.decode_reply` dict) in `style`."""
+    from tir_harness.sandbox.protocol import execution_of
+
+    return get_style(style).render(execution_of(reply, limit, abort), limit)

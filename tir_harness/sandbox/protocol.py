@@ -14,21 +14,31 @@ import socket
 import struct
 import time
 
+from tir_harness.sandbox.execution import RUN, Error, Execution, Text
+from tir_harness.util.text import sanitize
+
 HEADER = struct.Struct("!I")
-REQUEST = struct.Struct("!16sI")
-REPLY = struct.Struct("!4s16sIBBQQQ")
-MAGIC = b"TIR2"
+REQUEST = struct.Struct("!16sIBI")  # nonce, call number, kind, number of texts (then the texts)
+REPLY = struct.Struct("!4s16sIBBBIQQQ")
+MAGIC = b"TIR3"
 STATUSES = ("ok", "error", "memory", "output_limit")
+KINDS = ("run", "replay")  # one cell in the live session; every cell of a conversation in a fresh IPython shell
+WHEN = ("", "compile", "run", "setup")  # execution.Error.when of the reply's error ("": none)
 _LEN = struct.Struct("!I")
-_TEXTS = 7  # out head/tail, display head/tail, error head/tail, error line
+_PIECES = 3  # out, display, traceback: each as head and tail
+_TEXTS = 2 * _PIECES + 3  # the pieces' heads and tails, then the error's last line, type and message
 
 
 def new_nonce() -> bytes:
     return os.urandom(16)
 
 
-def encode_request(nonce: bytes, n: int, code: str) -> bytes:
-    body = REQUEST.pack(nonce, n) + code.encode("utf-8", "surrogatepass")
+def encode_request(nonce: bytes, n: int, kind: str, texts: list[str]) -> bytes:
+    parts = [REQUEST.pack(nonce, n, KINDS.index(kind), len(texts))]
+    for text in texts:
+        data = text.encode("utf-8", "surrogatepass")
+        parts += [_LEN.pack(len(data)), data]
+    body = b"".join(parts)
     return HEADER.pack(len(body)) + body
 
 
@@ -41,8 +51,15 @@ def decode_reply(body: bytes, nonce: bytes, n: int, limit: int) -> dict | None:
     """The reply as the harness uses it, or None if it is not a well-formed answer to this very call."""
     if len(body) < REPLY.size:
         return None
-    magic, their_nonce, their_n, status, completed, *totals = REPLY.unpack_from(body)
-    if magic != MAGIC or their_nonce != nonce or their_n != n or status >= len(STATUSES) or completed > 1:
+    magic, their_nonce, their_n, status, completed, when, cells, *totals = REPLY.unpack_from(body)
+    if (
+        magic != MAGIC
+        or their_nonce != nonce
+        or their_n != n
+        or status >= len(STATUSES)
+        or completed > 1
+        or when >= len(WHEN)
+    ):
         return None
     texts = []
     at = REPLY.size
@@ -73,11 +90,49 @@ def decode_reply(body: bytes, nonce: bytes, n: int, limit: int) -> dict | None:
         "n": n,
         "status": STATUSES[status],
         "completed": bool(completed),
+        "when": WHEN[when],
+        "cells": cells,
         "out": pieces[0],
         "display": pieces[1],
         "error": pieces[2],
         "error_line": texts[6],
+        "error_type": texts[7],
+        "error_message": texts[8],
     }
+
+
+def _sanitized(piece: list) -> Text:
+    """A [head, tail, total] piece as a `Text`, sanitised, `total` changed by as much as its texts were (the
+    cut middle, never seen, is counted as it was)."""
+    head, tail, total = piece
+    clean_head, clean_tail = sanitize(head), sanitize(tail)
+    return Text(clean_head, clean_tail, total + len(clean_head) - len(head) + len(clean_tail) - len(tail))
+
+
+def execution_of(reply: dict, limit: int, abort: int) -> Execution:
+    """The `Execution` a decoded reply describes, its texts sanitised before any style cuts them (so the cap
+    holds for what the model sees); `abort` is the output at which the worker stops the code."""
+    status, when = reply["status"], reply.get("when", "")
+    traceback = _sanitized(reply["error"])
+    error = None
+    if when or status in ("error", "memory"):
+        error = Error(
+            sanitize(reply.get("error_type", "")),
+            sanitize(reply.get("error_message", "")),
+            when or RUN,
+            traceback,
+            sanitize(reply["error_line"])[-limit:],
+        )
+    stopped = status == "output_limit" and not reply["completed"]
+    return Execution(
+        status,
+        _sanitized(reply["out"]),
+        _sanitized(reply["display"]),
+        error,
+        reply["completed"],
+        output_abort=abort if stopped else 0,
+        cells=reply.get("cells", 1),
+    )
 
 
 def drain(sock: socket.socket) -> bool:

@@ -1,12 +1,13 @@
 """The sandbox's side: a zygote that imports the heavy modules once and forks one worker per session.
 
-`tir_harness.sandbox.zygote` runs this file as a script (the harness never imports it) with a JSON configuration
-in argv[1] and a SOCK_SEQPACKET control socket on the fd it names.  Per session, the zygote forks:
+`tir_harness.sandbox.zygote` runs this file as a script (the harness never imports it), by a file descriptor
+(`python /proc/self/fd/N CTRL`: no path of the harness in any process's command line), with a SOCK_SEQPACKET
+control socket on fd CTRL whose first message is the JSON configuration.  Per session, the zygote forks:
 
-    zygote ── W0: setsid, joins the worker's cgroups, unshares PID, mount and IPC namespaces, mounts the
-                  worker's private tmpfs, forks W1, exits
+    zygote ── W0: setsid, joins the worker's cgroups, unshares PID, mount, IPC, network and cgroup namespaces,
+                  mounts the worker's private tmpfs, forks W1, exits
                  └─ W1: PID 1 of that namespace: mounts a fresh /proc, chroots into the view; only reaps,
-                        and exits with W2's status
+                        and exits with W2's status (its name says whether W2 died of a signal)
                       └─ W2: limits itself, drops privileges, loads the seccomp filter, runs the snippets
 
 Spawns are asynchronous: the zygote forks W0 and goes back to its loop, so several workers start at once
@@ -32,6 +33,7 @@ import io
 import json
 import linecache
 import os
+import re
 import resource
 import select
 import shutil
@@ -41,6 +43,7 @@ import struct
 import sys
 import traceback
 import types
+import warnings
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -52,18 +55,22 @@ CLONE_NEWNET = 0x40000000
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_NAME = 15
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
 _HEADER = struct.Struct("!I")
 _PID = struct.Struct("=i")
 _LIBC = ctypes.CDLL(None, use_errno=True)
-# Request: nonce, call number, then the code.  Reply: magic, the request's nonce and number, status,
-# completed, three totals, then seven length-prefixed strings.  Flat on purpose: the harness decodes it
-# without recursion, and with a bound on every length (tir_harness.sandbox.protocol).
-REQUEST = struct.Struct("!16sI")
-REPLY = struct.Struct("!4s16sIBBQQQ")
-MAGIC = b"TIR2"
+# Request: nonce, call number, kind (0: run one cell live, 1: replay cells as the reference does), the number
+# of texts, then the texts, length-prefixed.  Reply: magic, the request's nonce and number, status, completed,
+# when the error happened, cells run, three totals, then nine length-prefixed strings.  Flat on purpose: the
+# harness decodes it without recursion, and with a bound on every length (tir_harness.sandbox.protocol).
+REQUEST = struct.Struct("!16sIBI")
+REPLY = struct.Struct("!4s16sIBBBIQQQ")
+MAGIC = b"TIR3"
 STATUS_CODES = {"ok": 0, "error": 1, "memory": 2, "output_limit": 3}
+WHEN_CODES = {"": 0, "compile": 1, "run": 2, "setup": 3}
+KIND_RUN, KIND_REPLAY = 0, 1
 _LEN = struct.Struct("!I")
 # How a worker's view of the filesystem is laid out (paths inside the chroot).
 SCRATCH = "/tmp"  # the worker's tmpfs: its working directory, HOME, TMPDIR, and /dev/shm
@@ -90,6 +97,16 @@ def _prctl(option: int, arg: int, arg3: int = 0) -> None:
     _check(_LIBC.prctl(ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(arg3), ctypes.c_ulong(0), 0))
 
 
+def _set_name(name: bytes) -> None:
+    """This thread's name (`/proc/PID/comm`, at most 15 bytes)."""
+    _check(_LIBC.prctl(ctypes.c_int(PR_SET_NAME), ctypes.c_char_p(name[:15]), ctypes.c_ulong(0), ctypes.c_ulong(0), 0))
+
+
+# W1 renames itself `W1_SIGNALED + number` when W2 died of a signal: its exit code (128 + the signal) alone
+# cannot tell `os._exit(152)` from a SIGXCPU kill.  The zygote reads the name off the zombie before reaping it.
+W1_SIGNALED = b"tir-w1-sig"
+
+
 def _write(path: str, text: str) -> None:
     with open(path, "w") as f:
         f.write(text)
@@ -108,19 +125,27 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
     return bytes(buf)
 
 
-def recv_request(sock: socket.socket) -> tuple[bytes, int, str] | None:
+def recv_request(sock: socket.socket) -> tuple[bytes, int, int, list[str]] | None:
     header = _recv_exact(sock, _HEADER.size)
     if header is None:
         return None
     body = _recv_exact(sock, _HEADER.unpack(header)[0])
     if body is None:
         return None
-    nonce, n = REQUEST.unpack_from(body)
-    return nonce, n, body[REQUEST.size :].decode("utf-8", "surrogatepass")
+    nonce, n, kind, count = REQUEST.unpack_from(body)
+    texts, at = [], REQUEST.size
+    for _ in range(count):
+        (size,) = _LEN.unpack_from(body, at)
+        texts.append(body[at + _LEN.size : at + _LEN.size + size].decode("utf-8", "surrogatepass"))
+        at += _LEN.size + size
+    return nonce, n, kind, texts
 
 
 def encode_reply(nonce: bytes, n: int, reply: dict) -> bytes:
-    texts = [*reply["out"][:2], *reply["display"][:2], *reply["error"][:2], reply["error_line"]]
+    texts = [
+        *reply["out"][:2], *reply["display"][:2], *reply["error"][:2],
+        reply["error_line"], reply.get("error_type", ""), reply.get("error_message", ""),
+    ]  # fmt: skip
     parts = [
         REPLY.pack(
             MAGIC,
@@ -128,6 +153,8 @@ def encode_reply(nonce: bytes, n: int, reply: dict) -> bytes:
             n,
             STATUS_CODES[reply["status"]],
             int(reply["completed"]),
+            WHEN_CODES[reply.get("when", "")],
+            reply.get("cells", 1),
             reply["out"][2],
             reply["display"][2],
             reply["error"][2],
@@ -151,8 +178,8 @@ class OutputLimitExceeded(BaseException):
 class Capture(io.TextIOBase):
     """sys.stdout/sys.stderr for one cell: keeps the first and the last `limit` characters only."""
 
-    def __init__(self, limit: int, abort: int) -> None:
-        self._limit, self._abort = limit, abort
+    def __init__(self, limit: int, abort: int, encoding: str | None = "utf-8") -> None:
+        self._limit, self._abort, self._encoding = limit, abort, encoding
         self._head: list[str] = []
         self._head_len = 0
         self._tail: collections.deque[str] = collections.deque()
@@ -160,8 +187,12 @@ class Capture(io.TextIOBase):
         self.total = 0
 
     @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return "utf-8"
+    def encoding(self) -> str | None:  # type: ignore[override]
+        return self._encoding  # None as a StringIO has it, for the reference's replay (IPython's capture)
+
+    @property
+    def aborted(self) -> bool:
+        return self.total > self._abort
 
     def writable(self) -> bool:
         return True
@@ -191,14 +222,42 @@ class Capture(io.TextIOBase):
             raise OutputLimitExceeded(f"more than {self._abort} characters of output")
         return n
 
+    def getvalue(self) -> str:
+        """What was written so far (head and tail once past the cap), as a StringIO answers: IPython's capture,
+        which the reference's replay used, is one."""
+        head, tail, _ = self.piece()
+        return head + tail
+
     def piece(self) -> list:
-        """[head, tail, total]: the wire format of a possibly cut text (see executor._render)."""
+        """[head, tail, total]: the wire format of a possibly cut text (see execution.Text)."""
         tail = "".join(self._tail)[-self._limit :] if self._tail else ""
         return ["".join(self._head), tail, self.total]
 
 
-def clip(text: str, limit: int) -> list:
-    return [text[:limit], text[limit:][-limit:], len(text)]
+def clip(text: str, limit: int, hidden: int = 0) -> list:
+    """[head, tail, total] of `text`, of which `hidden` characters were already taken out of the middle."""
+    return [text[:limit], text[max(limit, len(text) - limit) :], len(text) + hidden]
+
+
+def concatenate(first: list, second: list, limit: int) -> list:
+    """[head, tail, total] of the text of piece `first` followed by that of piece `second`."""
+    (h1, t1, n1), (h2, t2, n2) = first, second
+    whole1 = h1 + t1 if n1 == len(h1) + len(t1) else None
+    whole2 = h2 + t2 if n2 == len(h2) + len(t2) else None
+    if whole1 is not None and whole2 is not None:
+        return clip(whole1 + whole2, limit)
+    head = (whole1 + h2 if whole1 is not None else h1)[:limit]
+    tail = (t1 + whole2 if whole2 is not None else t2)[-limit:]
+    return [head, tail if n1 + n2 > limit else "", n1 + n2]
+
+
+def safe_str(obj: object, limit: int) -> str:
+    """str(obj) of an object the snippet made (its __str__ may fail), at most `limit` characters."""
+    try:
+        text = str(obj)
+        return text if len(text) <= limit else text[: limit // 2] + text[-(limit - limit // 2) :]
+    except BaseException:
+        return ""
 
 
 def clean_exit(exc: BaseException) -> bool:
@@ -208,23 +267,52 @@ def clean_exit(exc: BaseException) -> bool:
         return False
 
 
-def describe(exc: BaseException, limit: int) -> tuple[str, str, str]:
-    """(status, traceback, last line) for an exception the snippet raised."""
+def _shorten_messages(report: traceback.TracebackException, limit: int) -> int:
+    """Cut the middle out of every message longer than 2 x `limit` in the report and its chain: only the
+    first and last `limit` characters of the traceback reach the model, and formatting a 100 MB message
+    several times over costs seconds of the call's time.  Returns how many characters were cut."""
+    cut = 0
+    seen: set[int] = set()
+    todo = [report]
+    while todo:
+        item = todo.pop()
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        # `_str` is the message as formatted (CPython 3.10 to 3.13); a SyntaxError (it has `msg`) is formatted
+        # from other fields.
+        message = None if "msg" in vars(item) else getattr(item, "_str", None)
+        if isinstance(message, str) and len(message) > 2 * limit + 1:
+            cut += len(message) - 2 * limit
+            item._str = message[:limit] + message[-limit:]
+        todo += [getattr(item, "__cause__", None), getattr(item, "__context__", None)]
+        todo += list(getattr(item, "exceptions", None) or [])
+    return cut
+
+
+def describe(exc: BaseException, limit: int) -> tuple[str, str, str, int, str]:
+    """(status, traceback, last line, characters cut out of the traceback's middle, message) for an exception
+    the snippet raised."""
     if clean_exit(exc):
-        return "ok", "", ""
+        return "ok", "", "", 0, ""
     if isinstance(exc, OutputLimitExceeded):
-        return "output_limit", "", ""
+        return "output_limit", "", "", 0, ""
     status = "memory" if isinstance(exc, MemoryError) else "error"
+    message = ""
     try:
         report = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
+        cut = _shorten_messages(report, limit)
+        message = safe_str(exc.msg, limit) if isinstance(exc, SyntaxError) else getattr(report, "_str", "")[:limit]
         # The harness's own frames (exec, our stdout) are noise to the model; a syntax error has none.
         frames = [] if isinstance(exc, SyntaxError) else [f for f in report.stack if f.filename != __file__]
         report.stack = traceback.StackSummary.from_list(frames)
         text = "".join(report.format())
-        last = text.rstrip("\n").rsplit("\n", 1)[-1][-limit:]
+        end = text.rstrip("\n")
+        last = end[end.rfind("\n", max(0, len(end) - limit)) + 1 :][-limit:]
     except BaseException:  # the snippet's __str__ may itself fail; the type name is always there
         text = last = type(exc).__name__
-    return status, text, last
+        cut = 0
+    return status, text, last, cut, message if isinstance(message, str) else ""
 
 
 class Cells:
@@ -243,17 +331,20 @@ class Cells:
             request = recv_request(self.sock)
             if request is None:
                 return
-            nonce, n, code = request
-            reply = self.run(code, n)
+            nonce, n, kind, texts = request
+            reply = self.replay(texts, n) if kind == KIND_REPLAY else self.run(texts[0], n)
             self.sock.sendall(encode_reply(nonce, n, reply))
 
     def _execute(self, code: str, filename: str) -> str:
+        self.compiled = False
         tree = ast.parse(code, filename)
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = ast.Expression(tree.body.pop().value)
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-        exec(compile(tree, filename, "exec"), self.ns)
+        program = compile(tree, filename, "exec")
+        self.compiled = True
+        exec(program, self.ns)
         if last is None:
             return ""
         value = eval(compile(last, filename, "eval"), self.ns)
@@ -275,14 +366,17 @@ class Cells:
         capture = Capture(self.limit, self.abort)
         saved = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = capture
-        status, display, error, last, completed = "ok", "", "", "", True
+        status, display, error, last, cut, completed, message = "ok", "", "", "", 0, True, ""
+        when, kind = "", ""
         try:
             display = self._execute(code, f"<cell-{n}>")
         except BaseException as exc:  # whatever the snippet does is an observation, never our exit
             if os.getpid() != self.pid:
                 os._exit(0)
             completed = clean_exit(exc)
-            status, error, last = describe(exc, self.limit)
+            status, error, last, cut, message = describe(exc, self.limit)
+            if status in ("error", "memory"):
+                when, kind = ("run" if self.compiled else "compile"), type(exc).__name__
         if os.getpid() != self.pid:
             os._exit(0)  # a fork made by the snippet came back here: it must never speak the protocol
         sys.stdout, sys.stderr = saved
@@ -293,11 +387,88 @@ class Cells:
             "n": n,
             "status": status,
             "completed": completed,
+            "when": when,
             "out": out,
             "display": clip(display, self.limit),
-            "error": clip(error, self.limit),
+            "error": clip(error, self.limit, cut),
             "error_line": last,
+            "error_type": kind[: self.limit],
+            "error_message": message,
         }
+
+    def replay(self, blocks: list[str], n: int) -> dict:
+        """Every block of a conversation, as the reference's executor runs them (tir_harness/sandbox/reference.py):
+        pasted into \"\"\" string literals of one program (so their escapes are interpreted first), refused if
+        that program mentions `input(` or `os.system(`, then one `run_cell` each in a fresh IPython shell with
+        warnings off; the reply is what the last block wrote (stdout, then stderr) and its error.  The worker
+        is not used again afterwards."""
+        self._arm_cpu()
+        empty = clip("", 0)
+        reply = {"n": n, "status": "ok", "completed": True, "when": "", "cells": len(blocks), "out": empty,
+                 "display": empty, "error": empty, "error_line": "", "error_type": "", "error_message": ""}  # fmt: skip
+        pasted = [block.replace('"""', '\\"\\"\\"') for block in blocks]
+        if any(_REFUSED.search(text) for text in pasted):
+            return dict(reply, status="error", completed=False, when="setup", error_type="RuntimeError",
+                        error_line="RuntimeError")  # fmt: skip
+        try:
+            nul = next((text for text in pasted if "\x00" in text), None)
+            if nul is not None:  # the program is compiled as a whole: a NUL anywhere fails it first
+                ast.literal_eval('"""' + nul + '"""')
+            cells = [ast.literal_eval('"""' + text + '"""') for text in pasted]
+        except Exception as exc:
+            line = "".join(traceback.format_exception_only(type(exc), exc)).split("\n")[-2]
+            return dict(reply, status="error", completed=False, when="setup", error_type=type(exc).__name__,
+                        error_line=line[: self.limit], error_message=safe_str(exc, self.limit))  # fmt: skip
+        warnings.filterwarnings("ignore")
+        os.environ["OPENBLAS_NUM_THREADS"] = "16"
+        shell = _new_shell()
+        result, out, err = None, Capture(0, self.abort, None), Capture(0, self.abort, None)
+        saved = sys.stdout, sys.stderr
+        for cell in cells:
+            out, err = Capture(self.limit, self.abort, None), Capture(self.limit, self.abort, None)
+            sys.stdout, sys.stderr = out, err
+            escaped: BaseException | None = None
+            try:
+                result = shell.run_cell(cell)
+            except BaseException as exc:  # IPython catches what a cell raises; this is what escapes it
+                escaped = exc
+            if os.getpid() != self.pid:
+                os._exit(0)  # a fork made by the snippet came back here: it must never speak the protocol
+            sys.stdout, sys.stderr = saved
+            if out.aborted or err.aborted or escaped is not None:
+                stopped = out.aborted or err.aborted or isinstance(escaped, OutputLimitExceeded)
+                return dict(reply, status="output_limit" if stopped else "error", completed=False,
+                            out=concatenate(out.piece(), err.piece(), self.limit),
+                            when="" if stopped else "run", error_type=type(escaped).__name__ if escaped else "",
+                            error_message=safe_str(escaped, self.limit) if escaped else "")  # fmt: skip
+        reply["out"] = concatenate(out.piece(), err.piece(), self.limit)
+        if result is None:
+            return dict(reply, status="error", completed=False)  # no block at all: the reference's NameError
+        error, when = result.error_in_exec, "run"
+        if error is None:
+            error, when = result.error_before_exec, "compile"
+        if error is not None:
+            status = "memory" if isinstance(error, MemoryError) else "error"
+            reply.update(status=status, completed=False, when=when, error_type=type(error).__name__[: self.limit],
+                         error_message=safe_str(error, self.limit))  # fmt: skip
+        if reply["status"] == "ok" and reply["out"][2] > self.limit:
+            reply["status"] = "output_limit"
+        return reply
+
+
+# The reference's refusal, searched in its whole program before it runs: `input(` or `os.system(` anywhere (its
+# patterns' optional prefix matches nothing, and `.` is any character).
+_REFUSED = re.compile(r"input\(|os.system\(")
+
+
+def _new_shell() -> object:
+    """A fresh IPython shell, as the reference makes one (its history kept in memory: no file, no thread)."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    return InteractiveShell(config=config)
 
 
 def _count_tasks_of(uid: int) -> int:
@@ -378,8 +549,17 @@ DENIED = (
     "quotactl_fd syslog iopl ioperm settimeofday clock_settime clock_adjtime adjtimex sethostname setdomainname "
     "open_by_handle_at name_to_handle_at lookup_dcookie uselib vhangup personality"
 ).split()
-# Without network the only sockets left are Unix ones: no bind/connect means no abstract or filesystem
-# socket that another session (or the host) could reach; socketpair (multiprocessing's pipes) still works.
+# The read-only view is shared by every session: a lock or a watch on one of its files would be seen by the
+# others (one session holds flock(LOCK_EX) on /usr/bin/env, another finds it taken).  So no flock, no inotify,
+# and of fcntl no lock test (F_GETLK, F_OFD_GETLK) and no directory notification (F_NOTIFY).  Record locks
+# themselves stay (sqlite): on a file a session may only read, it can place only read locks, which no other
+# session can see without a lock test.
+DENIED_SHARED_FILES = "flock inotify_init inotify_init1 inotify_add_watch".split()
+F_GETLK, F_OFD_GETLK, F_NOTIFY = 5, 36, 1026
+# Without network the only sockets left are Unix ones: no bind/connect means no filesystem socket and no
+# abstract name of the snippet's choosing; socketpair (multiprocessing's pipes) still works.  The kernel still
+# names a datagram socket that sends with SO_PASSCRED (autobind): each session's own network namespace is what
+# keeps that name, and everything else in /proc/net, from the other sessions.
 DENIED_WITHOUT_NETWORK = "bind connect listen accept accept4".split()
 NAMESPACE_FLAGS = (
     CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET,
@@ -408,12 +588,12 @@ def build_seccomp(network: bool) -> tuple[ctypes.Structure | None, str]:
     ]
     lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
-    allow, eperm, enosys, masked_eq = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS, 7
+    allow, eperm, enosys, equal, masked_eq = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS, 4, 7
     ctx = lib.seccomp_init(allow)
     if not ctx:
         return None, "seccomp_init failed"
     try:
-        names = DENIED + ([] if network else DENIED_WITHOUT_NETWORK)
+        names = DENIED + DENIED_SHARED_FILES + ([] if network else DENIED_WITHOUT_NETWORK)
         for name in names:
             nr = lib.seccomp_syscall_resolve_name(name.encode())
             if nr >= 0 and lib.seccomp_rule_add_array(ctx, eperm, nr, 0, None) != 0:
@@ -423,6 +603,11 @@ def build_seccomp(network: bool) -> tuple[ctypes.Structure | None, str]:
             cmp = _ArgCmp(0, masked_eq, flag, flag)
             if lib.seccomp_rule_add_array(ctx, eperm, clone, 1, ctypes.byref(cmp)) != 0:
                 return None, "seccomp_rule_add(clone) failed"
+        fcntl = lib.seccomp_syscall_resolve_name(b"fcntl")
+        for command in (F_GETLK, F_OFD_GETLK, F_NOTIFY):  # fcntl's command is its second argument
+            cmp = _ArgCmp(1, equal, command, 0)
+            if lib.seccomp_rule_add_array(ctx, eperm, fcntl, 1, ctypes.byref(cmp)) != 0:
+                return None, "seccomp_rule_add(fcntl) failed"
         # clone3 passes its flags in memory, which a filter cannot read: ENOSYS makes libc fall back to clone.
         clone3 = lib.seccomp_syscall_resolve_name(b"clone3")
         if clone3 >= 0 and lib.seccomp_rule_add_array(ctx, enosys, clone3, 0, None) != 0:
@@ -703,14 +888,16 @@ def _probe_pid_namespace() -> bool:
     return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
-def _probe_worker_namespaces(view: str | None) -> int:
-    """The namespaces a worker can get besides PID: mount (with its tmpfs) and IPC, where allowed."""
+def _probe_worker_namespaces(view: str | None, network: bool) -> int:
+    """The namespaces a worker can get besides PID, where allowed: mount (with its tmpfs), IPC, cgroup, and
+    without `network` its own network namespace (abstract Unix sockets, netlink and /proc/net are per
+    network namespace: one shared by all workers would let sessions find and reach each other)."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(r)
         flags = 0
-        for flag in (CLONE_NEWIPC, CLONE_NEWNS):
+        for flag in (CLONE_NEWIPC, CLONE_NEWNS, CLONE_NEWCGROUP) + (() if network else (CLONE_NEWNET,)):
             try:
                 _unshare(flag)
                 flags |= flag
@@ -944,6 +1131,8 @@ class Zygote:
                 if pid == pid2:
                     sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
                     code = 128 + sig if sig else os.waitstatus_to_exitcode(status)
+                    if sig:
+                        _set_name(W1_SIGNALED + str(sig).encode())
                     break
         except BaseException as exc:
             try:
@@ -1031,6 +1220,10 @@ class Zygote:
                 r = self.starters.pop(pid)
                 if r in self.starting:
                     self._read_report(r)
+            status = {"code": info.si_status, "why": info.si_code}
+            signal_number = _signal_of_w2(pid)  # read off the zombie, before it is reaped
+            if signal_number:
+                status["signal"] = signal_number
             spec = self.workers.pop(pid, None)
             if spec is not None:
                 # W1 is still an unreaped zombie here, so W2's process group id cannot be reused yet.
@@ -1044,7 +1237,6 @@ class Zygote:
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
-            status = {"code": info.si_status, "why": info.si_code}
             if spec is not None:
                 self._ended(pid, spec, status)
             elif pid not in self.starters and any(s.get("pid1") is None for s in self.starting.values()):
@@ -1114,6 +1306,17 @@ class Zygote:
             select.select([], [], [], 0.02)  # a cgroup emptied a moment ago may still be busy
 
 
+def _signal_of_w2(pid1: int) -> int:
+    """The signal that killed W2, from the name its W1 (a zombie, not yet reaped) gave itself; 0 if none."""
+    try:
+        with open(f"/proc/{pid1}/comm", "rb") as f:
+            name = f.read().strip()
+    except OSError:
+        return 0
+    number = name[len(W1_SIGNALED) :]
+    return int(number) if name.startswith(W1_SIGNALED) and number.isdigit() else 0
+
+
 def _children() -> list[int]:
     pids: list[int] = []
     try:
@@ -1150,11 +1353,54 @@ def _drain_children(rounds: int = 250) -> None:
         select.select([], [], [], 0.02)
 
 
+# Cells that make a fresh IPython shell import what it imports only when first needed (tracebacks, syntax
+# errors, the pretty printer, warnings): run once in a child of the zygote, whose new modules the zygote then
+# imports, so that every replay finds them loaded (and the read-only view holds their packages).
+_WARM_CELLS = (
+    "x = 1", "1 + 1", "print('a')", "[0] * 40", "{2, 1}", "1 / 0", "print(", "import sys\nsys.exit(0)",
+    "import warnings\nwarnings.warn('w')", "import sympy\nsympy.Symbol('x') ** 2", "import numpy\nnumpy.arange(3)",
+)  # fmt: skip
+
+
+def _warm_shell(base_dir: str) -> None:
+    before = set(sys.modules)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(r)
+            os.environ["IPYTHONDIR"] = os.path.join(base_dir, "ipython-warm")
+            sys.stdout = sys.stderr = io.StringIO()
+            shell = _new_shell()
+            for cell in _WARM_CELLS:
+                shell.run_cell(cell)  # type: ignore[attr-defined]
+            names = "\n".join(sorted(set(sys.modules) - before)).encode()
+            while names:
+                names = names[os.write(w, names[: 1 << 16]) :]
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 1 << 16):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    shutil.rmtree(os.path.join(base_dir, "ipython-warm"), ignore_errors=True)
+    for name in data.decode().split():
+        try:
+            importlib.import_module(name)
+        except Exception:  # a module that imports only inside a shell; the replay imports it then
+            pass
+
+
 def main() -> None:
-    if sys.path and sys.path[0] == os.path.dirname(os.path.abspath(__file__)):
-        del sys.path[0]  # the snippet must not import the harness's modules by accident
-    cfg = json.loads(sys.argv[1])
-    ctrl = socket.socket(fileno=cfg["ctrl_fd"])
+    if sys.path and not getattr(sys.flags, "safe_path", False):
+        del sys.path[0]  # this script's directory: the snippet must not import the harness's modules by accident
+    os.close(int(sys.argv[0].rsplit("/", 1)[1]))  # /proc/self/fd/N: this script, opened by the harness
+    ctrl = socket.socket(fileno=int(sys.argv[1]))
+    cfg = json.loads(ctrl.recv(1 << 20))
     facts = _enter_namespaces(cfg)
     try:
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
@@ -1162,6 +1408,8 @@ def main() -> None:
         pass
     for name in cfg["preload"]:
         importlib.import_module(name)
+    if cfg.get("reference_shell"):
+        _warm_shell(cfg["base_dir"])
     if "numpy" in sys.modules:
         sys.modules["numpy"].random.seed()  # its first call imports and builds much: not in every worker
     facts["pid_namespace"] = bool(cfg["namespaces"]) and _probe_pid_namespace()
@@ -1181,7 +1429,9 @@ def main() -> None:
             facts["hidden_dirs"] = _expose(_python_paths())
         except OSError:
             pass
-    facts["worker_namespaces"] = _probe_worker_namespaces(facts["view_root"]) if cfg["namespaces"] else 0
+    facts["worker_namespaces"] = (
+        _probe_worker_namespaces(facts["view_root"], cfg["network"]) if cfg["namespaces"] else 0
+    )
     if not facts["worker_namespaces"] & CLONE_NEWNS:
         facts["view_root"] = None
     facts["ipc_namespace"] = bool(facts["worker_namespaces"] & CLONE_NEWIPC)

@@ -25,14 +25,21 @@ _PAGE = resource.getpagesize()
 _MAX_MESSAGE = 1 << 20
 
 
-def stat(pid: int) -> tuple[int, int] | None:
-    """(start time, CPU ticks used) of a process, or None if it is gone."""
+_PF_EXITING = 0x4  # task flag, set when a process starts to exit (before its files are closed)
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
+            return f.read().rsplit(b")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return int(fields[19]), int(fields[11]) + int(fields[12])
+
+
+def stat(pid: int) -> tuple[int, int] | None:
+    """(start time, CPU ticks used) of a process, or None if it is gone."""
+    fields = _stat_fields(pid)
+    return None if fields is None else (int(fields[19]), int(fields[11]) + int(fields[12]))
 
 
 def anon_bytes(pid: int) -> int:
@@ -117,6 +124,14 @@ class Worker:
             return True
         return False
 
+    def hung_up(self) -> bool:
+        """Is W2 alive and not exiting?  Then the end of its socket was closed or shut down on purpose: no
+        exit is coming to wait for.  (A process that exits is marked exiting before its files close.)"""
+        fields = _stat_fields(self.pid2)
+        if fields is None or int(fields[19]) != self.start_time:
+            return False
+        return fields[0] not in (b"Z", b"X", b"x") and not int(fields[6]) & _PF_EXITING
+
     def kill_if_same(self) -> None:
         """SIGKILL directly, only if the pids still name the same processes (start time)."""
         for pid, start_time in ((self.pid2, self.start_time), (self.pid1, self.start_time1)):
@@ -140,24 +155,34 @@ class Zygote:
         on_spawned: Callable[[int, dict], None],
         on_exit: Callable[[dict], None],
         on_dead: Callable[[], None],
+        on_ready: Callable[[], None],
     ) -> None:
         self.base_dir = base_dir
-        self._on_spawned, self._on_exit, self._on_dead = on_spawned, on_exit, on_dead
+        self._on_spawned, self._on_exit, self._on_dead, self._on_ready = on_spawned, on_exit, on_dead, on_ready
         self.sock, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        config = dict(config, ctrl_fd=child.fileno())
         self.log_path = os.path.join(base_dir, "zygote.log")
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-s", "-B", WORKER_SCRIPT, json.dumps(config)],
-                pass_fds=(child.fileno(),),
-                env=dict(config["env"], HOME=base_dir, TMPDIR=base_dir),
-                cwd=base_dir,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                start_new_session=True,  # Ctrl-C reaches the harness, which then closes us in order
-            )
-        child.close()
+        # Every worker's /proc/self/cmdline is the zygote's: no path belongs there (not the checkout's, not
+        # the cgroups' nor the harness's pid).  So the interpreter is named without its directory (first on
+        # PATH: the interpreter finds itself there), the script runs from a descriptor, and the configuration
+        # comes over the socket.
+        script = os.open(WORKER_SCRIPT, os.O_RDONLY)
+        try:
+            with open(self.log_path, "wb") as log:
+                self.proc = subprocess.Popen(
+                    [os.path.basename(sys.executable), "-s", "-B", f"/proc/self/fd/{script}", str(child.fileno())],
+                    executable=sys.executable,
+                    pass_fds=(child.fileno(), script),
+                    env=dict(config["env"], HOME=base_dir, TMPDIR=base_dir),
+                    cwd=base_dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                    start_new_session=True,  # Ctrl-C reaches the harness, which then closes us in order
+                )
+        finally:
+            os.close(script)
+            child.close()
+        self.sock.send(json.dumps(config).encode())
         self.facts: dict | None = None
         self.ready = threading.Event()
         self.dead = False
@@ -187,6 +212,7 @@ class Zygote:
                 if op == "ready":
                     self.facts = msg["facts"]
                     self.ready.set()
+                    self._on_ready()
                 elif op == "spawned":
                     self._on_spawned(msg["id"], msg)
                 elif op == "exit":
@@ -196,6 +222,7 @@ class Zygote:
         self.dead = True
         self.ready.set()
         self._on_dead()
+        self._on_ready()
 
     def _send(self, msg: dict, fds: list[int] | None = None) -> bool:
         with self._send_lock:
@@ -213,11 +240,16 @@ class Zygote:
     def kill(self, pid1: int) -> None:
         self._send({"op": "kill", "pid": pid1})
 
-    def close(self, timeout: float = 5.0, join: bool = True) -> None:
+    def close(self, timeout: float = 30.0, join: bool = True) -> None:
+        """Ask the zygote to end every worker and exit, and wait for it: when it has exited, every process
+        of its sessions has been reaped.  Its own shutdown is bounded (its last step drains leftover children
+        for at most 5 s), so the default wait is far longer: a loaded machine slows it, and a zygote killed
+        half-way would leave processes it had not reaped yet."""
         self._send({"op": "shutdown"})
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            print(f"tir-harness executor: the zygote did not exit within {timeout:g} s; killed", file=sys.stderr)
             self.proc.kill()
             self.proc.wait()
         if join:

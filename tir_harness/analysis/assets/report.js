@@ -6,12 +6,16 @@
   var PAGE = 100;
   var data = JSON.parse(document.getElementById("tir-data").textContent);
   var rows = data.rows, details = data.details, questions = data.questions, base = data.baseline || {};
+  // The columns as html.py derived them from the record's fields (tir_harness/records/fields.py): each has a
+  // name, its position in a row, a heading (null: data for filters, search and the trajectory view only), a
+  // width, a cell kind (CELLS below), a filter's first option, how its options read, search and when to show.
+  var columns = data.columns.map(function (name, i) { return Object.assign({ name: name, index: i }, data.specs[i]); });
   var C = {};
-  data.columns.forEach(function (name, i) { C[name] = i; });
-  var hasFlips = rows.some(function (r) { return r[C.flip]; });
-  var hasReference = rows.some(function (r) { return r[C.reference] !== null; });
-  var hasSamples = rows.some(function (r) { return r[C.sample] > 0; });
-  var shown = [], page = 0, openIndex = -1, lowered = null;
+  columns.forEach(function (c) { C[c.name] = c.index; });
+  function get(r, name) { return C[name] === undefined ? null : r[C[name]]; }
+  var hasFlips = rows.some(function (r) { return get(r, "flip"); });
+  var hasSamples = rows.some(function (r) { return get(r, "sample") > 0; });
+  var shown = [], page = 0, openIndex = -1, lowered = null, searched = {}, filters = [], table = [];
   var $ = function (id) { return document.getElementById(id); };
 
   function el(tag, cls, text) {
@@ -186,25 +190,29 @@
     openIndex = i;
     panel.textContent = "";
     var bar = el("div", "bar");
-    var where = [r[C.dataset], r[C.subject], r[C.level] !== null ? "level " + r[C.level] : null]
+    var level = get(r, "level");
+    var where = [get(r, "dataset"), get(r, "subject"), level !== null ? "level " + level : null]
       .filter(function (x) { return x !== null; }).join(" · ");
-    bar.appendChild(el("h2", null, r[C.id] + (hasSamples ? " #" + r[C.sample] : "") + (where ? "  (" + where + ")" : "")));
+    bar.appendChild(el("h2", null, get(r, "problem_id") + (hasSamples ? " #" + get(r, "sample") : "") +
+      (where ? "  (" + where + ")" : "")));
     var close = el("button", null, "close");
     close.type = "button";
     close.addEventListener("click", function () { panel.hidden = true; openIndex = -1; mark(); history.replaceState(null, "", "#problems"); });
     bar.appendChild(close);
     panel.appendChild(bar);
     var q = el("div", "body");
-    q.appendChild(prose(questions[r[C.question]]));
+    q.appendChild(prose(questions[get(r, "question")]));
     panel.appendChild(message("question", "question", q));
     var sides = el("div", "sides");
     var old = base[String(i)];
     if (old) {
       sides.classList.add("two");
-      sides.appendChild(side("baseline" + (old.run ? " " + old.run : "") + ": " + (old.c ? "right" : "wrong"), old, old.p, old.c, r[C.gold]));
+      sides.appendChild(side("baseline" + (old.run ? " " + old.run : "") + ": " + (old.c ? "right" : "wrong"), old, old.p, old.c,
+        get(r, "gold")));
     }
-    sides.appendChild(side((old ? "this run: " : "") + (r[C.correct] ? "right" : "wrong") + ", ended by " + r[C.end_reason],
-      d, r[C.prediction], r[C.correct], r[C.gold]));
+    var correct = get(r, "correct");
+    sides.appendChild(side((old ? "this run: " : "") + (correct ? "right" : "wrong") + ", ended by " + get(r, "end_reason"),
+      d, get(r, "prediction"), correct, get(r, "gold")));
     panel.appendChild(sides);
     panel.hidden = false;
     mark();
@@ -214,74 +222,91 @@
 
   // ------------------------------------------------------------------------------------------------ table
 
-  var HEAD = [["id", "id"], ["dataset", "dataset"], ["subject", "subject"], ["level", "level"], ["correct", "verdict"],
-    ["prediction", "prediction"], ["gold", "gold"], ["turns", "turns"], ["tool_calls", "tool calls"], ["end_reason", "end"]];
-  if (hasFlips) HEAD.push(["flip", "flip"]);
-  if (hasReference) HEAD.push(["reference", "reference grader"]);
-  var WIDTH = { id: "18%", dataset: "7%", subject: "10%", level: "4%", correct: "5%", prediction: "13%", gold: "13%",
-    turns: "4%", tool_calls: "6%", end_reason: "8%", flip: "8%", reference: "9%" };
+  // How each kind of cell is shown: its text (always as textContent), its class, and for a filter the options
+  // it offers (by default the column's values) and how a row matches the one picked (by default: equal).
+  function plain(v) { return v === null || v === undefined ? "" : String(v); }
+  var CELLS = {
+    text: { text: plain },
+    number: { text: plain },
+    answer: { text: function (v) { return v === null ? "(none)" : String(v); }, cls: function () { return "mono"; } },
+    verdict: {
+      text: function (v) { return v === null ? "" : v ? "right" : "wrong"; },
+      cls: function (v) { return v === null ? "" : v ? "yes" : "no"; },
+      options: [["1", "right"], ["0", "wrong"]]
+    },
+    list: {
+      text: function (v) { return v.join(", "); },
+      values: function (v) { return v.length ? v : [null]; },
+      match: function (v, wanted) { return v.indexOf(wanted) >= 0; }
+    },
+    flip: {
+      text: function (v) { return v === "lost" ? "newly wrong" : v === "gained" ? "newly right" : ""; },
+      cls: function (v) { return v ? "flip-" + v : ""; },
+      options: [["flipped", "flipped"], ["lost", "newly wrong"], ["gained", "newly right"]],
+      match: function (v, wanted) { return wanted === "flipped" ? !!v : v === wanted; }
+    }
+  };
 
-  function cellText(r, name) {
-    var v = r[C[name]];
-    if (name === "id") return v + (hasSamples ? " #" + r[C.sample] : "");
-    if (name === "correct") return v ? "right" : "wrong";
-    if (name === "reference") return v === null ? "" : v ? "right" : "wrong";
-    if (name === "flip") return v === "lost" ? "newly wrong" : v === "gained" ? "newly right" : "";
-    if (name === "prediction" && v === null) return "(none)";
-    return v === null ? "" : String(v);
+  function hasValue(v) { return v !== null && v !== "" && !(Array.isArray(v) && !v.length); }
+
+  // Whether the table shows a column: always, when some row has a value, or when the rows' values differ.
+  function visible(c) {
+    if (c.heading === null) return false;
+    if (c.show === "some") return rows.some(function (r) { return hasValue(r[c.index]); });
+    if (c.show === "varies") {
+      var first = rows.length ? JSON.stringify(rows[0][c.index]) : "";
+      return rows.some(function (r) { return r[c.index] !== rows[0][c.index] && JSON.stringify(r[c.index]) !== first; });
+    }
+    return true;
   }
 
-  function cellClass(r, name) {
-    if (name === "correct") return r[C.correct] ? "yes" : "no";
-    if (name === "reference" && r[C.reference] !== null) return r[C.reference] ? "yes" : "no";
-    if (name === "flip" && r[C.flip]) return "flip-" + r[C.flip];
-    if (name === "prediction" || name === "gold") return "mono";
-    return "";
-  }
-
-  function fill(select, label, values, describe) {
-    select.appendChild(new Option(label, ""));
-    values.forEach(function (v) { select.appendChild(new Option(describe ? describe(v) : v, v)); });
-    if (values.length < 2 && select.id !== "f-correct") select.hidden = true;
-  }
-
-  function distinct(index, many) {
-    var seen = new Set();
-    rows.forEach(function (r) {
-      if (many) r[index].forEach(function (v) { seen.add(v); });
-      else if (r[index] !== null) seen.add(String(r[index]));
-    });
-    return Array.from(seen).sort(function (a, b) { return a.localeCompare(b, undefined, { numeric: true }); });
-  }
-
-  function filters() {
-    return {
-      search: $("search").value.trim().toLowerCase(), correct: $("f-correct").value, flip: $("f-flip").value,
-      dataset: $("f-dataset").value, subject: $("f-subject").value, level: $("f-level").value, end: $("f-end").value,
-      status: $("f-status").value
-    };
+  // A filter select for each column that has one, unless all rows have one value (nothing to narrow).
+  function addFilter(c) {
+    var kind = CELLS[c.cell], seen = new Set(), index = c.index, i, v;
+    for (i = 0; i < rows.length; i++) {
+      v = rows[i][index];
+      if (kind.values) kind.values(v).forEach(function (x) { seen.add(x === null ? null : String(x)); });
+      else seen.add(v === null ? null : String(v));
+    }
+    if (seen.size < 2) return;
+    var values = Array.from(seen).filter(function (v) { return v !== null; })
+      .sort(function (a, b) { return a.localeCompare(b, undefined, { numeric: true }); });
+    var select = el("select");
+    select.id = "f-" + c.name;
+    select.setAttribute("aria-label", c.heading || c.filter);
+    select.appendChild(new Option(c.filter, ""));
+    (kind.options || values.map(function (v) { return [v, c.option.split("{}").join(v)]; }))
+      .forEach(function (o) { select.appendChild(new Option(o[1], o[0])); });
+    select.addEventListener("change", apply);
+    $("filters").insertBefore(select, $("count"));
+    filters.push({ column: c, select: select, match: kind.match || function (v, wanted) { return plain(v) === wanted; } });
   }
 
   function apply() {
-    var f = filters();
-    if (f.search && lowered === null) lowered = questions.map(function (q) { return q.toLowerCase(); });
-    var picked = [];
+    var search = $("search").value.trim().toLowerCase();
+    var active = filters.filter(function (f) { return f.select.value !== ""; });
+    var at = active.map(function (f) { return f.column.index; }), wanted = active.map(function (f) { return f.select.value; });
+    var searchable = columns.filter(function (c) { return c.search; });
+    if (search) {
+      if (lowered === null) lowered = questions.map(function (q) { return q.toLowerCase(); });
+      searchable.forEach(function (c) {
+        if (!searched[c.name]) searched[c.name] = rows.map(function (r) { return plain(r[c.index]).toLowerCase(); });
+      });
+    }
+    var picked = [], q = C.question, texts = searchable.map(function (c) { return searched[c.name]; });
     for (var i = 0; i < rows.length; i++) {
-      var r = rows[i];
-      if (f.correct && String(r[C.correct]) !== f.correct) continue;
-      if (f.flip && (f.flip === "flipped" ? !r[C.flip] : r[C.flip] !== f.flip)) continue;
-      if (f.dataset && String(r[C.dataset]) !== f.dataset) continue;
-      if (f.subject && String(r[C.subject]) !== f.subject) continue;
-      if (f.level && String(r[C.level]) !== f.level) continue;
-      if (f.end && r[C.end_reason] !== f.end) continue;
-      if (f.status && r[C.statuses].indexOf(f.status) < 0) continue;
-      if (f.search && lowered[r[C.question]].indexOf(f.search) < 0 &&
-          String(r[C.prediction] || "").toLowerCase().indexOf(f.search) < 0 && r[C.id].toLowerCase().indexOf(f.search) < 0) continue;
-      picked.push(i);
+      var r = rows[i], keep = true, k;
+      for (k = 0; k < active.length && keep; k++) keep = active[k].match(r[at[k]], wanted[k]);
+      if (keep && search) {
+        keep = lowered[r[q]].indexOf(search) >= 0;
+        for (k = 0; k < texts.length && !keep; k++) keep = texts[k][i].indexOf(search) >= 0;
+      }
+      if (keep) picked.push(i);
     }
     if (hasFlips) {  // the flipped problems first: newly wrong, then newly right, each in id order
-      var rank = { lost: 0, gained: 1, "": 2 };
-      picked.sort(function (a, b) { return rank[rows[a][C.flip]] - rank[rows[b][C.flip]] || a - b; });
+      var rank = { lost: 0, gained: 1 };
+      var flipRank = function (i) { var f = get(rows[i], "flip"); return f in rank ? rank[f] : 2; };
+      picked.sort(function (a, b) { return flipRank(a) - flipRank(b) || a - b; });
     }
     shown = picked;
     page = 0;
@@ -302,8 +327,8 @@
       var r = rows[i], tr = document.createElement("tr");
       tr.dataset.index = i;
       tr.tabIndex = 0;
-      HEAD.forEach(function (h) {
-        var text = cellText(r, h[0]), td = el("td", cellClass(r, h[0]), text);
+      table.forEach(function (c) {
+        var kind = CELLS[c.cell], v = r[c.index], text = kind.text(v), td = el("td", kind.cls ? kind.cls(v) : "", text);
         td.title = text;
         tr.appendChild(td);
       });
@@ -320,19 +345,9 @@
 
   function setup() {
     var head = $("rows").tHead.rows[0];
-    HEAD.forEach(function (h) { var th = el("th", null, h[1]); th.style.width = WIDTH[h[0]]; head.appendChild(th); });
-    fill($("f-dataset"), "every dataset", distinct(C.dataset));
-    fill($("f-subject"), "every subject", distinct(C.subject));
-    fill($("f-level"), "every level", distinct(C.level), function (v) { return "level " + v; });
-    fill($("f-end"), "every ending", distinct(C.end_reason), function (v) { return "ended: " + v; });
-    fill($("f-status"), "any executor status", distinct(C.statuses, true), function (v) { return "a call: " + v; });
-    if (hasFlips) {
-      var flip = $("f-flip");
-      fill(flip, "flipped or not", ["flipped", "lost", "gained"],
-        function (v) { return { flipped: "flipped", lost: "newly wrong", gained: "newly right" }[v]; });
-      flip.hidden = false;
-    }
-    Array.prototype.forEach.call(document.querySelectorAll("#filters select"), function (s) { s.addEventListener("change", apply); });
+    table = columns.filter(visible);
+    table.forEach(function (c) { var th = el("th", null, c.heading); th.style.width = c.width; head.appendChild(th); });
+    columns.forEach(function (c) { if (c.filter !== null) addFilter(c); });
     $("search").addEventListener("input", apply);
     $("prev").addEventListener("click", function () { page--; render(); });
     $("next").addEventListener("click", function () { page++; render(); });
@@ -346,7 +361,7 @@
       if (tr && (event.key === "Enter" || event.key === " ")) { event.preventDefault(); open(Number(tr.dataset.index)); }
     });
     Array.prototype.forEach.call(document.querySelectorAll("[data-flip]"), function (a) {
-      a.addEventListener("click", function () { $("f-flip").value = a.dataset.flip; apply(); });
+      a.addEventListener("click", function () { if ($("f-flip")) { $("f-flip").value = a.dataset.flip; apply(); } });
     });
     apply();
     var m = /^#t=(\d+)$/.exec(location.hash);
