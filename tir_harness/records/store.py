@@ -287,9 +287,12 @@ class ResultStore:
             if _is_busy(exc):
                 raise
             raise StoreError(f"{self.path}: not a tir-harness result store ({exc})") from exc
-        if self._create and tables and not {"meta", "trajectories"} <= tables:
-            # Someone else's database: adding our tables (or even switching it to WAL) would change it.
-            raise StoreError(f"{self.path}: a SQLite database that is not a tir-harness result store; left untouched")
+        if tables and not {"meta", "trajectories"} <= tables:
+            # Someone else's database: adding our tables (or even switching it to WAL) would change it, and so
+            # would a reader's open (the report's check against the store reads a store it did not create).
+            if self._create:
+                raise StoreError(f"{self.path}: a SQLite database that is not a tir-harness result store; left untouched")
+            raise StoreError(f"{self.path}: not a tir-harness result store (no trajectories table)")
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         except sqlite3.DatabaseError as exc:
