@@ -182,7 +182,7 @@ class VLLMEngine:
                     max_tokens=s.max_tokens,
                     seed=s.seed,
                     stop=list(s.stop),
-                    skip_special_tokens=False,
+                    skip_special_tokens=request.skip_special_tokens,
                     output_kind=RequestOutputKind.FINAL_ONLY,
                 )
                 engine.add_request(rid, TokensPrompt(prompt_token_ids=ids), params)
