@@ -325,7 +325,7 @@ class Runner:
             terminal.write_line(f"tir-harness: {message}", yellow=True)
 
     def _prompt_format(self, spec: ModelSpec, model_name: str) -> PromptFormat:
-        name = self.options.prompt_format or spec.prompt_format or format_for_model(model_name)
+        name = format_for_model(model_name, self.options.prompt_format, spec.prompt_format)
         if name != "chat-template":
             return FORMATS[name]
         try:
