@@ -22,31 +22,30 @@ from tir_harness.plugin import options as _options
 from tir_harness.plugin.reporter import Reporter, default_run_id
 from tir_harness.plugin.runner import PROBLEM_FIXTURE, Runner, StartupError, Unavailable
 from tir_harness.plugin.xdist import RUN_ID_KEY
+from tir_harness.run import extensions
+from tir_harness.run.datasets import DATASETS
 from tir_harness.run.problems import DataError, DatasetNotFound, Problem, load, load_jsonl, splits
 from tir_harness.run.results import Result
+from tir_harness.util.registry import RegistryError
 
 runner_key = pytest.StashKey[Runner]()
 reporter_key = pytest.StashKey[Reporter]()
 
+registered_key = pytest.StashKey[dict[str, frozenset[str]]]()
+
+# The plugin's own markers; every dataset adds its name and the markers it declares (run/datasets.py).
 MARKERS = {
     "tir_dataset(name, split='test')": "parametrize `problem` with every problem of a dataset split",
     "tir_jsonl(path, **fields)": "parametrize `problem` from a JSONL file (fields: question=, answer=, id=, ...)",
-    "smoke": "the packaged smoke problems",
-    **{f"level{n}": f"MATH difficulty level {n}" for n in range(1, 6)},
-    **{name: f"problems of the {name} dataset" for name in ("gsm8k", "math", "math500", "svamp", "gsm_hard")},
-    **{
-        subject: f"MATH subject {subject}"
-        for subject in (
-            "algebra",
-            "counting_and_probability",
-            "geometry",
-            "intermediate_algebra",
-            "number_theory",
-            "prealgebra",
-            "precalculus",
-        )  # fmt: skip
-    },
 }
+
+
+def markers() -> dict[str, str]:
+    """Every marker the harness declares: its own and the registered datasets' (a conftest's included)."""
+    found = dict(MARKERS)
+    for _, dataset in DATASETS.items():
+        found.update(dataset.marker_help())
+    return found
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -66,7 +65,14 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for marker, help_ in MARKERS.items():
+    # Conftests are loaded: their datasets, formats, types and styles join the registries for this session.
+    before = extensions.snapshot()
+    config.stash[registered_key] = before
+    try:
+        config.hook.pytest_tir_register(config=config)
+    except RegistryError as exc:
+        raise pytest.UsageError(f"tir-harness: {exc}") from None
+    for marker, help_ in markers().items():
         config.addinivalue_line("markers", f"{marker}: {help_}")
     opts = _options.HarnessOptions.from_config(config)
     worker = getattr(config, "workerinput", None)
@@ -95,6 +101,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         if plugin is not None:
             config.pluginmanager.unregister(plugin)
             del config.stash[key]
+    before = config.stash.get(registered_key, None)
+    if before is not None:  # a session's registrations end with it (pytester runs sessions in one process)
+        extensions.forget(before)
+        del config.stash[registered_key]
 
 
 _MARK_CACHE: dict[str, pytest.MarkDecorator] = {}
@@ -127,7 +137,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if isinstance(problems, NotInSplit):
         metafunc.parametrize(PROBLEM_FIXTURE, [pytest.param(problems, id=f"no-{problems.split}-split")])
         return
-    for name in {p.dataset for p in problems} - set(MARKERS) - set(_MARK_CACHE):  # a JSONL file's dataset too
+    for name in {p.dataset for p in problems} - set(markers()) - set(_MARK_CACHE):  # a JSONL file's dataset too
         metafunc.config.addinivalue_line("markers", f"{name}: problems of the {name} dataset")
     metafunc.parametrize(
         PROBLEM_FIXTURE,

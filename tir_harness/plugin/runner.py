@@ -378,7 +378,8 @@ class Runner:
         if cached is not None:
             # Stored trajectories are graded again: a better grader re-scores without regenerating.
             future: Future[dict[str, Any]] = Future()
-            future.set_result({**regraded(cached, problem.dataset), "run_id": self.run_id, "cached": True})
+            record = regraded(cached, problem.dataset, answer_kind=problem.answer_kind)
+            future.set_result({**record, "run_id": self.run_id, "cached": True})
         else:
             # Resolved once the record is durable in the store, not when the trajectory ends: a test never
             # reports a trajectory that a crash could still lose.
