@@ -28,6 +28,9 @@ from tir_harness.run.problems import DataError, DatasetNotFound, Problem, load, 
 from tir_harness.run.results import Result
 from tir_harness.util.registry import RegistryError
 
+# The benchmark files' test (plugin/benchmark.py) asserts: rewritten, so that a wrong answer is explained.
+pytest.register_assert_rewrite("tir_harness.plugin.benchmark")
+
 runner_key = pytest.StashKey[Runner]()
 reporter_key = pytest.StashKey[Reporter]()
 
