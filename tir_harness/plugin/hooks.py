@@ -11,6 +11,10 @@ Hooks stay thin; the state lives in two plugin objects registered in `pytest_con
 
 from __future__ import annotations
 
+import builtins
+import logging
+import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +71,43 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
         pluginmanager.register(xdist.XdistHooks(), "tir-harness-xdist")
 
 
+# Third-party notices at engine start that a user of the harness cannot act on: torch's TorchScript deprecations
+# (vLLM's dependencies script functions at import) and transformers' `torch_dtype` rename (vLLM's config loading).
+QUIET_WARNINGS = (
+    "ignore:`torch.jit:DeprecationWarning",
+    "ignore:`torch.jit:FutureWarning",
+    "ignore:TorchScript:DeprecationWarning",
+    "ignore:Lite Interpreter is deprecated:DeprecationWarning",
+)
+QUIET_LOGS = {
+    "transformers.configuration_utils": "`torch_dtype` is deprecated",
+    "transformers.modeling_utils": "`torch_dtype` is deprecated",
+}
+
+
+class _Drop(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+def _quiet_third_party(config: pytest.Config) -> None:
+    for line in QUIET_WARNINGS:
+        config.addinivalue_line("filterwarnings", line)  # inside tests (pytest resets filters per test)
+        _, message, category = line.split(":")
+        # and outside them: the engine starts in pytest_runtestloop, before the first test
+        warnings.filterwarnings("ignore", message=re.escape(message), category=getattr(builtins, category))
+    for name, prefix in QUIET_LOGS.items():
+        logger = logging.getLogger(name)  # the logger transformers will use, filtered before it exists
+        if not any(isinstance(f, _Drop) and f.prefix == prefix for f in logger.filters):
+            logger.addFilter(_Drop(prefix))
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _quiet_third_party(config)
     # Conftests are loaded: their datasets, formats, types and styles join the registries for this session.
     before = extensions.snapshot()
     config.stash[registered_key] = before
@@ -93,9 +133,25 @@ def pytest_configure(config: pytest.Config) -> None:
             renamed=lambda run_id: setattr(runner, "run_id", run_id),
             store_path=runner.store_path,
             deferred=runner.interrupts.deferred,
+            held=lambda: runner.held,
         )
         config.stash[reporter_key] = reporter
         config.pluginmanager.register(reporter, "tir-harness-reporter")
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> str | None:
+    """What the run will do: problems per dataset (the store's share is said once the run has started)."""
+    runner = config.stash.get(runner_key, None)
+    per_dataset: dict[str, int] = {}
+    for item in items:
+        problem = _param(item)
+        if isinstance(problem, Problem):
+            per_dataset[problem.dataset] = per_dataset.get(problem.dataset, 0) + 1
+    if runner is None or not per_dataset:
+        return None
+    from tir_harness.analysis.render import collection_line
+
+    return collection_line(per_dataset, runner.options.samples)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

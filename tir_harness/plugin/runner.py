@@ -81,6 +81,7 @@ class Runner:
         self._test_ids: dict[str, str] = {}  # problem id -> the test that reports it (stored with its records)
         self._startup_error: str | None = None
         self._started = False
+        self.held: int | None = None  # trajectories of this run the store held when it started
         self._reported_info = False
         worker = getattr(config, "workerinput", None)
         if worker is not None and worker.get(SIGNALS_KEY):
@@ -238,6 +239,7 @@ class Runner:
         keys = {(p, s): self._key(p, s) for p in self.work for s in range(opts.samples)}
         try:
             stored = {} if opts.refresh else self.store.get_many(list(keys.values()))
+            self.held = len(stored)  # said by the first progress line
         except StoreError as exc:  # a store damaged past its header is found by its first read
             raise StartupError(f"tir-harness: --store-dir {exc}") from None
         if len(stored) < len(keys):
