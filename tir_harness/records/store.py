@@ -305,7 +305,8 @@ class ResultStore:
                 "put the store on a local disk (--store-dir or TIR_STORE_DIR)"
             )
         # FULL: each commit fsyncs the WAL, so a returned `put` survives power loss too, not just kill -9
-        # (NORMAL would suffice for kill -9).  One fsync per trajectory is negligible next to generating it.
+        # (NORMAL would suffice for kill -9).  During a run `GroupWriter` commits every record that finished
+        # during the previous commit in one transaction: one fsync per group, not per trajectory.
         conn.execute("PRAGMA synchronous=FULL")
         if self._create:
             conn.execute("BEGIN IMMEDIATE")
