@@ -287,9 +287,10 @@ class XdistHooks:
     def _reporter(config: pytest.Config) -> Reporter | None:
         return config.pluginmanager.get_plugin("tir-harness-reporter")  # type: ignore[no-any-return]
 
-    @staticmethod
-    def _evaluating(config: pytest.Config) -> bool:
-        return any(config.getoption(name, None) for name in ("model", "server_url", "engine"))
+    @classmethod
+    def _evaluating(cls, config: pytest.Config) -> bool:
+        runner = cls._runner(config)  # its options: the command line's, the environment's, the ini file's
+        return runner is not None and bool(runner.options.model or runner.options.server_urls or runner.options.engine)
 
     def _scheduler(self, config: pytest.Config) -> ShareScheduling | None:
         if self.sched is None and config.getvalue("dist") == "load" and self._evaluating(config):

@@ -47,6 +47,7 @@ from tir_harness.run.loop import (
 )
 from tir_harness.run.problems import Problem
 from tir_harness.run.prompts import (
+    CHAT_TEMPLATE,
     FORMATS,
     PROMPT_TYPES,
     ChatTemplateFormat,
@@ -255,6 +256,7 @@ class Evaluation:
         self.context: RunContext | None = None
         self.engine_info: dict[str, Any] = {}
         self.stop_reason: str | None = None
+        self.held: int | None = None  # trajectories of this run the store held when it started
         self._writer: GroupWriter | None = None
         self._model = ModelSpec(name="", path="")
         self._kind: EngineType | None = None
@@ -295,9 +297,9 @@ class Evaluation:
         model_name = cfg.model or str(self.engine.info().get("model") or "server")  # type: ignore[union-attr]
         fmt = self._prompt_format(model_name)
         try:
-            prompt_type = PROMPT_TYPES[cfg.prompt_type or self._model.prompt_type or default_prompt_type(fmt.name)]
-        except KeyError as exc:
-            raise StartupError(f"tir-harness: unknown prompt type {exc}") from None
+            prompt_type = PROMPT_TYPES.get(cfg.prompt_type or self._model.prompt_type or default_prompt_type(fmt.name))
+        except RegistryError as exc:
+            raise StartupError(f"tir-harness: {exc}") from None
         from tir_harness.sandbox.executor import ExecutorConfig
 
         style = cfg.exec_observations or default_observation_style(fmt.name, prompt_type.name)
@@ -330,6 +332,7 @@ class Evaluation:
         keys = {(p, s): self.key(p, s) for p in self.work for s in range(cfg.samples)}
         try:
             stored = {} if cfg.refresh or self.store is None else self.store.get_many(list(keys.values()))
+            self.held = len(stored)  # said by the first progress line
         except StoreError as exc:  # a store damaged past its header is found by its first read
             raise StartupError(f"tir-harness: --store-dir {exc}") from None
         if len(stored) < len(keys):
@@ -410,12 +413,12 @@ class Evaluation:
 
     def _prompt_format(self, model_name: str) -> PromptFormat:
         """The prompt format: --prompt-format, else the model alias's, else the one the model's name implies."""
-        name = self.config.prompt_format or self._model.prompt_format or format_for_model(model_name)
-        if name != "chat-template":
-            try:
-                return FORMATS[name]
-            except KeyError:
-                raise StartupError(f"tir-harness: unknown prompt format {name!r}") from None
+        try:
+            name = format_for_model(model_name, self.config.prompt_format, self._model.prompt_format)
+        except RegistryError as exc:
+            raise StartupError(f"tir-harness: {exc}") from None
+        if name != CHAT_TEMPLATE:
+            return FORMATS.get(name)
         try:
             return ChatTemplateFormat.from_tokenizer(self._model.path or model_name)
         except Exception as exc:
@@ -474,7 +477,8 @@ class Evaluation:
         if cached is not None:
             # Stored trajectories are graded again: a better grader re-scores without regenerating.
             future: Future[dict[str, Any]] = Future()
-            future.set_result({**regraded(cached, problem.dataset), "run_id": self.run_id, "cached": True})
+            record = regraded(cached, problem.dataset, answer_kind=problem.answer_kind)
+            future.set_result({**record, "run_id": self.run_id, "cached": True})
         else:
             # Resolved once the record is durable in the store, not when the trajectory ends: nobody is ever told
             # of a trajectory that a crash could still lose.
