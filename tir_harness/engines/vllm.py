@@ -149,6 +149,9 @@ class VLLMEngine:
         kwargs: dict[str, Any] = {k: v for k, v in asdict(self.config).items() if v is not None}
         kwargs.pop("engine_args")
         kwargs.update(self.config.engine_args)
+        # vLLM seeds its global generators with this and wants 0..2**32-1; the run's seed may be negative or
+        # larger (every request carries its own sample's seed anyway).
+        kwargs["seed"] = int(kwargs.get("seed") or 0) % 2**32
         if _on_cpu():
             # vLLM's CPU build refuses to start without an explicit KV cache size on a machine with other
             # work on it, and compiling graphs costs more than it saves for short runs.

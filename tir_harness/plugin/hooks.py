@@ -133,7 +133,7 @@ def pytest_configure(config: pytest.Config) -> None:
             renamed=lambda run_id: setattr(runner, "run_id", run_id),
             store_path=runner.store_path,
             deferred=runner.interrupts.deferred,
-            held=lambda: runner.held,
+            held=lambda: runner.evaluation.held,
         )
         config.stash[reporter_key] = reporter
         config.pluginmanager.register(reporter, "tir-harness-reporter")

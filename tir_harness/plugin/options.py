@@ -172,6 +172,8 @@ OPTIONS: tuple[Option, ...] = (
            "max_num_seqs) and the sandbox's session limit, recorded in the manifest", None, positive_int),
     Option("--gpu-per-worker", "with pytest-xdist: worker N sees only GPU N (CUDA_VISIBLE_DEVICES)", False,
            kind="flag"),
+    Option("--reference-quirks", "the model's input as the reference built it: a second BOS, the server's "
+           "special-token skipping, one seed for every sample (docs/fidelity.md, Quirks)", False, kind="flag"),
     Option("--exec-timeout", "seconds per code execution (default 10)", 10.0,
            _sandbox_limit("timeout", _bounded(0.0, _DAY, low_open=True))),
     Option("--exec-memory-mb", "memory one sandbox session may use, in MB (default 2048)", 2048,
@@ -267,6 +269,7 @@ class HarnessOptions:
     exec_timeout: float
     exec_memory_mb: int
     exec_observations: str | None
+    reference_quirks: bool
     report_dir: str | None
     store_dir: str | None
     refresh: bool

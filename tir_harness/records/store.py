@@ -74,6 +74,7 @@ class KeyParts:
     - `engine_args`: the engine arguments (--engine-arg) that change what the model writes (the engine declares
       which do not: `EngineType.neutral_args`).  The one optional part: left empty, it is not hashed at all,
       so every key made before it existed stays the same.
+    - `reference_quirks`: the model's input as the reference built it (--reference-quirks); hashed only when set.
 
     Numbers are compared by value (temperature 1 and 1.0 give the same key), tuples equal lists, mapping
     order does not matter.  Strings are taken exactly: a one-character change of the prompt is a new key.
@@ -92,6 +93,7 @@ class KeyParts:
     executor: Mapping[str, Any]
     loop_version: str | int
     engine_args: Mapping[str, Any] = field(default_factory=dict)
+    reference_quirks: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.loop_version, bool) or not isinstance(self.loop_version, (str, int)):
@@ -121,6 +123,8 @@ class KeyParts:
         data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         if not data["engine_args"]:
             del data["engine_args"]  # keys from before engine arguments existed stay valid
+        if not data["reference_quirks"]:
+            del data["reference_quirks"]
         data["key_version"] = KEY_VERSION
         canonical = _canonical(data, "KeyParts")
         return json.dumps(canonical, sort_keys=True, separators=(",", ":"), allow_nan=False)

@@ -113,6 +113,7 @@ class RunConfig:
     store_dir: Path | None = None  # the result store (a folder or a .sqlite3 file); None: no store
     refresh: bool = False  # regenerate even what the store holds
     max_inflight: int | None = None  # None: from the engine's capacity and the sandbox's session limit
+    reference_quirks: bool = False  # the reference's double BOS, special-token skipping and one seed for all
 
     @property
     def engine_name(self) -> str:
@@ -313,12 +314,18 @@ class Evaluation:
         sampling = SamplingConfig(
             temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=cfg.seed, stop=fmt.stop
         )
-        base = LoopConfig(fmt, prompt_type, sampling, cfg.max_tool_calls, cfg.max_turn_chars)
+        base = LoopConfig(
+            fmt, prompt_type, sampling, cfg.max_tool_calls, cfg.max_turn_chars, reference_quirks=cfg.reference_quirks
+        )
         try:
+            # The reference sampled every sample with the run's seed (so its samples repeat): only as a quirk.
             self._loop = {
-                s: dataclasses.replace(base, sampling=dataclasses.replace(sampling, seed=sample_seed(cfg.seed, s)))
+                s: dataclasses.replace(
+                    base, sampling=dataclasses.replace(sampling, seed=cfg.seed if cfg.reference_quirks else
+                                                       sample_seed(cfg.seed, s))
+                )
                 for s in range(cfg.samples)
-            }
+            }  # fmt: skip
         except ValueError as exc:
             raise StartupError(f"tir-harness: {exc}") from None
         self.context = RunContext(
@@ -455,6 +462,7 @@ class Evaluation:
                 executor=self.context.executor,
                 loop_version=LOOP_VERSION,
                 engine_args=self._key_args,
+                reference_quirks=self.config.reference_quirks,
             )
         )
 
