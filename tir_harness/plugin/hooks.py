@@ -22,6 +22,7 @@ from tir_harness.plugin import options as _options
 from tir_harness.plugin.reporter import Reporter, default_run_id
 from tir_harness.plugin.runner import PROBLEM_FIXTURE, Runner, StartupError, Unavailable
 from tir_harness.plugin.xdist import RUN_ID_KEY
+from tir_harness.run.benchmarks_data import MARKERS as BENCHMARK_MARKERS
 from tir_harness.run.problems import DataError, DatasetNotFound, Problem, load, load_jsonl, splits
 from tir_harness.run.results import Result
 
@@ -46,6 +47,7 @@ MARKERS = {
             "precalculus",
         )  # fmt: skip
     },
+    **BENCHMARK_MARKERS,
 }
 
 

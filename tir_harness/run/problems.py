@@ -28,6 +28,7 @@ from typing import Any
 
 from tir_harness.grading.boxed import last_boxed
 from tir_harness.records.jsonl import JsonlError, read_objects
+from tir_harness.run.benchmarks_data import BENCHMARKS
 from tir_harness.util.text import exception_line as _first_line
 
 
@@ -135,6 +136,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "math500": DatasetSpec("math500", ("test",), _math("math500"), "HuggingFaceH4/MATH-500"),
     "svamp": DatasetSpec("svamp", ("test",), _svamp, "ChilleD/SVAMP"),
     "gsm_hard": DatasetSpec("gsm_hard", ("test",), _gsm_hard, "reasoning-machines/gsm-hard", None, {"test": "train"}),
+    **{b.name: DatasetSpec(b.name, ("test",), b.parse, b.hub_path, b.hub_config, b.hub_split) for b in BENCHMARKS},
 }
 _MATH_SUBJECTS = (
     "algebra", "counting_and_probability", "geometry", "intermediate_algebra",
