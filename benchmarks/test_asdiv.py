@@ -1,8 +1,3 @@
-"""ASDiv: elementary word problems (2,215; not shipped: --data-dir or the hub)."""
+from tir_harness.plugin.benchmark import dataset_test
 
-import pytest
-
-
-@pytest.mark.tir_dataset("asdiv", split="test")
-def test_asdiv(problem, solve):
-    assert solve(problem).answer == problem.answer
+test_asdiv = dataset_test("asdiv")

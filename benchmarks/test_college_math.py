@@ -1,8 +1,3 @@
-"""CollegeMath: college algebra to differential equations (2,818; not shipped: --data-dir or the hub)."""
+from tir_harness.plugin.benchmark import dataset_test
 
-import pytest
-
-
-@pytest.mark.tir_dataset("college_math", split="test")
-def test_college_math(problem, solve):
-    assert solve(problem).answer == problem.answer
+test_college_math = dataset_test("college_math")

@@ -1,8 +1,3 @@
-"""Gaokao 2023 maths, English translation (385)."""
+from tir_harness.plugin.benchmark import dataset_test
 
-import pytest
-
-
-@pytest.mark.tir_dataset("gaokao2023en", split="test")
-def test_gaokao2023en(problem, solve):
-    assert solve(problem).answer == problem.answer
+test_gaokao2023en = dataset_test("gaokao2023en")

@@ -1,8 +1,3 @@
-"""MAWPS: AddSub, SingleEq, SingleOp, MultiArith word problems (2,065; not shipped: --data-dir or the hub)."""
+from tir_harness.plugin.benchmark import dataset_test
 
-import pytest
-
-
-@pytest.mark.tir_dataset("mawps", split="test")
-def test_mawps(problem, solve):
-    assert solve(problem).answer == problem.answer
+test_mawps = dataset_test("mawps")

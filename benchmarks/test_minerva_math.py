@@ -1,8 +1,3 @@
-"""Minerva Math: MIT OpenCourseWare problems with units and decimals (272; not shipped: --data-dir or the hub)."""
+from tir_harness.plugin.benchmark import dataset_test
 
-import pytest
-
-
-@pytest.mark.tir_dataset("minerva_math", split="test")
-def test_minerva_math(problem, solve):
-    assert solve(problem).answer == problem.answer
+test_minerva_math = dataset_test("minerva_math")

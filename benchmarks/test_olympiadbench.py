@@ -1,8 +1,3 @@
-"""OlympiadBench: open-ended English maths competition problems, text only (675)."""
+from tir_harness.plugin.benchmark import dataset_test
 
-import pytest
-
-
-@pytest.mark.tir_dataset("olympiadbench", split="test")
-def test_olympiadbench(problem, solve):
-    assert solve(problem).answer == problem.answer
+test_olympiadbench = dataset_test("olympiadbench")

@@ -1,4 +1,4 @@
-"""The newer benchmarks (run/benchmarks_data.py): gold rules and markers on real rows of each set.
+"""The newer benchmarks (registered by run/benchmarks_data.py): gold rules and markers on real rows of each set.
 
 The rows are upstream's, copied unchanged into tests/data/benchmarks/ (rows.jsonl: the set, the row's 0-based
 position in the upstream file, the row) or read from the package's shipped copy; nothing here reads a data
@@ -14,9 +14,12 @@ from pathlib import Path
 import pytest
 
 from tir_harness.grading import Answer
+from tir_harness.plugin.benchmark import file_text
+from tir_harness.plugin.hooks import markers
 from tir_harness.run import problems
-from tir_harness.run.benchmarks_data import BENCHMARKS, MARKERS, repair_escapes
-from tir_harness.run.problems import DATASETS, DatasetNotFound, load, shipped
+from tir_harness.run.benchmarks_data import BENCHMARKS, repair_escapes
+from tir_harness.run.datasets import DATASETS
+from tir_harness.run.problems import DatasetNotFound, load, shipped
 from tir_harness.run.prompts import PROMPT_TYPES, first_messages
 
 HERE = Path(__file__).resolve().parent
@@ -118,15 +121,30 @@ def test_an_unshipped_set_without_data_is_one_line_naming_where_it_looked(tmp_pa
     assert "math-ai/minervamath" in message and "--data-dir" in message
 
 
-def test_the_table_agrees_with_the_manifest_the_benchmark_files_and_the_markers():
+def test_the_registered_sets_agree_with_the_manifest_the_benchmark_files_and_the_markers():
+    declared = markers()
     for bench in BENCHMARKS:
         name = bench.name
-        assert name in DATASETS and DATASETS[name].parse is bench.parse
+        assert DATASETS[name] is bench
         assert (f"{name}/test" in shipped()) == bench.shipped, name
         if bench.shipped:
-            assert shipped()[f"{name}/test"]["license"] == bench.license
-        source = (REPO / "benchmarks" / f"test_{name}.py").read_text("utf-8")
-        assert f'@pytest.mark.tir_dataset("{name}", split="test")' in source
-        assert name in MARKERS and all(s in MARKERS for s in bench.subjects)
+            assert shipped()[f"{name}/test"]["license"] == bench.licence
+        assert (REPO / "benchmarks" / f"test_{name}.py").read_text("utf-8") == file_text(name)
+        assert name in declared and all(m in declared for m in bench.markers)
     readme = (REPO / "tir_harness" / "run" / "data" / "README.md").read_text("utf-8")
     assert all(f"| {b.name} | {'yes' if b.shipped else 'no'} |" in readme for b in BENCHMARKS)
+    # A marker several sets declare keeps each set's meaning in its help.
+    assert declared["algebra"].split("; ") == [
+        "CollegeMath topic algebra", "MATH subject algebra", "OlympiadBench subfield algebra"
+    ]  # fmt: skip
+
+
+def test_word_problem_sets_are_graded_as_numbers(tmp_path):
+    """ASDiv and MAWPS answers are numbers: a response without a marked answer is read by its last number."""
+    kinds = {b.name: b.answer_kind for b in BENCHMARKS}
+    assert {name for name, kind in kinds.items() if kind == "number"} == {"asdiv", "mawps"}
+    (tmp_path / "mawps").mkdir()
+    rows = [e["row"] for e in ROWS if e["dataset"] == "mawps"]
+    (tmp_path / "mawps" / "test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), "utf-8")
+    (problem, *_) = load("mawps", "test", data_dir=tmp_path)
+    assert problem.answer_kind == "number" and problem.answer == "43"

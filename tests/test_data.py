@@ -189,11 +189,12 @@ def test_benchmarks_collect_every_shipped_problem_with_no_data_folder_and_no_hub
 @pytest.mark.parametrize("name", sorted(UNSHIPPED))
 def test_upstream_unshipped_sets_load_with_their_markers(name):
     """With TIR_DATA_DIR: each unshipped set loads from it whole, with unique ids, gold answers, declared markers."""
-    from tir_harness.run.benchmarks_data import BENCHMARKS
+    from tir_harness.run.datasets import DATASETS
 
-    (bench,) = [b for b in BENCHMARKS if b.name == name]
+    bench = DATASETS[name]
     loaded = load(name, "test", data_dir=Path(os.environ["TIR_DATA_DIR"]))
     assert len(loaded) == UNSHIPPED[name] and len({p.id for p in loaded}) == len(loaded)
     assert all(p.answer.strip() and p.question.strip() for p in loaded)
     assert not any(c in p.question for p in loaded for c in "\x0c\x08")  # the JSON-escape slips repaired
-    assert {p.subject for p in loaded} - {None} == set(bench.subjects)
+    assert {p.subject for p in loaded} - {None} == set(bench.markers)
+    assert {p.answer_kind for p in loaded} == {bench.answer_kind}

@@ -290,6 +290,15 @@ def test_completion_is_mapped_and_the_request_carries_the_sampling_and_vllm_extr
     }  # fmt: skip
 
 
+def test_reference_quirks_ask_the_server_to_add_a_bos_and_skip_special_tokens(fakes, engines):
+    fake = fakes()
+    engine = engines([fake.url])
+    quirky = GenerationRequest("<bos>Q", SamplingConfig(), "r", add_special_tokens=True, skip_special_tokens=True)
+    result(engine.submit(quirky))
+    (body,) = fake.bodies
+    assert (body["add_special_tokens"], body["skip_special_tokens"]) == (True, True)
+
+
 def test_without_cached_token_details_cached_tokens_is_none_and_no_seed_is_sent(fakes, engines):
     fake = fakes()
     engine = engines([fake.url])

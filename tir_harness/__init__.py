@@ -1,25 +1,40 @@
 """tir-harness: evaluate language models on math problems with a Python tool.
 
 The pytest plugin (`tir_harness.plugin.hooks`) is the main entry point; these are the pieces it is made of, for
-use from scripts and other tools.
+use from scripts and other tools, and the functions that add datasets, prompt formats, prompt types and
+observation styles (docs/extending.md).
 """
 
 from tir_harness.engines.base import Completion, Engine, EngineError, GenerationRequest, SamplingConfig
 from tir_harness.records.trajectory import Trajectory, Turn
+from tir_harness.run.datasets import DATASETS, Dataset, register_dataset
+from tir_harness.run.extensions import ObservationStyle, register_observation_style
 from tir_harness.run.loop import LoopConfig, run_trajectory
 from tir_harness.run.problems import Problem, load, load_jsonl
-from tir_harness.run.prompts import FORMATS, PROMPT_TYPES, PromptFormat, PromptType
+from tir_harness.run.prompts import (
+    FORMATS,
+    PROMPT_TYPES,
+    Message,
+    PromptFormat,
+    PromptType,
+    register_prompt_format,
+    register_prompt_type,
+)
 from tir_harness.run.results import Result
 from tir_harness.run.scheduler import Scheduler
 
 __all__ = [
+    "DATASETS",
     "FORMATS",
     "PROMPT_TYPES",
     "Completion",
+    "Dataset",
     "Engine",
     "EngineError",
     "GenerationRequest",
     "LoopConfig",
+    "Message",
+    "ObservationStyle",
     "Problem",
     "PromptFormat",
     "PromptType",
@@ -30,5 +45,9 @@ __all__ = [
     "Turn",
     "load",
     "load_jsonl",
+    "register_dataset",
+    "register_observation_style",
+    "register_prompt_format",
+    "register_prompt_type",
     "run_trajectory",
 ]

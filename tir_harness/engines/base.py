@@ -41,6 +41,8 @@ class GenerationRequest:
     # The request whose prompt and output this prompt extends: engines that tokenize may reuse its token ids
     # so that the prefix cache sees exactly the tokens it computed.
     continues: str | None = None
+    # The reference's quirk (--reference-quirks): the server's default of dropping special tokens from the text.
+    skip_special_tokens: bool = False
 
 
 @dataclass(frozen=True)

@@ -563,7 +563,7 @@ class OpenAIEngine:
             # vLLM extras: the harness renders <bos> and chat markup itself, and wants them kept
             # in the output; the stop string is reported in stop_reason, never in the text.
             "add_special_tokens": request.add_special_tokens,
-            "skip_special_tokens": False,
+            "skip_special_tokens": request.skip_special_tokens,
             "include_stop_str_in_output": False,
         }
         if sampling.seed is not None:

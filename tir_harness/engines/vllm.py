@@ -60,7 +60,11 @@ class VLLMEngine:
         self._error: BaseException | None = None
         self._closed = False
         self._version = ""
-        self.busy_seconds = 0.0  # time with at least one request in the engine (for the perf benchmark)
+        # For benchmarks/perf/loop.py: time with at least one request in the engine, steps taken, and the sum
+        # over steps of the requests in the engine (their ratio is the mean batch size).
+        self.busy_seconds = 0.0
+        self.steps = 0
+        self.step_sequences = 0
         self.max_num_seqs: int | None = None  # sequences vLLM batches at once, once the model is loaded
         self.cached_tokens = 0
         self._thread = threading.Thread(target=self._run, name="tir-vllm-engine", daemon=True)
@@ -114,9 +118,12 @@ class VLLMEngine:
                 if not self._admit(engine, tokenizer, block=not busy):
                     break
                 if engine.has_unfinished_requests():
+                    batch = engine.get_num_unfinished_requests()
                     start = time.perf_counter()
                     outputs = engine.step()
                     self.busy_seconds += time.perf_counter() - start
+                    self.steps += 1
+                    self.step_sequences += batch
                     for output in outputs:
                         if output.finished:
                             self._finish(output, tokenizer)
@@ -175,7 +182,7 @@ class VLLMEngine:
                     max_tokens=s.max_tokens,
                     seed=s.seed,
                     stop=list(s.stop),
-                    skip_special_tokens=False,
+                    skip_special_tokens=request.skip_special_tokens,
                     output_kind=RequestOutputKind.FINAL_ONLY,
                 )
                 engine.add_request(rid, TokensPrompt(prompt_token_ids=ids), params)

@@ -11,7 +11,7 @@ block that never closes has no answer (grading/thinking.py).  Then, in order (do
 4. a response with none of these whose last step is a ```output block (tool use): that block's last line,
    when it is an answer (a number or math), not a number of the closing prose;
 5. fallback: the last math span (`$...$`, `\\(...\\)`, `\\[...\\]`) or the last number, whichever comes
-   later; GSM8K-style datasets (answers are numbers) use the last number only.
+   later; answers of kind `number` (GSM8K-style datasets) use the last number only.
 Nothing found -> None (the grader's "no answer").
 """
 
@@ -29,7 +29,9 @@ from tir_harness.grading.thinking import split_thinking
 # The answer is at the end; reading only the tail bounds the time spent on runaway generations.
 MAX_RESPONSE_CHARS = 20_000
 MAX_BOXES = 50
-NUMBER_DATASETS = {"gsm8k", "gsm-hard", "gsm_hard", "gsmhard", "svamp", "asdiv", "mawps", "multiarith"}
+# What a dataset's answers are (its `Dataset.answer_kind`, run/datasets.py): the fallback reads a response
+# without a marked answer by its last math span or number (`expression`) or by its last number (`number`).
+ANSWER_KINDS = ("expression", "number")
 
 _GSM = re.compile(r"####\s*([^\n]+)")
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
@@ -58,7 +60,7 @@ _OUTPUT_BLOCK = re.compile(r"```output\n(.*?)```", re.DOTALL)
 _LETTER = re.compile(r"(?<![A-Za-z0-9])\(?([A-E])\)?(?![A-Za-z0-9])")
 
 
-def extract_answer(response: str, dataset: str | None = None, *, fallback: bool = True) -> str | None:
+def extract_answer(response: str, answer_kind: str = "expression", *, fallback: bool = True) -> str | None:
     """The final answer in `response` as a string, or None when there is none.
 
     `fallback=False` skips step 4 (last math span / last number) and only trusts explicit markers.
@@ -80,7 +82,7 @@ def extract_answer(response: str, dataset: str | None = None, *, fallback: bool 
     if tags and tags[-1].strip():
         # `<answer>...</answer>`: the model's declared answer, read for its own markers, else taken whole.
         content = tags[-1].strip()
-        marked = extract_answer(content, dataset, fallback=False) if len(content) < len(text) else None
+        marked = extract_answer(content, answer_kind, fallback=False) if len(content) < len(text) else None
         return marked if marked is not None else _strip_delimiters(content)
     gsm = _GSM.findall(text)
     if gsm:
@@ -93,8 +95,7 @@ def extract_answer(response: str, dataset: str | None = None, *, fallback: bool 
     output = _closing_output(text)
     if output is not None:
         return output
-    numbers_only = (dataset or "").lower().replace("_", "-") in NUMBER_DATASETS
-    return _fallback(text, numbers_only)
+    return _fallback(text, answer_kind == "number")
 
 
 def extract_choice(response: str) -> str | None:

@@ -81,6 +81,7 @@ class Runner:
         self._test_ids: dict[str, str] = {}  # problem id -> the test that reports it (stored with its records)
         self._startup_error: str | None = None
         self._started = False
+        self.held: int | None = None  # trajectories of this run the store held when it started
         self._reported_info = False
         worker = getattr(config, "workerinput", None)
         if worker is not None and worker.get(SIGNALS_KEY):
@@ -238,6 +239,7 @@ class Runner:
         keys = {(p, s): self._key(p, s) for p in self.work for s in range(opts.samples)}
         try:
             stored = {} if opts.refresh else self.store.get_many(list(keys.values()))
+            self.held = len(stored)  # said by the first progress line
         except StoreError as exc:  # a store damaged past its header is found by its first read
             raise StartupError(f"tir-harness: --store-dir {exc}") from None
         if len(stored) < len(keys):
@@ -325,7 +327,7 @@ class Runner:
             terminal.write_line(f"tir-harness: {message}", yellow=True)
 
     def _prompt_format(self, spec: ModelSpec, model_name: str) -> PromptFormat:
-        name = self.options.prompt_format or spec.prompt_format or format_for_model(model_name)
+        name = format_for_model(model_name, self.options.prompt_format, spec.prompt_format)
         if name != "chat-template":
             return FORMATS[name]
         try:
@@ -378,7 +380,8 @@ class Runner:
         if cached is not None:
             # Stored trajectories are graded again: a better grader re-scores without regenerating.
             future: Future[dict[str, Any]] = Future()
-            future.set_result({**regraded(cached, problem.dataset), "run_id": self.run_id, "cached": True})
+            record = regraded(cached, problem.dataset, answer_kind=problem.answer_kind)
+            future.set_result({**record, "run_id": self.run_id, "cached": True})
         else:
             # Resolved once the record is durable in the store, not when the trajectory ends: a test never
             # reports a trajectory that a crash could still lose.

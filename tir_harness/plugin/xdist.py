@@ -282,9 +282,10 @@ class XdistHooks:
     def _reporter(config: pytest.Config) -> Reporter | None:
         return config.pluginmanager.get_plugin("tir-harness-reporter")  # type: ignore[no-any-return]
 
-    @staticmethod
-    def _evaluating(config: pytest.Config) -> bool:
-        return bool(config.getoption("model", None) or config.getoption("server_url", None))
+    @classmethod
+    def _evaluating(cls, config: pytest.Config) -> bool:
+        runner = cls._runner(config)  # its options: the command line's, the environment's, the ini file's
+        return runner is not None and bool(runner.options.model or runner.options.server_urls)
 
     def _scheduler(self, config: pytest.Config) -> ShareScheduling | None:
         if self.sched is None and config.getvalue("dist") == "load" and self._evaluating(config):

@@ -287,9 +287,12 @@ class ResultStore:
             if _is_busy(exc):
                 raise
             raise StoreError(f"{self.path}: not a tir-harness result store ({exc})") from exc
-        if self._create and tables and not {"meta", "trajectories"} <= tables:
-            # Someone else's database: adding our tables (or even switching it to WAL) would change it.
-            raise StoreError(f"{self.path}: a SQLite database that is not a tir-harness result store; left untouched")
+        if tables and not {"meta", "trajectories"} <= tables:
+            # Someone else's database: adding our tables (or even switching it to WAL) would change it, and so
+            # would a reader's open (the report's check against the store reads a store it did not create).
+            if self._create:
+                raise StoreError(f"{self.path}: a SQLite database that is not a tir-harness result store; left untouched")
+            raise StoreError(f"{self.path}: not a tir-harness result store (no trajectories table)")
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         except sqlite3.DatabaseError as exc:
@@ -302,7 +305,8 @@ class ResultStore:
                 "put the store on a local disk (--store-dir or TIR_STORE_DIR)"
             )
         # FULL: each commit fsyncs the WAL, so a returned `put` survives power loss too, not just kill -9
-        # (NORMAL would suffice for kill -9).  One fsync per trajectory is negligible next to generating it.
+        # (NORMAL would suffice for kill -9).  During a run `GroupWriter` commits every record that finished
+        # during the previous commit in one transaction: one fsync per group, not per trajectory.
         conn.execute("PRAGMA synchronous=FULL")
         if self._create:
             conn.execute("BEGIN IMMEDIATE")

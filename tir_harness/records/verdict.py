@@ -17,13 +17,14 @@ GRADING_FIELDS = (
 )  # fmt: skip
 
 
-def grade_record(record: dict[str, Any], dataset: str | None = None) -> Verdict:
-    """The current grader's verdict on a record: its response, or (for records without one) its prediction."""
+def grade_record(record: dict[str, Any], answer_kind: str = "expression") -> Verdict:
+    """The current grader's verdict on a record: its response, or (for records without one) its prediction.
+    `answer_kind` is its dataset's (grading.ANSWER_KINDS; the run layer knows which dataset has which)."""
     if record.get("end_reason") == END_ERROR:  # nothing was generated: there is no response to grade
         return Verdict(False, None, f"engine error: {record.get('error')}")
     gold = str(record["gold"])
     if record.get("response") is not None:
-        return grade(str(record["response"]), gold, dataset=record.get("dataset") or dataset)
+        return grade(str(record["response"]), gold, answer_kind=answer_kind)
     return grade(str(record["prediction"]), gold, extracted=True)
 
 
@@ -50,12 +51,12 @@ def is_current(record: dict[str, Any]) -> bool:
     )
 
 
-def regraded(record: dict[str, Any], dataset: str | None = None) -> dict[str, Any]:
+def regraded(record: dict[str, Any], dataset: str | None = None, *, answer_kind: str = "expression") -> dict[str, Any]:
     """The record with its grading fields recomputed by the current graders (the trajectory is untouched);
     a record already graded by them is returned as it is (a rerun from the store grades nothing again)."""
     if is_current(record):
         return record
-    verdict = grade_record(record, dataset)
+    verdict = grade_record(record, answer_kind)
     reference = reference_verdict(record, dataset)
     return {
         **record,

@@ -1,10 +1,10 @@
-"""The benchmarks of today's math-model papers (the Qwen2.5-Math evaluation suite and AIME 2025), one table row each.
+"""The benchmarks of today's math-model papers (the Qwen2.5-Math evaluation suite and AIME 2025), registered datasets.
 
-Every fact about one of these datasets lives in its `Benchmark` row: how a row of the upstream JSONL becomes a
-`Problem` (question, gold answer, markers), the gold rule in words, the licence, whether the package ships a copy
-and where the Hugging Face hub keeps one.  `run/problems.py` turns each row into a `DatasetSpec` and loads it like
-the older sets (a data folder first, then the shipped copy, then the hub).  Licences and the reason each set is or
-is not shipped: `tir_harness/run/data/README.md`.
+Every fact about one of these datasets lives in its `Dataset` (run/datasets.py): how a row of the upstream JSONL
+becomes a `Problem` (question, gold answer, markers), the gold rule in words, the answer kind, the licence,
+whether the package ships a copy and where the Hugging Face hub keeps one; they load like the older sets (a data
+folder first, then the shipped copy, then the hub).  run/datasets.py imports this module, so the registry always
+holds them.  Licences and the reason each set is or is not shipped: `tir_harness/run/data/README.md`.
 
 Gold rules, as the sets publish their answers:
 - AIME 2024/2025: `answer`, an integer 0-999 as a string.  AMC 2023: `answer`, a float (`27.0` reads as 27).
@@ -24,31 +24,11 @@ set's question and gold, only where a LaTeX command name follows the control cha
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tir_harness.grading.boxed import last_boxed
-
-if TYPE_CHECKING:
-    from tir_harness.run.problems import Problem
-
-Parser = Callable[[dict[str, Any], int, str], "Problem"]
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    name: str
-    parse: Parser
-    gold_rule: str  # in words, for the docs and `--markers`
-    license: str
-    shipped: bool  # a copy is in tir_harness/run/data (where the licence allows redistribution)
-    hub_path: str
-    hub_config: str | None = None
-    hub_split: dict[str, str] | None = None  # our split name -> the hub's, where they differ
-    subjects: tuple[str, ...] = ()  # the subject markers its problems carry (subfield, type, topic)
-    description: str = ""
-
+from tir_harness.run.datasets import Dataset, register_dataset
+from tir_harness.run.problems import Problem, gold_text
 
 # -- repairs and small readers ----------------------------------------------------------------------------------
 
@@ -93,9 +73,6 @@ def _course(name: str) -> str:
 def _problem(
     dataset: str, split: str, key: str, question: Any, gold: str | None, subject: str | None = None
 ) -> Problem:
-    # Imported here: problems.py builds its dataset table from this module's, so it imports this one first.
-    from tir_harness.run.problems import Problem
-
     if not isinstance(question, str):
         raise ValueError(f"question is {type(question).__name__}, not text")
     if gold is None or not gold.strip():
@@ -105,33 +82,27 @@ def _problem(
     )
 
 
-def _gold(value: Any, field: str) -> str:
-    from tir_harness.run.problems import _gold_text  # the one reader of string-or-float gold answers
-
-    return _gold_text(value, field)
-
-
 # -- the parsers: upstream row -> Problem -------------------------------------------------------------------------
 
 
 def _aime24(row: dict[str, Any], index: int, split: str) -> Problem:
-    return _problem("aime24", split, str(row["id"]), row["problem"], _gold(row["answer"], "answer"))
+    return _problem("aime24", split, str(row["id"]), row["problem"], gold_text(row["answer"], "answer"))
 
 
 def _aime25(row: dict[str, Any], index: int, split: str) -> Problem:
     # No id upstream: the position (0-29, I then II) names the problem; the README's rows 18, 19, 27 are these.
     key = str(row["id"]) if "id" in row else f"{index:02d}"
-    return _problem("aime25", split, key, row["problem"], _gold(row["answer"], "answer"))
+    return _problem("aime25", split, key, row["problem"], gold_text(row["answer"], "answer"))
 
 
 def _amc23(row: dict[str, Any], index: int, split: str) -> Problem:
     key = f"{int(row['id']):02d}" if "id" in row else f"{index:02d}"
     question = row["problem"] if "problem" in row else row["question"]
-    return _problem("amc23", split, key, question, _gold(row["answer"], "answer"))
+    return _problem("amc23", split, key, question, gold_text(row["answer"], "answer"))
 
 
 def _minerva(row: dict[str, Any], index: int, split: str) -> Problem:
-    gold = last_boxed(row["solution"]) if "solution" in row else _gold(row["answer"], "answer")
+    gold = last_boxed(row["solution"]) if "solution" in row else gold_text(row["answer"], "answer")
     if gold is None:
         raise KeyError("solution has no \\boxed{} answer")
     key = f"{int(row['idx']):03d}" if "idx" in row else f"{index:03d}"
@@ -153,7 +124,7 @@ def _olympiadbench(row: dict[str, Any], index: int, split: str) -> Problem:
 
 def _college_math(row: dict[str, Any], index: int, split: str) -> Problem:
     topic = str(row.get("data_topic") or "").removeprefix("college_math.")
-    gold = _undollar(_gold(row["answer"], "answer"))
+    gold = _undollar(gold_text(row["answer"], "answer"))
     return _problem("college_math", split, f"{index:04d}", row["question"], gold, _slug(topic) or None)
 
 
@@ -161,7 +132,7 @@ _TRAILING_ANSWER = re.compile(r"(?s)(.*\S)\s*answers?:\s*(\S.*?)\s*", re.IGNOREC
 
 
 def _gaokao2023en(row: dict[str, Any], index: int, split: str) -> Problem:
-    question, gold = row["question"], _undollar(_gold(row["answer"], "answer"))
+    question, gold = row["question"], _undollar(gold_text(row["answer"], "answer"))
     if not gold and isinstance(question, str):
         # Two rows (HMMT, SAT) have an empty `answer` and their answer at the end of the question ("...at least
         # one saddle point.answers: $\frac{3}{10}$"): the gold, taken out of what the model is shown.
@@ -175,21 +146,26 @@ def _asdiv(row: dict[str, Any], index: int, split: str) -> Problem:
     question = f"{str(row['body']).strip()} {str(row['question']).strip()}"
     key = f"{int(row['idx']):04d}" if "idx" in row else f"{index:04d}"
     subject = _slug(row["solution_type"]) if row.get("solution_type") else None
-    return _problem("asdiv", split, key, question, _without_unit(_gold(row["answer"], "answer")), subject)
+    return _problem("asdiv", split, key, question, _without_unit(gold_text(row["answer"], "answer")), subject)
 
 
 def _mawps(row: dict[str, Any], index: int, split: str) -> Problem:
     key = f"{int(row['idx']):04d}" if "idx" in row else f"{index:04d}"
     subject = _slug(row["type"]) if row.get("type") else None
-    return _problem("mawps", split, key, row["input"], _gold(row["target"], "target"), subject)
+    return _problem("mawps", split, key, row["input"], gold_text(row["target"], "target"), subject)
 
 
-# -- the table ----------------------------------------------------------------------------------------------------
+# -- the registrations ----------------------------------------------------------------------------------------------
 
 _MINERVA_COURSES = (
     "differential_equations", "dynamics_and_control", "ecology_i", "information_and_entropy",
     "introduction_to_astronomy", "introduction_to_solid_state_chemistry", "physical_chemistry",
     "principles_of_microeconomics", "relativity",
+)  # fmt: skip
+_OLYMPIAD_SUBFIELDS = ("algebra", "combinatorics", "geometry", "number_theory")
+_COLLEGE_TOPICS = (
+    "algebra", "calculus", "differential_equation", "linear_algebra", "precalculus", "probability",
+    "vector_calculus",
 )  # fmt: skip
 _ASDIV_TYPES = (
     "addition", "algebra_1", "algebra_2", "ceil_division", "common_division", "comparison", "difference",
@@ -197,120 +173,50 @@ _ASDIV_TYPES = (
     "sequential_operation", "set_operation", "substraction", "subtraction", "sum", "surplus", "tvq_change",
     "tvq_final", "tvq_initial", "unittrans",
 )  # fmt: skip
+_MAWPS_PARTS = ("addsub", "multiarith", "singleeq", "singleop")
 
-BENCHMARKS: tuple[Benchmark, ...] = (
-    Benchmark(
-        "aime24",
-        _aime24,
-        "`answer` (an integer 0-999, as text)",
-        "AIME problems (c) the MAA, no licence granted; solutions from the AoPS wiki",
-        False,
-        "HuggingFaceH4/aime_2024",
-        hub_split={"test": "train"},
-        description="AIME 2024 I and II (30)",
-    ),
-    Benchmark(
-        "aime25",
-        _aime25,
-        "`answer` (an integer 0-999, as text); form feed/tab slips repaired",
-        "AIME problems (c) the MAA, no licence granted",
-        False,
-        "math-ai/aime25",
-        description="AIME 2025 I and II (30)",
-    ),
-    Benchmark(
-        "amc23",
-        _amc23,
-        "`answer`, a float (27.0 reads as 27)",
-        "AMC problems (c) the MAA, no licence granted",
-        False,
-        "math-ai/amc23",
-        description="AMC 12 2023 A and B (40)",
-    ),
-    Benchmark(
-        "minerva_math",
-        _minerva,
-        "last \\boxed{} of `solution` (units outside the box, decimals)",
-        "CC BY-NC-SA 4.0 (MIT OpenCourseWare)",
-        False,
-        "math-ai/minervamath",
-        subjects=_MINERVA_COURSES,
-        description="Minerva's MIT OpenCourseWare problems (272)",
-    ),
-    Benchmark(
-        "olympiadbench",
-        _olympiadbench,
-        "`final_answer[0]`, `$` dropped; `unit` apart",
-        "Apache-2.0",
-        True,
-        "Hothan/OlympiadBench",
-        "OE_TO_maths_en_COMP",
-        {"test": "train"},
-        subjects=("algebra", "combinatorics", "geometry", "number_theory"),
-        description="OlympiadBench, open-ended text-only English maths competition problems (675)",
-    ),
-    Benchmark(
-        "college_math",
-        _college_math,
-        "`answer`, `$` dropped",
-        "per row: CC BY 3.0, CC BY, CC BY-NC-SA 3.0/4.0, GFDL, a no-charge book licence",
-        False,
-        "math-ai/college_math",
-        subjects=(
-            "algebra",
-            "calculus",
-            "differential_equation",
-            "linear_algebra",
-            "precalculus",
-            "probability",
-            "vector_calculus",
-        ),  # fmt: skip
-        description="CollegeMath (MathScale) test set (2,818)",
-    ),
-    Benchmark(
-        "gaokao2023en",
-        _gaokao2023en,
-        "`answer`, `$` dropped",
-        "MIT",
-        True,
-        "MARIO-Math-Reasoning/Gaokao2023-Math-En",
-        hub_split={"test": "train"},
-        description="Gaokao 2023 maths, English translation (385)",
-    ),
-    Benchmark(
-        "asdiv",
-        _asdiv,
-        "`answer` without its unit in parentheses",
-        "CC BY-NC 4.0",
-        False,
-        "EleutherAI/asdiv",
-        hub_split={"test": "validation"},
-        subjects=_ASDIV_TYPES,
-        description="ASDiv (2,215)",
-    ),
-    Benchmark(
-        "mawps",
-        _mawps,
-        "`target`, a float (43.0 reads as 43)",
-        "none declared for the combined set (AddSub, SingleEq, SingleOp, MultiArith)",
-        False,
-        "MU-NLPC/Calc-mawps",
-        subjects=("addsub", "multiarith", "singleeq", "singleop"),
-        description="MAWPS (2,065)",
-    ),
-)
 
-# pytest markers: each dataset's name and its subject markers (a name shared with MATH's subjects says so).
-MARKERS: dict[str, str] = {
-    **{b.name: f"problems of the {b.name} dataset: {b.description}" for b in BENCHMARKS},
-    **{
-        subject: "subject {} ({})".format(
-            subject,
-            ", ".join(
-                ["MATH"] * (subject in ("algebra", "geometry", "number_theory", "precalculus"))
-                + [b.name for b in BENCHMARKS if subject in b.subjects]
-            ),  # fmt: skip
-        )
-        for subject in sorted({s for b in BENCHMARKS for s in b.subjects})
-    },
-}
+def _markers(kind: str, names: tuple[str, ...]) -> dict[str, str]:
+    # A marker may be shared with another set's (algebra: MATH, OlympiadBench, CollegeMath): the help says whose.
+    return {name: f"{kind} {name}" for name in names}
+
+
+_MAA = "AIME/AMC problems (c) the MAA, no licence granted"
+
+BENCHMARKS: tuple[Dataset, ...] = (
+    Dataset("aime24", ("test",), _aime24, "AIME 2024 I and II, 30 problems",
+            "`answer` (an integer 0-999, as text)", licence=f"{_MAA}; solutions from the AoPS wiki",
+            hub_path="HuggingFaceH4/aime_2024", hub_split={"test": "train"}),
+    Dataset("aime25", ("test",), _aime25, "AIME 2025 I and II, 30 problems",
+            "`answer` (an integer 0-999, as text); form feed/tab slips repaired", licence=_MAA,
+            hub_path="math-ai/aime25"),
+    Dataset("amc23", ("test",), _amc23, "AMC 12 2023 A and B, 40 problems", "`answer`, a float (27.0 reads as 27)",
+            licence=_MAA, hub_path="math-ai/amc23"),
+    Dataset("minerva_math", ("test",), _minerva, "Minerva's MIT OpenCourseWare problems, 272",
+            "last \\boxed{} of `solution` (units outside the box, decimals)",
+            markers=_markers("Minerva course", _MINERVA_COURSES),
+            licence="CC BY-NC-SA 4.0 (MIT OpenCourseWare)", hub_path="math-ai/minervamath"),
+    Dataset("olympiadbench", ("test",), _olympiadbench,
+            "OlympiadBench, open-ended text-only English maths competition problems, 675",
+            "`final_answer[0]`, `$` dropped; `unit` apart",
+            markers=_markers("OlympiadBench subfield", _OLYMPIAD_SUBFIELDS), licence="Apache-2.0",
+            shipped=True, hub_path="Hothan/OlympiadBench", hub_config="OE_TO_maths_en_COMP",
+            hub_split={"test": "train"}),
+    Dataset("college_math", ("test",), _college_math, "CollegeMath (MathScale) test set, 2,818 problems",
+            "`answer`, `$` dropped", markers=_markers("CollegeMath topic", _COLLEGE_TOPICS),
+            licence="per row: CC BY 3.0, CC BY, CC BY-NC-SA 3.0/4.0, GFDL, a no-charge book licence",
+            hub_path="math-ai/college_math"),
+    Dataset("gaokao2023en", ("test",), _gaokao2023en, "Gaokao 2023 maths, English translation, 385 problems",
+            "`answer`, `$` dropped (two rows: the question's `answer:` tail)", licence="MIT", shipped=True,
+            hub_path="MARIO-Math-Reasoning/Gaokao2023-Math-En", hub_split={"test": "train"}),
+    Dataset("asdiv", ("test",), _asdiv, "ASDiv word problems, 2,215", "`answer` without its unit in parentheses",
+            answer_kind="number", markers=_markers("ASDiv solution type", _ASDIV_TYPES),
+            licence="CC BY-NC 4.0", hub_path="EleutherAI/asdiv", hub_split={"test": "validation"}),
+    Dataset("mawps", ("test",), _mawps, "MAWPS word problems, 2,065", "`target`, a float (43.0 reads as 43)",
+            answer_kind="number", markers=_markers("MAWPS part", _MAWPS_PARTS),
+            licence="none declared for the combined set (AddSub, SingleEq, SingleOp, MultiArith)",
+            hub_path="MU-NLPC/Calc-mawps"),
+)  # fmt: skip
+
+for _dataset in BENCHMARKS:
+    register_dataset(_dataset)

@@ -8,7 +8,7 @@ note when the session lost its variables) and `reference` (the reference impleme
 - mode `reference`: each turn replays every block of the conversation in a fresh IPython shell with the
   reference's semantics (`Session.replay`; the loop parses the blocks with the reference's fence rule).
 
-Add one in a file of your own (docs/extending-observations.md):
+Add one in a file of your own (docs/extending.md, "Add an observation style"):
 
     from tir_harness.sandbox.observations import register_style
 
