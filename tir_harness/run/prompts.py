@@ -112,7 +112,7 @@ TORA_INSTRUCTION = (
 def _reference_tora(question: str, fmt: str) -> str:
     # The Gemma and Mistral checkpoints learned the tool format from data: the reference sends the bare question.
     # Llama 3 gets the question too (the reference dropped it: its one prompt bug, fixed here).
-    if fmt in ("gemma", "mistral"):
+    if fmt in ("gemma", "mistral", "tora"):  # ToRA's own checkpoints too (its inference.py's train format)
         return question
     return f"{question}\n{REFERENCE_TORA_INSTRUCTION}"
 
@@ -330,6 +330,12 @@ for _format in (
     PromptFormat(
         "plain", "", "{content}\n", "{content}\n", "", (OUTPUT_STOP, "---", "Question:"),
         inline=True, add_special_tokens=True, system="{content}\n\n",
+    ),
+    # ToRA's checkpoints (llm-agents/tora-*): its inference.py's train prompt format, stop words and observation
+    # wrapping; the tokenizer adds Llama's BOS.
+    PromptFormat(
+        "tora", "", "<|user|>\n{content}\n", "<|assistant|>\n{content}\n", "<|assistant|>\n",
+        ("</s>", "---", OUTPUT_STOP), inline=True, add_special_tokens=True, system="{content}\n\n",
     ),
     # Qwen2.5-Math (ChatML): its evaluation code continues the model's own text with the observation, inline,
     # and passes the text to the engine as is (Qwen2 tokenizers have no BOS to add).
