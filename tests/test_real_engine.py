@@ -153,3 +153,26 @@ def test_a_grader_change_regrades_without_regenerating(gemma, tmp_path):
         regraded = now[record["problem_id"]]
         assert regraded["turns"] == record["turns"]
         assert (regraded["prediction"], regraded["correct"]) == (record["prediction"], record["correct"])
+
+
+def test_engine_args_reach_vllm_and_the_manifest_and_a_wrong_one_stops_before_the_engine(gemma, tmp_path):
+    store, reports = tmp_path / "store", tmp_path / "run"
+    base = ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=32", "-k", "0000",
+            f"--store-dir={store}"]  # fmt: skip
+    typo = realrun.run([*base, "--engine-arg=max_num_seq=3"], tmp_path)
+    assert typo.returncode == 4, typo.stdout[-3000:]
+    assert "ERROR: tir-harness: --engine-arg max_num_seq: not an argument of the vllm engine; did you mean " in (
+        typo.stderr
+    )
+    assert "Traceback" not in typo.stderr and not store.exists()  # stopped before the store and the engine
+    # max_num_seqs reaches vLLM's EngineArgs (the engine reports what vLLM's scheduler took), an argument agreeing
+    # with its shorthand (--dtype=float32) is taken, and the manifest records them.
+    done = realrun.run(
+        [*base, "--engine-arg", '{"max_num_seqs": 3, "dtype": "float32"}', f"--report-dir={reports}"], tmp_path
+    )
+    assert done.returncode in (0, 1), done.stdout[-3000:]
+    engine = json.loads((reports / "manifest.json").read_text())["engine"]
+    assert engine["max_num_seqs"] == 3 and engine["max_inflight"] == 4  # 3 + 25%
+    assert engine["engine_args"] == {"max_num_seqs": 3, "dtype": "float32"}
+    (record,) = realrun.records(reports / "trajectories.jsonl")
+    assert record["turns"] and record["turns"][0]["completion_tokens"] > 0

@@ -1,13 +1,16 @@
 """tir-harness: evaluate language models on math problems with a Python tool.
 
-The pytest plugin (`tir_harness.plugin.hooks`) is the main entry point; these are the pieces it is made of, for
-use from scripts and other tools, and the functions that add datasets, prompt formats, prompt types and
-observation styles (docs/extending.md).
+The pytest plugin (`tir_harness.plugin.hooks`) is the main entry point; `evaluate` runs the same evaluation from
+a script; these are the pieces it is made of, for use from scripts and other tools, and the functions that add
+engines, datasets, prompt formats, prompt types and observation styles (docs/extending.md).
 """
 
 from tir_harness.engines.base import Completion, Engine, EngineError, GenerationRequest, SamplingConfig
+from tir_harness.engines.registry import ENGINES, EngineSettings, EngineType, register_engine
 from tir_harness.records.trajectory import Trajectory, Turn
+from tir_harness.run.api import EvaluationResult, evaluate
 from tir_harness.run.datasets import DATASETS, Dataset, register_dataset
+from tir_harness.run.evaluation import Evaluation, RunConfig, StartupError
 from tir_harness.run.extensions import ObservationStyle, register_observation_style
 from tir_harness.run.loop import LoopConfig, run_trajectory
 from tir_harness.run.problems import Problem, load, load_jsonl
@@ -25,12 +28,17 @@ from tir_harness.run.scheduler import Scheduler
 
 __all__ = [
     "DATASETS",
+    "ENGINES",
     "FORMATS",
     "PROMPT_TYPES",
     "Completion",
     "Dataset",
     "Engine",
     "EngineError",
+    "EngineSettings",
+    "EngineType",
+    "Evaluation",
+    "EvaluationResult",
     "GenerationRequest",
     "LoopConfig",
     "Message",
@@ -39,12 +47,16 @@ __all__ = [
     "PromptFormat",
     "PromptType",
     "Result",
+    "RunConfig",
     "SamplingConfig",
     "Scheduler",
+    "StartupError",
     "Trajectory",
     "Turn",
+    "evaluate",
     "load",
     "load_jsonl",
+    "register_engine",
     "register_dataset",
     "register_observation_style",
     "register_prompt_format",

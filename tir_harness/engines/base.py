@@ -74,4 +74,9 @@ class Engine(Protocol):
         """Plain-builtin description for the run manifest (model, engine kind, options, versions)."""
         ...
 
+    def capacity(self) -> int | None:
+        """How many sequences the engine batches at once (vLLM's max_num_seqs), once started; None: unknown.
+        The run keeps a little more than this many trajectories in flight (run/scheduler.py)."""
+        ...
+
     def close(self) -> None: ...

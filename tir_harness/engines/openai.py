@@ -799,6 +799,9 @@ class OpenAIEngine:
 
     # ------------------------------------------------------------------ manifest and shutdown
 
+    def capacity(self) -> int | None:
+        return None  # a server batches what it is sent; how much is its own setting
+
     def info(self) -> dict[str, Any]:
         with self._lock:
             versions = sorted({s.version for s in self._servers if s.version})

@@ -39,6 +39,9 @@ class ScriptedEngine:
 
         return cls(respond, **kwargs)
 
+    def capacity(self) -> int | None:
+        return None
+
     def submit(self, request: GenerationRequest) -> Future[Completion]:
         with self._lock:
             self.requests.append(request)

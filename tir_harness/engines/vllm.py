@@ -33,6 +33,8 @@ class VLLMConfig:
     enforce_eager: bool = False
     seed: int = 0
     enable_prefix_caching: bool = True
+    # vLLM's EngineArgs as (key, value) pairs (--engine-arg), over the fields above; checked by `accepted_args`.
+    engine_args: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass
@@ -88,7 +90,11 @@ class VLLMEngine:
         done.result()
 
     def info(self) -> dict[str, Any]:
-        return {"kind": "vllm", "vllm_version": self._version, **asdict(self.config), "max_num_seqs": self.max_num_seqs}
+        config = {**asdict(self.config), "engine_args": dict(self.config.engine_args)}
+        return {"kind": "vllm", "vllm_version": self._version, **config, "max_num_seqs": self.max_num_seqs}
+
+    def capacity(self) -> int | None:
+        return self.max_num_seqs
 
     def close(self) -> None:
         if self._closed:
@@ -135,14 +141,17 @@ class VLLMEngine:
             del engine, llm
 
     def _build(self) -> Any:
-        # Before vllm is imported: keep the engine core in this process (much faster on few CPU cores).
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        block_mismatched_addons()
+        _prepare_import()
         import vllm
 
         self._version = vllm.__version__
         # Unset options are left to vLLM's own defaults.
         kwargs: dict[str, Any] = {k: v for k, v in asdict(self.config).items() if v is not None}
+        kwargs.pop("engine_args")
+        kwargs.update(self.config.engine_args)
+        # vLLM seeds its global generators with this and wants 0..2**32-1; the run's seed may be negative or
+        # larger (every request carries its own sample's seed anyway).
+        kwargs["seed"] = int(kwargs.get("seed") or 0) % 2**32
         if _on_cpu():
             # vLLM's CPU build refuses to start without an explicit KV cache size on a machine with other
             # work on it, and compiling graphs costs more than it saves for short runs.
@@ -236,6 +245,22 @@ class VLLMEngine:
                 return
             if item is not _STOP and item[1].set_running_or_notify_cancel():
                 item[1].set_exception(error)
+
+
+def _prepare_import() -> None:
+    # Before vllm is imported: keep the engine core in this process (much faster on few CPU cores).
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    block_mismatched_addons()
+
+
+def accepted_args() -> frozenset[str]:
+    """The keys `vllm.LLM` passes on to vLLM's `EngineArgs` (what --engine-arg may set)."""
+    _prepare_import()
+    import dataclasses
+
+    from vllm.engine.arg_utils import EngineArgs
+
+    return frozenset(f.name for f in dataclasses.fields(EngineArgs))
 
 
 def _on_cpu() -> bool:

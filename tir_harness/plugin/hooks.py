@@ -24,8 +24,8 @@ import pytest
 
 from tir_harness.plugin import options as _options
 from tir_harness.plugin.reporter import Reporter, default_run_id
-from tir_harness.plugin.runner import PROBLEM_FIXTURE, Runner, StartupError, Unavailable
-from tir_harness.plugin.xdist import RUN_ID_KEY
+from tir_harness.plugin.runner import PROBLEM_FIXTURE, Runner, StartupError, Unavailable, problem_param
+from tir_harness.plugin.xdist import RUN_ID_KEY, worker_input
 from tir_harness.run import extensions
 from tir_harness.run.datasets import DATASETS
 from tir_harness.run.problems import DataError, DatasetNotFound, Problem, load, load_jsonl, splits
@@ -124,7 +124,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for marker, help_ in markers().items():
         config.addinivalue_line("markers", f"{marker}: {help_}")
     opts = _options.HarnessOptions.from_config(config)
-    worker = getattr(config, "workerinput", None)
+    worker = worker_input(config)
     run_dir = Path(opts.report_dir) if opts.report_dir else config.rootpath / "reports" / default_run_id(opts.model)
     # An xdist worker stores its records under the controller's run id (its own clock may be a second later).
     runner = Runner(config, opts, (worker or {}).get(RUN_ID_KEY) or run_dir.name)
@@ -139,7 +139,7 @@ def pytest_configure(config: pytest.Config) -> None:
             renamed=lambda run_id: setattr(runner, "run_id", run_id),
             store_path=runner.store_path,
             deferred=runner.interrupts.deferred,
-            held=lambda: runner.held,
+            held=lambda: runner.evaluation.held,
         )
         config.stash[reporter_key] = reporter
         config.pluginmanager.register(reporter, "tir-harness-reporter")
@@ -150,7 +150,7 @@ def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Ite
     runner = config.stash.get(runner_key, None)
     per_dataset: dict[str, int] = {}
     for item in items:
-        problem = _param(item)
+        problem = problem_param(item)
         if isinstance(problem, Problem):
             per_dataset[problem.dataset] = per_dataset.get(problem.dataset, 0) + 1
     if runner is None or not per_dataset:
@@ -246,15 +246,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     kept: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
-        (dropped if isinstance(_param(item), NotInSplit) else kept).append(item)
+        (dropped if isinstance(problem_param(item), NotInSplit) else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
-
-
-def _param(item: pytest.Item) -> object:
-    callspec = getattr(item, "callspec", None)
-    return callspec.params.get(PROBLEM_FIXTURE) if callspec is not None else None
 
 
 @pytest.fixture
@@ -270,10 +265,10 @@ def tir_engine(request: pytest.FixtureRequest) -> Any:
     runner = request.config.stash[runner_key]
     try:
         runner.start()
-        runner.start_generation()
+        runner.evaluation.start_generation()
     except StartupError as exc:
         pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
-    return runner.engine
+    return runner.evaluation.engine
 
 
 def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> list[str] | None:

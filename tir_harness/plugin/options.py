@@ -18,8 +18,10 @@ from typing import Any
 
 import pytest
 
+from tir_harness.run.evaluation import parse_engine_args, sandbox_limit_rule, server_urls
 from tir_harness.run.extensions import RegistryError, check, names
 from tir_harness.run.loop import MAX_RUN_SEED, MAX_TURN_CHARS, MIN_TURN_CHARS, SAMPLE_BITS
+from tir_harness.util.arguments import int_range, positive_int
 
 GROUP = "tir-harness"
 
@@ -32,13 +34,6 @@ def _size(text: str) -> int:
     value = int(float(match.group(1)) * factor)
     if value < 1:  # vLLM would take 0 bytes, then fail to start once the model is loaded
         raise argparse.ArgumentTypeError(f"must be at least 1 byte, got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
@@ -67,35 +62,15 @@ def _bounded(low: float, high: float, *, low_open: bool = False) -> Callable[[st
     return parse
 
 
-def _int_range(low: int, high: int | None = None) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-        if high is None and value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        if high is not None and not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {value}")
-        return value
-
-    parse.__name__ = "whole number"
-    return parse
-
-
 def _sandbox_limit(name: str, parse: Callable[[str], Any]) -> Callable[[str], Any]:
     """An option that becomes the sandbox's `ExecutorConfig.<name>`, checked at parsing by the sandbox's own
     rule (its minimum memory, for one): the run would otherwise stop at its start with an internal error."""
 
     def check(text: str) -> Any:
         value = parse(text)
-        from tir_harness.sandbox.executor import ExecutorConfig
-
-        try:
-            ExecutorConfig(**{name: value})
-        except ValueError as exc:  # "ExecutorConfig.memory_mb must be >= 16, got 8"
-            rule = str(exc).partition(" must be ")[2]
-            raise argparse.ArgumentTypeError(f"must be {rule} (the sandbox's limit)" if rule else str(exc)) from None
+        rule = sandbox_limit_rule(name, value)
+        if rule is not None:
+            raise argparse.ArgumentTypeError(rule)
         return value
 
     check.__name__ = parse.__name__
@@ -161,40 +136,48 @@ OPTIONS: tuple[Option, ...] = (
            "else the hub", env="TIR_DATA_DIR", path=True),
     Option("--split", "run every dataset benchmark on this split (train: for training data; datasets without it "
            "are deselected); default: each test's own, the test split for benchmarks/", type=_choice("test", "train")),
+    Option("--engine", "a registered engine ({names}; more through entry points or register_engine); default: "
+           "openai with --server-url, else vllm", registry="engine"),
+    Option("--engine-arg", "an argument of the engine (vLLM's EngineArgs: quantization=fp8, max_num_seqs=64, ...) "
+           "as KEY=VALUE, VALUE read as JSON when it is JSON; repeat, or give one JSON object.  Recorded in the "
+           "manifest; those that change outputs are part of the store key", default=(), kind="list",
+           metavar="KEY=VALUE"),
     Option("--server-url", "OpenAI-compatible server(s) instead of in-process vLLM; repeat or comma-separate",
            default=(), kind="list"),
     Option("--server-timeout", "seconds one request to a server may take, from sending it to the answer's last "
            "byte (default 600)", 600.0, _bounded(0.0, _DAY, low_open=True)),
     Option("--server-retries", "retries of a request a server failed (connection lost, 5xx), with backoff "
-           "(default 6)", 6, _int_range(0, 100)),
-    Option("--max-tool-calls", "code executions per trajectory (default 4)", 4, _int_range(0, 1000)),
-    Option("--max-tokens", "tokens per model turn (default 1024)", 1024, _positive_int),
+           "(default 6)", 6, int_range(0, 100)),
+    Option("--max-tool-calls", "code executions per trajectory (default 4)", 4, int_range(0, 1000)),
+    Option("--max-tokens", "tokens per model turn (default 1024)", 1024, positive_int),
     Option("--max-turn-chars", "characters of one model turn kept; a longer completion keeps its head and tail "
            f"around a marker, and the turn records the cut (default {MAX_TURN_CHARS})", MAX_TURN_CHARS,
-           _int_range(MIN_TURN_CHARS)),
+           int_range(MIN_TURN_CHARS)),
     # vLLM's own limits (SamplingParams): temperature in [0, 2], top_p in (0, 1].
     Option("--temperature", "sampling temperature, 0 to 2 (default 0: greedy)", 0.0, _bounded(0.0, 2.0)),
     Option("--top-p", "nucleus sampling, in (0, 1]", 1.0, _bounded(0.0, 1.0, low_open=True)),
     # Sample i of a run with seed s samples with s * 2**SAMPLE_BITS + i (run/loop.py's sample_seed): these bounds
     # keep that injective and inside a signed 64-bit integer.
     Option("--seed", "the run's seed; sample i samples with seed * 2**20 + i (default 0)", 0,
-           _int_range(1 - MAX_RUN_SEED, MAX_RUN_SEED - 1)),
-    Option("--samples", "trajectories per problem (pass@k, maj@k)", 1, _int_range(1, 2**SAMPLE_BITS)),
+           int_range(1 - MAX_RUN_SEED, MAX_RUN_SEED - 1)),
+    Option("--samples", "trajectories per problem (pass@k, maj@k)", 1, int_range(1, 2**SAMPLE_BITS)),
     Option("--dtype", "vLLM dtype (auto, bfloat16, float16, float32)", "auto"),
-    Option("--max-model-len", "vLLM's context length (default: the model's)", None, _positive_int),
-    Option("--tensor-parallel-size", "GPUs one vLLM engine spans (default 1)", 1, _positive_int),
+    Option("--max-model-len", "vLLM's context length (default: the model's)", None, positive_int),
+    Option("--tensor-parallel-size", "GPUs one vLLM engine spans (default 1)", 1, positive_int),
     Option("--gpu-memory-utilization", "vLLM's share of GPU memory, in (0, 1]", None,
            _bounded(0.0, 1.0, low_open=True)),
     Option("--kv-cache-memory", "KV cache size for vLLM, e.g. 512M (needed on CPU)", None, _size),
     Option("--enforce-eager", "disable CUDA graphs / compilation in vLLM", False, kind="flag"),
     Option("--max-inflight", "trajectories in flight per process; default: from the engine's batch size (vLLM's "
-           "max_num_seqs) and the sandbox's session limit, recorded in the manifest", None, _positive_int),
+           "max_num_seqs) and the sandbox's session limit, recorded in the manifest", None, positive_int),
     Option("--gpu-per-worker", "with pytest-xdist: worker N sees only GPU N (CUDA_VISIBLE_DEVICES)", False,
            kind="flag"),
+    Option("--reference-quirks", "the model's input as the reference built it: a second BOS, the server's "
+           "special-token skipping, one seed for every sample (docs/fidelity.md, Quirks)", False, kind="flag"),
     Option("--exec-timeout", "seconds per code execution (default 10)", 10.0,
            _sandbox_limit("timeout", _bounded(0.0, _DAY, low_open=True))),
     Option("--exec-memory-mb", "memory one sandbox session may use, in MB (default 2048)", 2048,
-           _sandbox_limit("memory_mb", _int_range(1, 2**20))),
+           _sandbox_limit("memory_mb", int_range(1, 2**20))),
     Option("--exec-observations", "what the model sees of its code ({names}): full (output, last value, "
            "traceback tail) or reference (the reference implementation's); default: automatic, reference with "
            "the reference's prompts, else full", registry="observation style"),
@@ -259,6 +242,8 @@ def _parse(option: Option, text: str, where: str) -> Any:
 class HarnessOptions:
     model: str | None
     revision: str | None
+    engine: str | None
+    engine_args: tuple[tuple[str, Any], ...]
     prompt_format: str | None
     prompt_type: str | None
     data_dir: Path | None
@@ -279,11 +264,12 @@ class HarnessOptions:
     gpu_memory_utilization: float | None
     kv_cache_memory: int | None
     enforce_eager: bool
-    max_inflight: int | None  # None: chosen from the engine and the sandbox (Runner.start_generation)
+    max_inflight: int | None  # None: chosen from the engine and the sandbox (Evaluation.start_generation)
     gpu_per_worker: bool
     exec_timeout: float
     exec_memory_mb: int
     exec_observations: str | None
+    reference_quirks: bool
     report_dir: str | None
     store_dir: str | None
     refresh: bool
@@ -310,20 +296,20 @@ class HarnessOptions:
                     raise pytest.UsageError(f"{where}: {exc}") from None
         urls = tuple(u.strip() for value in get("server_url") for u in value.split(",") if u.strip())
         if urls:
-            # One rule for a server URL, the engine's: what passes here is what the engine accepts.
-            from tir_harness.engines.base import EngineError
-            from tir_harness.engines.openai import normalize_url
-
             try:
-                urls = tuple(dict.fromkeys(normalize_url(url) for url in urls))
-            except EngineError as exc:
+                urls = server_urls(urls)
+            except ValueError as exc:
                 raise pytest.UsageError(str(exc)) from None
         if get("gate") and not get("baseline"):
             raise pytest.UsageError("--gate needs --baseline (the run to compare against)")
         data_dir = get("data_dir")
         if data_dir and not Path(data_dir).expanduser().is_dir():
             raise pytest.UsageError(f"{resolved['data_dir'][1]} {data_dir}: no such folder")
-        values: dict[str, Any] = {
-            name: get(name) for name in cls.__dataclass_fields__ if name not in ("server_urls", "data_dir")
-        }
-        return cls(server_urls=urls, data_dir=Path(data_dir).expanduser() if data_dir else None, **values)
+        try:
+            engine_args = parse_engine_args(get("engine_arg"))
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        own = ("server_urls", "data_dir", "engine_args")
+        values: dict[str, Any] = {name: get(name) for name in cls.__dataclass_fields__ if name not in own}
+        data = Path(data_dir).expanduser() if data_dir else None
+        return cls(server_urls=urls, data_dir=data, engine_args=engine_args, **values)

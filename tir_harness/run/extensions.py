@@ -1,13 +1,14 @@
-"""What a run can be extended with: the registries of datasets, prompt formats, prompt types and observation
-styles, and the public functions that add to them (re-exported by `tir_harness`).
+"""What a run can be extended with: the registries of engines, datasets, prompt formats, prompt types and
+observation styles, and the public functions that add to them (re-exported by `tir_harness`).
 
-Each kind's registry lives with the module that owns the concept (run/datasets.py, run/prompts.py,
-sandbox/observations.py); this module only gathers them, so that the plugin can list and check names of every
-kind without reaching below the run layer.  How to add an entry: docs/extending.md.
+Each kind's registry lives with the module that owns the concept (engines/registry.py, run/datasets.py,
+run/prompts.py, sandbox/observations.py); this module only gathers them, so that the plugin can list and check
+names of every kind without reaching below the run layer.  How to add an entry: docs/extending.md.
 """
 
 from __future__ import annotations
 
+from tir_harness.engines.registry import ENGINES
 from tir_harness.run.datasets import DATASETS, Dataset, register_dataset
 from tir_harness.run.prompts import (
     CHAT_TEMPLATE,
@@ -40,6 +41,7 @@ __all__ = [
 ]
 
 REGISTRIES: dict[str, Registry] = {  # kind -> its registry
+    "engine": ENGINES,
     "dataset": DATASETS,
     "prompt format": FORMATS,
     "prompt type": PROMPT_TYPES,
