@@ -154,7 +154,8 @@ def test_chat_template_uses_the_tokenizer_and_continues_open_turns():
         ("meta-llama/Meta-Llama-3-8B-Instruct", "llama3"),
         ("my-llama3-sft", "llama3"),
         ("deepseek-ai/deepseek-math-7b-rl", "deepseek"),
-        ("Qwen/Qwen2.5-Math-7B-Instruct", "chat-template"),
+        ("Qwen/Qwen2.5-Math-7B-Instruct", "qwen25-math"),  # its own format (tests/test_fidelity_qwen.py)
+        ("Qwen/Qwen2.5-7B-Instruct", "chat-template"),
         ("meta-llama/Llama-2-7b-chat-hf", "chat-template"),
     ],
 )

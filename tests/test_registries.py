@@ -127,7 +127,7 @@ def test_an_unknown_registry_name_is_one_line_at_configure_time(tiny: pytest.Pyt
     result = tiny.runpytest("-p", "no:cacheprovider", "--model=scripted", "--exec-observations=whisper")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["ERROR: --exec-observations: unknown observation style 'whisper'; known: full, reference, shout"]
+        ["ERROR: --exec-observations: unknown observation style 'whisper'; known: full, qwen25-math, reference, shout"]
     )
     assert "Traceback" not in result.stderr.str()
 

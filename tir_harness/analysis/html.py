@@ -402,8 +402,12 @@ def _sampling(summary: Mapping[str, Any]) -> str:
         f"<td>{_e(percent(maj_k[k]['value'])) if k in maj_k else ''}</td><td>{_e(pass_k[k]['n'])}</td></tr>"
         for k in pass_k
     )
+    avg = summary.get("avg_at_k")
+    caption = "Several samples"
+    if avg:
+        caption += f": avg@{avg['k']} {percent(avg['value'])} {interval(avg['ci'])}"
     return (
-        '<table class="numbers"><caption>Several samples</caption><thead><tr><th></th><th>pass@k</th>'
+        f'<table class="numbers"><caption>{_e(caption)}</caption><thead><tr><th></th><th>pass@k</th>'
         f"<th>maj@k</th><th>problems</th></tr></thead><tbody>{rows}</tbody></table>"
     )
 

@@ -169,6 +169,11 @@ def format_terminal(summary: dict[str, Any]) -> list[str]:
         lines.append("  by level: " + ", ".join(f"L{lv} {percent(g['accuracy'])}" for lv, g in acc["by_level"].items()))
     if summary.get("reference_grader"):
         lines.append(_reference_line(summary["reference_grader"]))
+    if summary.get("avg_at_k"):
+        avg = summary["avg_at_k"]
+        lines.append(
+            f"{'avg@' + str(avg['k']):<9}{percent(avg['value'])} {interval(avg['ci'])} over {avg['n']} problems"
+        )
     if summary["pass_at_k"]:
         lines.append(_k_line("pass@k", summary["pass_at_k"]))
         lines.append(_k_line("maj@k", summary["maj_at_k"]))
@@ -293,7 +298,14 @@ def format_markdown(summary: dict[str, Any], comparison: Comparison | None = Non
             (k, percent(summary["pass_at_k"][k]["value"]), percent(summary["maj_at_k"][k]["value"]), v["n"])
             for k, v in summary["pass_at_k"].items()
         ]
-        lines += ["## pass@k and maj@k", ""] + _md_table(("k", "pass@k", "maj@k", "problems"), rows)
+        lines += ["## pass@k and maj@k", ""]
+        if summary.get("avg_at_k"):
+            avg = summary["avg_at_k"]
+            lines += [
+                f"avg@{avg['k']} (mean accuracy over the samples): {percent(avg['value'])} {interval(avg['ci'])}",
+                "",
+            ]
+        lines += _md_table(("k", "pass@k", "maj@k", "problems"), rows)
     tools, turns = summary["tool_calls"], summary["turns"]
     lines += ["## Tool use", ""]
     lines += _md_table(

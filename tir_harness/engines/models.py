@@ -124,7 +124,24 @@ ALIASES: dict[str, _Alias] = {
     "mistral": _Alias("mistralai/Mistral-7B-Instruct-v0.3", "mistral", "tora"),
     "llama3": _Alias("meta-llama/Meta-Llama-3-8B-Instruct", "llama3", "tora"),
     "deepseek": _Alias("deepseek-ai/deepseek-math-7b-rl", "deepseek", "tora"),
-}
+    # Published checkpoints, with their published accuracies in run/published.json (`tir-harness reproduce`;
+    # tests/test_reproduce.py keeps the two in agreement).
+    **{
+        name.lower(): _Alias(f"RLHF4MATH/{name}", fmt, "tora")
+        for name, fmt in (
+            ("Gemma-7B-it-SFT3epoch", "gemma"), ("Gemma-7B-it-M-DPO", "gemma"),
+            ("Gemma-9B-it-SFT3epoch", "gemma"), ("Gemma-2-9B-it-M-DPO", "gemma"),
+            ("Code-Gemma-7B-it-SFT3epoch", "gemma"), ("CodeGemma-7B-it-M-DPO", "gemma"),
+            ("Mistral-7B-pt-SFT2epoch", "mistral"), ("Mistral-7B-pt-M-DPO", "mistral"),
+        )
+    },
+    **{
+        name: _Alias(f"llm-agents/{name}-v1.0", "tora", "tora")
+        for name in ("tora-7b", "tora-code-7b", "tora-13b", "tora-code-13b", "tora-code-34b", "tora-70b")
+    },
+    "qwen2.5-math-1.5b-instruct": _Alias("Qwen/Qwen2.5-Math-1.5B-Instruct", "qwen25-math", "qwen25-math-tir"),
+    "qwen2.5-math-7b-instruct": _Alias("Qwen/Qwen2.5-Math-7B-Instruct", "qwen25-math", "qwen25-math-tir"),
+}  # fmt: skip
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 

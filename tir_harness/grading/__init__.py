@@ -22,6 +22,7 @@ from tir_harness.grading.config import DEFAULT_CONFIG, GraderConfig
 from tir_harness.grading.equivalence import compare_texts, equivalent, parse_answer
 from tir_harness.grading.extraction import ANSWER_KINDS, NUMBER, extract_answer, extract_choice
 from tir_harness.grading.normalize import clean
+from tir_harness.grading.thinking import NOT_FINISHED, split_thinking
 from tir_harness.grading.timeouts import GradingTimeout, deadline
 
 __all__ = [
@@ -37,7 +38,7 @@ __all__ = [
     "grade",
 ]
 
-GRADER_VERSION = "1.2"
+GRADER_VERSION = "1.3"  # 1.3: answers after </think>, "final"/header cues between boxes, `$odd$`
 
 # A multiple-choice gold: `C`, `(C)`, `C.`, `(C) Cecile`, `C. Cecile`, `C Cecile` (not `A + B`).
 _CHOICE_GOLD = re.compile(r"\(?[A-J]\)?[.:]?|\([A-J]\)\s*\S.*|[A-J][.:)]\s*\S.*|[A-J]\s+[A-Za-z].*", re.DOTALL)
@@ -68,7 +69,8 @@ def grade(
         with deadline(config.timeout_s):
             prediction = _prediction(response, gold, extracted, answer_kind)
             if prediction is None:
-                return Verdict(False, None, "no answer")
+                unfinished = not extracted and not split_thinking(response).finished
+                return Verdict(False, None, NOT_FINISHED if unfinished else "no answer")
             outcome = compare_texts(prediction, gold, config)
             if extracted and not outcome.equal and len(prediction) <= config.max_answer_chars:
                 retry = _reread(prediction, answer_kind, config)

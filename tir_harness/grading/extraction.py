@@ -1,6 +1,7 @@
 """Find the final answer in a model response.
 
-In order (docs/grading.md):
+A reasoning model's `<think>...</think>` is skipped: the answer is read after the last `</think>`, and a think
+block that never closes has no answer (grading/thinking.py).  Then, in order (docs/grading.md):
 1. the last `\\boxed{}`/`\\fbox{}` (via `tir_harness.boxed.last_boxed`), joined with the boxes just before
    it when only a few connecting words separate them (`\\boxed{1} and \\boxed{2}` -> `1, 2`);
 2. the last `<answer>...</answer>` tag (its own box or answer phrase, else its whole content);
@@ -23,6 +24,7 @@ from tir_harness.grading.equivalence import parse_answer
 from tir_harness.grading.nodes import Text
 from tir_harness.grading.normalize import MATH_WORDS, clean, undouble_backslashes
 from tir_harness.grading.parsing import FUNCTIONS
+from tir_harness.grading.thinking import split_thinking
 
 # The answer is at the end; reading only the tail bounds the time spent on runaway generations.
 MAX_RESPONSE_CHARS = 20_000
@@ -47,8 +49,12 @@ _CONNECTOR_GAP_WORDS = 4
 # Words between two boxes that make the later box a correction rather than another item of a list.
 _SEQUENCE_WORDS = set(
     "then but wait actually instead however so thus hence therefore no not rather oops correction corrected"
-    " recheck hmm".split()
+    " recheck hmm final finally".split()
 )
+# A markdown header between two boxes (`### Response`) starts a new part: the later box is the answer.
+_HEADER = re.compile(r"(?m)^\s*#{1,6}\s*\S")
+# `$odd$`, `$even$`: a bare word of three letters or more in math delimiters is an answer, not a variable.
+_BARE_WORD = re.compile(r"[A-Za-z]{3,}")
 _LIST_GAP = re.compile(r"\s*(?:,|;|and|or|et|ou|und|oder|y)?\s*", re.IGNORECASE)
 _OUTPUT_BLOCK = re.compile(r"```output\n(.*?)```", re.DOTALL)
 _LETTER = re.compile(r"(?<![A-Za-z0-9])\(?([A-E])\)?(?![A-Za-z0-9])")
@@ -59,7 +65,10 @@ def extract_answer(response: str, answer_kind: str = "expression", *, fallback: 
 
     `fallback=False` skips step 4 (last math span / last number) and only trusts explicit markers.
     """
-    text = undouble_backslashes(response[-MAX_RESPONSE_CHARS:])
+    thought = split_thinking(response)
+    if not thought.finished:
+        return None
+    text = undouble_backslashes(thought.answer[-MAX_RESPONSE_CHARS:])
     boxed = _boxed(text)
     if boxed is not None:
         # "The final answer is X" written after the last box is the model's last word.
@@ -91,7 +100,10 @@ def extract_answer(response: str, answer_kind: str = "expression", *, fallback: 
 
 def extract_choice(response: str) -> str | None:
     """A multiple-choice letter A-E: boxed, after an answer phrase, leading the response, or the last one."""
-    text = undouble_backslashes(response[-MAX_RESPONSE_CHARS:])
+    thought = split_thinking(response)
+    if not thought.finished:
+        return None
+    text = undouble_backslashes(thought.answer[-MAX_RESPONSE_CHARS:])
     boxed = _boxed(text)
     if boxed is not None:
         match = re.fullmatch(r"\s*\(?([A-J])\)?\s*", clean(boxed))
@@ -133,7 +145,7 @@ def _boxed(text: str) -> str | None:
 
 def _connector(gap: str) -> bool:
     """Only a few connecting words between two boxes: `\\quad \\text{and} \\quad`, `, `, ` papers and `."""
-    if re.search(r"[.!?](\s|$)|\n\s*\n", gap):
+    if re.search(r"[.!?](\s|$)|\n\s*\n", gap) or _HEADER.search(gap):
         return False
     gap = re.sub(r"\\text\w*\s*\{([^{}]*)\}", r" \1 ", gap)
     gap = re.sub(r"\\(?:qquad|quad)|\\[()\[\],;:! ]|\$", " ", gap)
@@ -220,6 +232,8 @@ def _fallback(text: str, numbers_only: bool) -> str | None:
             if last_number is not None and last_number.start() >= span.end():
                 break
             content = _span_content(span)
+            if _BARE_WORD.fullmatch(content) and content not in FUNCTIONS:
+                return content
             if re.fullmatch(r"[A-Za-z()'_{}, ]*", content):
                 continue  # a variable's name (`$n$`, `$f(x)$`), not an answer
             if is_mathy(content):

@@ -51,7 +51,13 @@ def markers() -> dict[str, str]:
     """Every marker the harness declares: its own and the registered datasets' (a conftest's included)."""
     found = dict(MARKERS)
     for _, dataset in DATASETS.items():
-        found.update(dataset.marker_help())
+        for name, help in dataset.marker_help().items():
+            # A marker several sets declare (algebra: MATH, OlympiadBench, CollegeMath) names each set's meaning.
+            known = found.get(name)
+            if known is None:
+                found[name] = help
+            elif help not in known.split("; "):
+                found[name] = f"{known}; {help}"
     return found
 
 

@@ -181,6 +181,11 @@ FIELDS: tuple[Field, ...] = (
     Field("gold", {"type": "string"}, "The reference answer as text.", training=True,
           column=Column("gold", "12%", cell="answer")),
     Field("grade_reason", {"type": "string"}, "Why the grader decided as it did."),
+    Field("thinking_chars", {"type": "integer", "minimum": 0}, "Characters of a reasoning model's thinking (inside "
+          "<think>...</think>, or before a lone </think>); absent when the response has no think block.",
+          optional=True),
+    Field("answer_chars", {"type": ["integer", "null"], "minimum": 0}, "Characters after the last </think>, where "
+          "the answer is read; null when the thinking never finished; absent without a think block.", optional=True),
     Field("grader_version", {"type": "string"}, "The grader that gave the verdict.", training=True),
     Field("reference_correct", {"type": "boolean"}, "The reference implementation's verdict (ToRA's "
           "extract_answer and math_equal on the text after the last model header), reported beside `correct`, "

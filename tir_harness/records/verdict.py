@@ -7,6 +7,7 @@ from typing import Any
 from tir_harness.grading import GRADER_VERSION, Verdict, grade
 from tir_harness.grading.reference import REFERENCE_GRADER_VERSION, ReferenceVerdict, latex_backend
 from tir_harness.grading.reference import reference_verdict as _reference_verdict
+from tir_harness.grading.thinking import split_thinking
 from tir_harness.records.trajectory import END_ERROR, conversation_text
 
 # The fields `regraded` writes; a record whose versions equal the current graders' already holds them.
@@ -68,4 +69,13 @@ def regraded(record: dict[str, Any], dataset: str | None = None, *, answer_kind:
         "reference_grader_version": REFERENCE_GRADER_VERSION,
         "reference_backend": reference.backend,
         "reference_timeout": reference.timed_out,
+        **_thinking_sizes(str(record.get("response") or "")),
     }
+
+
+def _thinking_sizes(response: str) -> dict[str, int | None]:
+    """The sizes of a reasoning model's thinking and answer parts (nothing without a think block)."""
+    thought = split_thinking(response)
+    if thought.thinking is None:
+        return {}
+    return {"thinking_chars": len(thought.thinking), "answer_chars": len(thought.answer) if thought.finished else None}

@@ -176,3 +176,7 @@ for _dataset in (
             "the `answer` field", licence="Apache-2.0", shipped=True, load=_smoke),
 ):  # fmt: skip
     register_dataset(_dataset)
+
+# The benchmarks of today's papers (AIME, AMC, Minerva, OlympiadBench, ...) register themselves from their module,
+# which needs `Dataset` and `register_dataset` above: imported last.
+from tir_harness.run import benchmarks_data as _benchmarks_data  # noqa: E402, F401

@@ -18,6 +18,7 @@ Formats and prompt types are registries (`FORMATS`, `PROMPT_TYPES`, util/registr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -45,6 +46,11 @@ ROLES = ("system", "user", "assistant")
 CHAT_TEMPLATE = "chat-template"
 
 OUTPUT_STOP = "```output"
+# Qwen2.5-Math's formats: its chat markup, and plain text for its base models' `tool-integrated` prompt.
+QWEN_FORMAT = "qwen25-math"
+QWEN_BASE_FORMAT = "qwen25-math-base"
+# Qwen2.5-Math's evaluation code (math_eval.py) stops every prompt at these, and a tool prompt at the next two.
+QWEN_STOP = ("</s>", "<|im_end|>", "<|endoftext|>", "\n\n---", OUTPUT_STOP)
 # The formats the reference implementation defines; for them `tora`/`cot` reproduce its prompts byte for byte.
 REFERENCE_FORMATS = ("gemma", "mistral", "deepseek", "llama3")
 
@@ -78,6 +84,24 @@ REFERENCE_TORA_INSTRUCTION = (
     "and put your final answer within \\boxed{}."
 )
 COT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+# Qwen2.5-Math-Instruct's tool-integrated (TIR) system message, as its model card and README give it.
+QWEN_TIR_SYSTEM = REFERENCE_TORA_INSTRUCTION
+# The instruction Qwen2.5-Math's evaluation code (utils.py construct_prompt) puts before its `tool-integrated`
+# prompt, for base models.  Upstream writes it in a non-raw string, so its `\boxed{}` begins with a backspace
+# character (`\b`) while its `\pi` keeps the backslash; reproduced, with the doubled backtick after `Rational`.
+QWEN_TOOL_PREAMBLE = """\
+Integrate step-by-step reasoning and Python code to solve math problems using the following guidelines:
+
+- Analyze the question and write functions to solve the problem; the function should not take any arguments.
+- Present the final result in LaTeX using a `\boxed{}` without any units.
+- Utilize the `pi` symbol and `Rational`` from Sympy for $\\pi$ and fractions, and simplify all fractions and \
+square roots without converting them to decimal values.
+
+Here are some examples you may refer to:
+
+---
+
+"""
 # This project's instruction, for instruction-tuned models that never saw the reference's tool format.
 TORA_INSTRUCTION = (
     "Solve the problem by reasoning step by step. You may write Python code in a ```python block; "
@@ -88,7 +112,7 @@ TORA_INSTRUCTION = (
 def _reference_tora(question: str, fmt: str) -> str:
     # The Gemma and Mistral checkpoints learned the tool format from data: the reference sends the bare question.
     # Llama 3 gets the question too (the reference dropped it: its one prompt bug, fixed here).
-    if fmt in ("gemma", "mistral"):
+    if fmt in ("gemma", "mistral", "tora"):  # ToRA's own checkpoints too (its inference.py's train format)
         return question
     return f"{question}\n{REFERENCE_TORA_INSTRUCTION}"
 
@@ -157,20 +181,38 @@ for _type in (
                description="this project's tool instruction, for instruction-tuned models"),
     PromptType("tora-fewshot", True, lambda q, fmt="": f"{FEWSHOT_EXAMPLES}Question: {q}\nSolution:",
                description="worked examples to continue, for base models"),
+    # Qwen2.5-Math-Instruct's own prompts (docs/fidelity.md, "Qwen2.5-Math"): the instruction is the system
+    # message, the user turn is the bare question.
+    PromptType("qwen25-math-tir", True, lambda q, fmt="": q, system=QWEN_TIR_SYSTEM,
+               description="Qwen2.5-Math-Instruct's tool-integrated prompt (its system message)"),
+    PromptType("qwen25-math-cot", False, lambda q, fmt="": q, system=COT_INSTRUCTION,
+               description="Qwen2.5-Math's evaluation code's qwen25-math-cot prompt"),
+    PromptType("qwen25-math-tool-integrated", True, lambda q, fmt="": f"{QWEN_TOOL_PREAMBLE}Question: {q}\n\nSolution:",
+               description="Qwen2.5-Math's evaluation code's tool-integrated prompt, zero-shot, for base models"),
 ):  # fmt: skip
     register_prompt_type(_type)
 
 
 def default_prompt_type(fmt: str) -> str:
-    """The reference's own prompt for its formats; few-shot for base models; this project's instruction else."""
+    """The reference's own prompt for its formats; Qwen2.5-Math's tool prompt for its format; few-shot for base
+    models; this project's instruction else."""
     if fmt in REFERENCE_FORMATS:
         return "tora"
+    if fmt == QWEN_FORMAT:
+        return "qwen25-math-tir"
+    if fmt == QWEN_BASE_FORMAT:
+        return "qwen25-math-tool-integrated"
     return "tora-fewshot" if fmt == "plain" else "tora-instruct"
 
 
 def default_observation_style(fmt: str, prompt_type: str) -> str:
-    """What the model sees of its code: the reference's observations when its prompts are reproduced."""
-    return "reference" if fmt in REFERENCE_FORMATS and prompt_type in ("tora", "cot") else "full"
+    """What the model sees of its code: the reference's observations when its prompts are reproduced, Qwen2.5-
+    Math's executor's when its prompts are."""
+    if fmt in REFERENCE_FORMATS and prompt_type in ("tora", "cot"):
+        return "reference"
+    if fmt in (QWEN_FORMAT, QWEN_BASE_FORMAT) and prompt_type.startswith("qwen25-math"):
+        return "qwen25-math"
+    return "full"
 
 
 @dataclass(frozen=True)
@@ -289,6 +331,23 @@ for _format in (
         "plain", "", "{content}\n", "{content}\n", "", (OUTPUT_STOP, "---", "Question:"),
         inline=True, add_special_tokens=True, system="{content}\n\n",
     ),
+    # ToRA's checkpoints (llm-agents/tora-*): its inference.py's train prompt format, stop words and observation
+    # wrapping; the tokenizer adds Llama's BOS.
+    PromptFormat(
+        "tora", "", "<|user|>\n{content}\n", "<|assistant|>\n{content}\n", "<|assistant|>\n",
+        ("</s>", "---", OUTPUT_STOP), inline=True, add_special_tokens=True, system="{content}\n\n",
+    ),
+    # Qwen2.5-Math (ChatML): its evaluation code continues the model's own text with the observation, inline,
+    # and passes the text to the engine as is (Qwen2 tokenizers have no BOS to add).
+    PromptFormat(
+        QWEN_FORMAT, "", "<|im_start|>user\n{content}<|im_end|>\n", "<|im_start|>assistant\n{content}<|im_end|>\n",
+        "<|im_start|>assistant\n", QWEN_STOP, inline=True, add_special_tokens=True,
+        system="<|im_start|>system\n{content}<|im_end|>\n",
+    ),
+    PromptFormat(
+        QWEN_BASE_FORMAT, "", "{content}\n", "{content}\n", "", QWEN_STOP, inline=True, add_special_tokens=True,
+        system="{content}\n\n",
+    ),
 ):  # fmt: skip
     register_prompt_format(_format)
 
@@ -335,8 +394,14 @@ def format_for_model(model_name: str, requested: str | None = None, alias: str |
     return chosen
 
 
+# Qwen2.5-Math checkpoints by name: `Qwen/Qwen2.5-Math-7B-Instruct`, a folder `qwen2_5-math-1.5b-instruct`.
+_QWEN_MATH = re.compile(r"qwen-?2(?:\.|_|-)?5-?math")
+
+
 def _format_from_name(model_name: str) -> str:
     lowered = model_name.lower()
+    if _QWEN_MATH.search(lowered):
+        return QWEN_FORMAT if "instruct" in lowered else QWEN_BASE_FORMAT
     for key, name in (("gemma", "gemma"), ("mistral", "mistral"), ("deepseek", "deepseek")):
         if key in lowered:
             return name
