@@ -913,3 +913,17 @@ def test_a_real_vllm_server_serves_a_completion(gemma, tmp_path):
             assert info["model"] == "gemma-3-270m" and info["server_version"] == _get(server.url, "/version")["version"]
     assert pid is not None and not _running(pid)
     assert not (tmp_path / "tmp").exists()  # vLLM's sockets and files went with the server
+
+
+def test_a_servers_reasoning_token_count_is_the_completions_thinking_tokens(fakes, engines):
+    def answer(reasoning: object) -> Reply:
+        details = {"reasoning_tokens": reasoning}
+        usage = {"prompt_tokens": 3, "completion_tokens": 40, "completion_tokens_details": details}
+        body = {"choices": [{"index": 0, "text": "</think> 5", "finish_reason": "stop"}], "usage": usage}
+        return Reply(raw=json.dumps(body).encode())
+
+    counts = iter([30, 99, "many", None, -1, True])
+    fake = fakes(respond=lambda body: answer(next(counts)))
+    engine = engines([fake.url])
+    # A count past the completion's own is cut to it; one that is not a count is no count.
+    assert [result(engine.submit(request("Q"))).thinking_tokens for _ in range(6)] == [30, 40, None, None, None, None]

@@ -433,6 +433,9 @@ def _cost(summary: Mapping[str, Any]) -> str:
     rows += _distribution_rows("tool calls", summary.get("tool_calls") or {})
     rows += _distribution_rows("prompt tokens", cost.get("prompt_tokens") or {})
     rows += _distribution_rows("completion tokens", cost.get("completion_tokens") or {})
+    if cost.get("thinking_tokens"):  # a reasoning model's: of the completion tokens, thinking and answer
+        rows += _distribution_rows("thinking tokens", cost["thinking_tokens"])
+        rows += _distribution_rows("answer tokens", cost.get("answer_tokens") or {})
     rows += _distribution_rows("seconds", cost.get("seconds") or {}, " s")
     cached = (summary.get("counts") or {}).get("cached", 0)
     note = f"<p class='note'>{_e(cached)} trajectories came from the result store.</p>" if cached else ""

@@ -178,6 +178,12 @@ def format_terminal(summary: dict[str, Any]) -> list[str]:
         lines.append(_k_line("pass@k", summary["pass_at_k"]))
         lines.append(_k_line("maj@k", summary["maj_at_k"]))
     lines += [_tool_line(summary), _ends_line(summary), _cost_line(summary)]
+    cost = summary["cost"]
+    if cost.get("thinking_tokens"):  # means over the trajectories that thought, not over all
+        lines.append(
+            f"thinking {cost['thinking_tokens']['mean']:.0f} thinking + {cost['answer_tokens']['mean']:.0f} answer "
+            f"tokens per trajectory with a think block ({cost['thinking_records']})"
+        )
     # Model names, run ids, subjects and dataset names come from servers and data files: shown, never acting.
     return [displayable(line) for line in lines]
 

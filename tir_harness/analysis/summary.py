@@ -255,7 +255,20 @@ def summarize(records: Iterable[Record]) -> dict[str, Any]:
             "prompt_tokens": _distribution([float(r.get("prompt_tokens", 0)) for r in kept]),
             "completion_tokens": _distribution([float(r.get("completion_tokens", 0)) for r in kept]),
             "seconds": _distribution([float(r.get("seconds", 0.0)) for r in kept]),
+            **_thinking_cost(kept),
         },
+    }
+
+
+def _thinking_cost(records: Sequence[Record]) -> dict[str, Any]:
+    """Thinking and answer tokens over the records that counted them (a reasoning model's); nothing otherwise."""
+    counted = [r for r in records if isinstance(r.get("thinking_tokens"), int)]
+    if not counted:
+        return {}
+    return {
+        "thinking_tokens": _distribution([float(r["thinking_tokens"]) for r in counted]),
+        "answer_tokens": _distribution([float(r.get("answer_tokens") or 0) for r in counted]),
+        "thinking_records": len(counted),
     }
 
 

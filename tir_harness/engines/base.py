@@ -58,6 +58,9 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int | None = None
+    # Of completion_tokens, those a reasoning model spent thinking (up to and including `</think>`, or all of
+    # them when the think block never closed); None: no think block, or the engine cannot tell.
+    thinking_tokens: int | None = None
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 

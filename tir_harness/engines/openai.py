@@ -740,13 +740,19 @@ class OpenAIEngine:
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         details = usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}
         stop_reason = choice.get("stop_reason")
+        generated_tokens = _count(usage.get("completion_tokens"))
+        # A server with a reasoning parser counts the thinking itself (OpenAI's reasoning_tokens).
+        generated = usage.get("completion_tokens_details")
+        reasoning = generated.get("reasoning_tokens") if isinstance(generated, dict) else None
         return Completion(
             text=choice["text"],
             finish_reason=str(choice.get("finish_reason") or "length"),
             stop_reason=stop_reason if isinstance(stop_reason, (str, int)) else None,
             prompt_tokens=_count(usage.get("prompt_tokens")),
-            completion_tokens=_count(usage.get("completion_tokens")),
+            completion_tokens=generated_tokens,
             cached_tokens=_count(details["cached_tokens"]) if details.get("cached_tokens") is not None else None,
+            # Anything but a count (null, "many", -1) is no count; more than the completion's own is cut to it.
+            thinking_tokens=min(reasoning, generated_tokens) if _count(reasoning) == reasoning else None,
             seconds=seconds,
             extra={"server": url},
         )

@@ -18,6 +18,7 @@ from typing import Any
 
 from tir_harness.engines.base import Completion, EngineError, GenerationRequest
 from tir_harness.engines.torch_addons import block_mismatched_addons
+from tir_harness.util.text import THINK_CLOSE, THINK_OPEN
 from tir_harness.util.text import exception_line as _first_line
 
 
@@ -62,6 +63,7 @@ class VLLMEngine:
         self._error: BaseException | None = None
         self._closed = False
         self._version = ""
+        self._think_close_id: int | None = None  # the vocabulary's `</think>` token, when it has one
         # For benchmarks/perf/loop.py: time with at least one request in the engine, steps taken, and the sum
         # over steps of the requests in the engine (their ratio is the mean batch size).
         self.busy_seconds = 0.0
@@ -113,6 +115,7 @@ class VLLMEngine:
             self._ready.set()
             return
         engine, tokenizer = llm.llm_engine, llm.get_tokenizer()
+        self._think_close_id = think_close_id(tokenizer)
         try:  # vLLM's own choice for this device unless set: the harness sizes its in-flight count from it
             self.max_num_seqs = int(engine.vllm_config.scheduler_config.max_num_seqs)
         except (AttributeError, TypeError, ValueError):
@@ -229,6 +232,7 @@ class VLLMEngine:
                 prompt_tokens=len(output.prompt_token_ids),
                 completion_tokens=len(result.token_ids),
                 cached_tokens=cached,
+                thinking_tokens=count_thinking_tokens(list(result.token_ids), tokenizer, self._think_close_id),
                 seconds=time.perf_counter() - pending.started,
             )
         )
@@ -245,6 +249,42 @@ class VLLMEngine:
                 return
             if item is not _STOP and item[1].set_running_or_notify_cancel():
                 item[1].set_exception(error)
+
+
+def think_close_id(tokenizer: Any) -> int | None:
+    """The id of `</think>` when the vocabulary has it as one token (DeepSeek-R1 distills, Qwen3), else None."""
+    try:
+        token_id = tokenizer.get_vocab().get(THINK_CLOSE)
+    except Exception:  # a tokenizer without a plain vocabulary: counted by text
+        return None
+    return token_id if isinstance(token_id, int) else None
+
+
+def count_thinking_tokens(token_ids: list[int], tokenizer: Any, close_id: int | None) -> int | None:
+    """How many of a completion's tokens are thinking: up to and including its last `</think>`; all of them when
+    it opens a think block that never closes; None without a think block.
+
+    With `</think>` in the vocabulary the token is looked up; otherwise (a model that writes the tag as ordinary
+    text) the count is the shortest prefix whose decoded text holds every `</think>` of the completion, by
+    bisection over prefixes (a prefix never decodes to fewer tags than a shorter one)."""
+
+    def decode(ids: list[int]) -> str:
+        return str(tokenizer.decode(ids, skip_special_tokens=False))
+
+    if close_id is not None and close_id in token_ids:
+        return len(token_ids) - token_ids[::-1].index(close_id)
+    text = decode(token_ids)
+    tags = text.count(THINK_CLOSE) if close_id is None else 0
+    if not tags:
+        return len(token_ids) if THINK_OPEN in text else None
+    low, high = 1, len(token_ids)
+    while low < high:
+        middle = (low + high) // 2
+        if decode(token_ids[:middle]).count(THINK_CLOSE) >= tags:
+            high = middle
+        else:
+            low = middle + 1
+    return low
 
 
 def _prepare_import() -> None:

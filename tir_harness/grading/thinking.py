@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-THINK_OPEN = "<think>"
-THINK_CLOSE = "</think>"
+from tir_harness.util.text import THINK_CLOSE, THINK_OPEN
+
 NOT_FINISHED = "no answer (thinking not finished)"
 
 

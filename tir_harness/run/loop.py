@@ -189,6 +189,7 @@ def run_trajectory(
                 prompt_tokens=completion.prompt_tokens,
                 completion_tokens=completion.completion_tokens,
                 cached_tokens=completion.cached_tokens,
+                thinking_tokens=completion.thinking_tokens,
                 gen_seconds=round(time.perf_counter() - sent, 4),
             )
             trajectory.turns.append(turn)
