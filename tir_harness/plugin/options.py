@@ -149,13 +149,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("--server-retries", "retries of a request a server failed (connection lost, 5xx), with backoff "
            "(default 6)", 6, int_range(0, 100)),
     Option("--max-tool-calls", "code executions per trajectory (default 4)", 4, int_range(0, 1000)),
-    Option("--max-tokens", "tokens per model turn (default 1024)", 1024, positive_int),
+    # Unset sampling options are chosen by the run: a reasoning model's generation_config.json, else greedy and
+    # 1024 tokens (run/evaluation.py); the manifest records the values and where each came from.
+    Option("--max-tokens", "tokens per model turn (default: a reasoning model's generation config, else 1024)",
+           None, positive_int),
     Option("--max-turn-chars", "characters of one model turn kept; a longer completion keeps its head and tail "
            f"around a marker, and the turn records the cut (default {MAX_TURN_CHARS})", MAX_TURN_CHARS,
            int_range(MIN_TURN_CHARS)),
     # vLLM's own limits (SamplingParams): temperature in [0, 2], top_p in (0, 1].
-    Option("--temperature", "sampling temperature, 0 to 2 (default 0: greedy)", 0.0, _bounded(0.0, 2.0)),
-    Option("--top-p", "nucleus sampling, in (0, 1]", 1.0, _bounded(0.0, 1.0, low_open=True)),
+    Option("--temperature", "sampling temperature, 0 to 2 (default: a reasoning model's generation config, else "
+           "0: greedy)", None, _bounded(0.0, 2.0)),
+    Option("--top-p", "nucleus sampling, in (0, 1] (default: a reasoning model's generation config, else 1)", None,
+           _bounded(0.0, 1.0, low_open=True)),
     # Sample i of a run with seed s samples with s * 2**SAMPLE_BITS + i (run/loop.py's sample_seed): these bounds
     # keep that injective and inside a signed 64-bit integer.
     Option("--seed", "the run's seed; sample i samples with seed * 2**20 + i (default 0)", 0,
@@ -252,10 +257,10 @@ class HarnessOptions:
     server_timeout: float
     server_retries: int
     max_tool_calls: int
-    max_tokens: int
+    max_tokens: int | None
     max_turn_chars: int
-    temperature: float
-    top_p: float
+    temperature: float | None
+    top_p: float | None
     seed: int
     samples: int
     dtype: str

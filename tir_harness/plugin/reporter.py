@@ -188,7 +188,10 @@ class Reporter:
         try:
             handle = self._open()
             if ENGINE_PROPERTY in taken:
-                self.manifest["engine"] = json.loads(taken[ENGINE_PROPERTY])
+                info = json.loads(taken[ENGINE_PROPERTY])
+                # The sampling settings the run chose, each with its source (option, generation_config, default).
+                self.manifest["sampling"] = info.pop("sampling", None)
+                self.manifest["engine"] = info
                 self._write_manifest()
         except OSError as exc:
             return self._write_failed(exc, path)

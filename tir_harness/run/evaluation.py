@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tir_harness.engines.base import Engine, EngineError, SamplingConfig
-from tir_harness.engines.models import ModelError, ModelSpec, resolve_model
+from tir_harness.engines.models import ModelError, ModelSpec, generation_defaults, resolve_model
 from tir_harness.engines.registry import ENGINES, EngineSettings, EngineType
 from tir_harness.records.store import KeyParts, StoreError, trajectory_key
 from tir_harness.records.trajectory import END_ERROR, Trajectory
@@ -100,9 +100,10 @@ class RunConfig:
     enforce_eager: bool = False
     prompt_format: str | None = None
     prompt_type: str | None = None
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_tokens: int = 1024
+    # None: chosen in `Evaluation.sampling_choice` (a reasoning model's recommendation, else SamplingConfig's).
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
     seed: int = 0
     samples: int = 1
     max_tool_calls: int = 4
@@ -260,6 +261,7 @@ class Evaluation:
         self.held: int | None = None  # trajectories of this run the store held when it started
         self._writer: GroupWriter | None = None
         self._model = ModelSpec(name="", path="")
+        self.sampling_choice: dict[str, Any] = {}  # temperature, top_p, max_tokens: their values and sources
         self._kind: EngineType | None = None
         self._key_args: dict[str, Any] = {}
         self._executor_config: Any = None
@@ -290,6 +292,10 @@ class Evaluation:
             _accepted(self._kind, cfg.engine_name, dict(cfg.engine_args))
             self._key_args = {k: v for k, v in cfg.engine_args if k not in self._kind.neutral_args}
         self._model = ModelSpec(name=cfg.model or "", path=cfg.model or "") if custom else self._model_spec()
+        # Before any engine: the settings are part of every store key.  Only the in-process engine, which
+        # downloads the model anyway, reads a hub model's config files.
+        self.sampling_choice = self._choose_sampling(hub=custom is None and cfg.engine_name == "vllm")
+        self.engine_info = {"sampling": self.sampling_choice}
         self.store = self._open_store()  # before any engine: a bad store is found before generation
         self._writer = GroupWriter(self.store) if self.store is not None else None
         self.engine = custom
@@ -311,9 +317,8 @@ class Evaluation:
             # The reference does not cut observations: a generous cap instead of the default.
             max_output_chars=REFERENCE_OUTPUT_CHARS if style == "reference" else ExecutorConfig.max_output_chars,
         )
-        sampling = SamplingConfig(
-            temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, seed=cfg.seed, stop=fmt.stop
-        )
+        chosen = {name: choice["value"] for name, choice in self.sampling_choice.items() if name != "reasoning_model"}
+        sampling = SamplingConfig(**chosen, seed=cfg.seed, stop=fmt.stop)
         base = LoopConfig(
             fmt, prompt_type, sampling, cfg.max_tool_calls, cfg.max_turn_chars, reference_quirks=cfg.reference_quirks
         )
@@ -371,9 +376,34 @@ class Evaluation:
             "model_identity": self._model.identity,
             "executor_isolation": isolation,
             "max_inflight": self.scheduler.max_inflight,  # the manifest records what --max-inflight came to
+            "sampling": self.sampling_choice,
         }
         if self.config.engine_args:
             self.engine_info["engine_args"] = dict(self.config.engine_args)
+
+    def _choose_sampling(self, hub: bool) -> dict[str, Any]:
+        """Temperature, top_p and max_tokens, each with where it came from: the option ("option"); else, for a
+        reasoning model, its generation_config.json ("generation_config"); else SamplingConfig's default
+        ("default": greedy, 1024 tokens, what every run had before).  Models that do not think keep the defaults,
+        so their runs, store keys and the reference reproduction are what they were."""
+        cfg = self.config
+        given = {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens}
+        recommended = None
+        if self._model.path and any(value is None for value in given.values()):
+            try:
+                recommended = generation_defaults(self._model, hub=hub)
+            except ModelError as exc:
+                raise StartupError(f"tir-harness: {exc}") from None
+        reasoning = recommended is not None and recommended.reasoning
+        choice: dict[str, Any] = {"reasoning_model": reasoning}
+        for name, value in given.items():
+            if value is not None:
+                choice[name] = {"value": value, "source": "option"}
+            elif reasoning and getattr(recommended, name) is not None:
+                choice[name] = {"value": getattr(recommended, name), "source": "generation_config"}
+            else:
+                choice[name] = {"value": getattr(SamplingConfig, name), "source": "default"}
+        return choice
 
     def _engine_type(self) -> EngineType:
         try:
