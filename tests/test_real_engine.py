@@ -7,6 +7,7 @@ tests check the whole tool loop and the files, never accuracy.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import sqlite3
 
@@ -199,3 +200,53 @@ def test_ini_settings_a_negative_seed_and_the_reference_quirks_on_the_real_engin
     first = record["turns"][0]
     reference = AutoTokenizer.from_pretrained(gemma)(record["prompt"])["input_ids"]  # vLLM's generate(text)
     assert reference[:2] == [2, 2] and first["prompt_tokens"] == len(reference)
+
+
+def test_aime24_with_two_samples_reports_avg_pass_and_maj_at_k_consistent_with_the_records(gemma, tmp_path):
+    # AIME 2024 is not shipped (licence): a --data-dir holding the real rows kept for the tests.
+    data = tmp_path / "data" / "aime24"
+    data.mkdir(parents=True)
+    shutil.copy(realrun.REPO / "tests" / "data" / "benchmarks" / "aime24" / "test.jsonl", data / "test.jsonl")
+    reports = tmp_path / "run"
+    result = realrun.run(
+        ["benchmarks/test_aime24.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=64", "--samples=2",
+         "--temperature=0.6", f"--data-dir={data.parent}", "-k", "60 or 61 or 62", f"--report-dir={reports}",
+         f"--store-dir={tmp_path / 'store'}", "-v"],
+        tmp_path,
+    )  # fmt: skip
+    lines = realrun.records(reports / "trajectories.jsonl")
+    assert len(lines) == 6, result.stdout[-3000:] + result.stderr[-3000:]
+    by_problem: dict[str, list[dict]] = {}
+    for record in sorted(lines, key=lambda r: r["sample"]):
+        assert record["end_reason"] != "error" and record["sampling"]["max_tokens"] == 64
+        by_problem.setdefault(record["problem_id"], []).append(record)
+    assert sorted(by_problem) == ["aime24/test/60", "aime24/test/61", "aime24/test/62"]
+    assert all([r["sample"] for r in samples] == [0, 1] for samples in by_problem.values())
+    # Worked out from the records by the definitions: c correct of 2 samples per problem.
+    correct = [sum(r["correct"] for r in samples) for samples in by_problem.values()]
+    avg = sum(c / 2 for c in correct) / 3
+    pass_2 = sum(c > 0 for c in correct) / 3
+
+    def majority_of_two(first: dict, second: dict) -> float:
+        if first["correct"] and second["correct"]:
+            return 1.0
+        if not (first["correct"] or second["correct"]):
+            return 0.0
+        wrong = second if first["correct"] else first
+        return 1.0 if wrong["prediction"] is None else 0.5  # a wrong answer ties the right one; no answer abstains
+
+    maj_2 = sum(majority_of_two(*samples) for samples in by_problem.values()) / 3
+    summary = json.loads((reports / "summary.json").read_text())
+    assert summary["problems"] == 3 and summary["records"] == 6
+    assert (summary["avg_at_k"]["k"], summary["avg_at_k"]["n"]) == (2, 3)
+    assert summary["avg_at_k"]["value"] == pytest.approx(avg)
+    assert {k: v["value"] for k, v in summary["pass_at_k"].items()} == pytest.approx({"1": avg, "2": pass_2})
+    assert {k: v["value"] for k, v in summary["maj_at_k"].items()} == pytest.approx({"1": avg, "2": maj_2})
+    # The manifest says which sampling settings the run used and where each came from (Gemma does not think).
+    manifest = json.loads((reports / "manifest.json").read_text())
+    assert manifest["sampling"] == {
+        "reasoning_model": False,
+        "temperature": {"value": 0.6, "source": "option"},
+        "top_p": {"value": 1.0, "source": "default"},
+        "max_tokens": {"value": 64, "source": "option"},
+    }
