@@ -118,4 +118,4 @@ def test_an_unknown_engine_or_engine_arg_is_one_line_before_anything_runs(tmp_pa
     assert "Traceback" not in done.stdout + done.stderr and _LlamaCpp.bodies == []
     done = _pytest(project, "--engine=llamacp")
     assert done.returncode == 4
-    assert "ERROR: tir-harness: --engine: unknown engine 'llamacp'; known: llamacpp, openai, vllm" in done.stderr
+    assert "ERROR: --engine: unknown engine 'llamacp'; known: llamacpp, openai, vllm" in done.stderr
