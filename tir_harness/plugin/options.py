@@ -155,8 +155,9 @@ def addoption(parser: pytest.Parser) -> None:
     )
     add("--enforce-eager", action="store_true", help="disable CUDA graphs / compilation in vLLM")
     add("--max-inflight", type=_positive_int, default=None,
-        help="trajectories in flight per process; default: from the engine's batch size (vLLM's max_num_seqs) "
-        "and the sandbox's session limit, recorded in the manifest")  # fmt: skip
+        help="trajectories in flight per process, and at most that many requests per --server-url; default: "
+        "from the engine's batch size (vLLM's max_num_seqs) and the sandbox's session limit, recorded in the "
+        "manifest (a server's requests then follow its load, from vLLM's /metrics)")  # fmt: skip
     add("--gpu-per-worker", action="store_true",
         help="with pytest-xdist: worker N sees only GPU N (CUDA_VISIBLE_DEVICES)")  # fmt: skip
     add("--exec-timeout", type=_sandbox_limit("timeout", _bounded(0.0, _DAY, low_open=True)), default=10.0,

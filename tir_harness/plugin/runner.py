@@ -286,11 +286,11 @@ class Runner:
             if opts.server_urls:
                 from tir_harness.engines.openai import OpenAIEngine
 
-                # vLLM queues beyond a few dozen requests anyway; more would only add client threads.
+                # --max-inflight bounds each server too; without it the engine follows the server's load.
                 engine = OpenAIEngine(
                     list(opts.server_urls),
                     model=None,
-                    max_inflight_per_server=min(opts.max_inflight or 64, 64),
+                    max_inflight_per_server=opts.max_inflight,
                     request_timeout=opts.server_timeout,
                     connect_retries=opts.server_retries,
                     on_warning=self._warn,
