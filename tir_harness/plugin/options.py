@@ -37,6 +37,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _shard(text: str) -> str:
+    from tir_harness.run.shards import parse_shard
+
+    try:
+        return str(parse_shard(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _probability(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -143,6 +152,9 @@ def addoption(parser: pytest.Parser) -> None:
         help="the run's seed; sample i samples with seed * 2**20 + i (default 0)")  # fmt: skip
     add("--samples", type=_int_range(1, 2**SAMPLE_BITS), default=1,
         help="trajectories per problem (pass@k, maj@k)")  # fmt: skip
+    add("--shard", type=_shard, default=None, metavar="I/N",
+        help="solve share I of N of the selected problems (round-robin over their sorted test ids); "
+        "`tir-harness merge` joins the N runs")  # fmt: skip
     add("--dtype", default="auto", help="vLLM dtype (auto, bfloat16, float16, float32)")
     add("--max-model-len", type=_positive_int, default=None)
     add("--tensor-parallel-size", type=_positive_int, default=1)
@@ -216,6 +228,7 @@ class HarnessOptions:
     gate: bool
     max_drop: float
     alpha: float
+    shard: str | None  # "I/N" (run/shards.py)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> HarnessOptions:
