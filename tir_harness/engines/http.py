@@ -135,10 +135,11 @@ class Client:
 
         Raises `Deadline` when the time runs out, `TooLarge` for a body over `max_body` (default: the client's),
         `HTTPError` for every other failure of the exchange."""
-        try:
-            async with asyncio.timeout(timeout):
-                return await self._exchange(method, path, body, self.max_body if max_body is None else max_body)
-        except TimeoutError:
+        try:  # wait_for, not asyncio.timeout: Python 3.10 has only the former
+            return await asyncio.wait_for(
+                self._exchange(method, path, body, self.max_body if max_body is None else max_body), timeout
+            )
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             raise Deadline(f"no answer within {timeout:g} s") from None
 
     def close(self) -> None:
@@ -160,7 +161,7 @@ class Client:
                 ),
                 self.connect_timeout,
             )
-        except TimeoutError:
+        except asyncio.TimeoutError:
             raise HTTPError("timed out") from None
         except OSError as exc:
             raise HTTPError(cause_of(exc)) from None
