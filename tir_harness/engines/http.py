@@ -27,6 +27,7 @@ import select
 import socket
 import ssl
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -124,7 +125,7 @@ class Client:
         self.connect_timeout = connect_timeout
         self.max_body = max_body
         self.keepalive_expiry = keepalive_expiry
-        self._idle: list[_Connection] = []
+        self._idle: deque[_Connection] = deque()  # newest last
         self._busy: set[_Connection] = set()
         self.connections_made = 0
 
@@ -201,6 +202,10 @@ class Client:
             if keep:
                 conn.idle_since = time.monotonic()
                 self._idle.append(conn)
+                # The oldest idle ones first: after a burst, connections no request takes again are closed as
+                # they expire, not kept open (half-closed by the server) until the client closes.
+                while self._idle and conn.idle_since - self._idle[0].idle_since >= self.keepalive_expiry:
+                    self._idle.popleft().close()
             else:
                 conn.close()
 
