@@ -824,6 +824,21 @@ def test_bad_gpu_options_are_one_line_errors(call, message):
     assert "\n" not in str(caught.value)
 
 
+def test_data_parallel_servers_take_their_engines_gpus_and_pass_the_size_on():
+    assert plan_servers(None, 1, 8000, 2) == [ServerPlan(8000, ())]  # the CPU case: one URL, two engines
+    assert plan_servers([str(g) for g in range(8)], 1, 8000, 8) == [ServerPlan(8000, tuple("01234567"))]
+    assert plan_servers(list("0123"), 1, 9000, 2) == [ServerPlan(9000, ("0", "1")), ServerPlan(9001, ("2", "3"))]
+    with pytest.raises(ValueError, match="6 GPUs do not split into servers of --data-parallel-size 4"):
+        plan_servers(list("012345"), 1, 8000, 4)
+    args = vllm_args("/m", served_model_name="m", host="h", port=1, data_parallel_size=2)
+    assert args[args.index("--data-parallel-size") + 1] == "2"
+    mine = vllm_args("/m", served_model_name="m", host="h", port=1, data_parallel_size=2,
+                     extra_args=["--data-parallel-size=4"])  # fmt: skip
+    assert "--data-parallel-size" not in mine and mine[-1] == "--data-parallel-size=4"
+    parsed, _ = parse_args(["gemma-3-270m", "-dp", "2"])
+    assert parsed.data_parallel_size == 2
+
+
 def test_vllm_arguments_add_cpu_defaults_unless_the_user_gave_them():
     args = vllm_args("/m", served_model_name="gemma", host="127.0.0.1", port=8001, cpu_defaults=True,
                      extra_args=["--max-model-len=4096", "--dtype", "float32"])  # fmt: skip

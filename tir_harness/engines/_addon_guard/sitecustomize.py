@@ -23,7 +23,9 @@ except Exception:  # an interpreter must start even if the guard cannot run
     pass
 
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-del sys.modules["sitecustomize"]
+# Gone already when a second copy of this file (another checkout's guard folder, also on the path) ran inside the
+# import below: `del` raised KeyError there, printed by Python as "Error in sitecustomize" by every child.
+sys.modules.pop("sitecustomize", None)
 try:
     importlib.import_module("sitecustomize")
 except ImportError:
