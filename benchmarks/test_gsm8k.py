@@ -1,8 +1,3 @@
-"""GSM8K test: grade-school word problems (1,319)."""
+from tir_harness.plugin.benchmark import dataset_test
 
-import pytest
-
-
-@pytest.mark.tir_dataset("gsm8k", split="test")
-def test_gsm8k(problem, solve):
-    assert solve(problem).answer == problem.answer
+test_gsm8k = dataset_test("gsm8k")

@@ -1,8 +1,3 @@
-"""GSM-Hard: GSM8K with larger numbers (1,319)."""
+from tir_harness.plugin.benchmark import dataset_test
 
-import pytest
-
-
-@pytest.mark.tir_dataset("gsm_hard", split="test")
-def test_gsm_hard(problem, solve):
-    assert solve(problem).answer == problem.answer
+test_gsm_hard = dataset_test("gsm_hard")

@@ -1,8 +1,3 @@
-"""MATH test: competition problems, 7 subjects, levels 1-5 (5,000)."""
+from tir_harness.plugin.benchmark import dataset_test
 
-import pytest
-
-
-@pytest.mark.tir_dataset("math", split="test")
-def test_math(problem, solve):
-    assert solve(problem).answer == problem.answer
+test_math = dataset_test("math")

@@ -1,8 +1,3 @@
-"""MATH-500: the PRM800K subset of MATH test (500)."""
+from tir_harness.plugin.benchmark import dataset_test
 
-import pytest
-
-
-@pytest.mark.tir_dataset("math500", split="test")
-def test_math500(problem, solve):
-    assert solve(problem).answer == problem.answer
+test_math500 = dataset_test("math500")

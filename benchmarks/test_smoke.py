@@ -1,8 +1,3 @@
-"""The packaged smoke problems: short, some need code; no download."""
+from tir_harness.plugin.benchmark import dataset_test
 
-import pytest
-
-
-@pytest.mark.tir_dataset("smoke", split="test")
-def test_smoke(problem, solve):
-    assert solve(problem).answer == problem.answer
+test_smoke = dataset_test("smoke")

@@ -1,8 +1,3 @@
-"""SVAMP: simple word problems with varied structure (1,000)."""
+from tir_harness.plugin.benchmark import dataset_test
 
-import pytest
-
-
-@pytest.mark.tir_dataset("svamp", split="test")
-def test_svamp(problem, solve):
-    assert solve(problem).answer == problem.answer
+test_svamp = dataset_test("svamp")

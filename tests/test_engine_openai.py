@@ -303,6 +303,15 @@ def test_completion_is_mapped_and_the_request_carries_the_sampling_and_vllm_extr
     }  # fmt: skip
 
 
+def test_reference_quirks_ask_the_server_to_add_a_bos_and_skip_special_tokens(fakes, engines):
+    fake = fakes()
+    engine = engines([fake.url])
+    quirky = GenerationRequest("<bos>Q", SamplingConfig(), "r", add_special_tokens=True, skip_special_tokens=True)
+    result(engine.submit(quirky))
+    (body,) = fake.bodies
+    assert (body["add_special_tokens"], body["skip_special_tokens"]) == (True, True)
+
+
 def test_without_cached_token_details_cached_tokens_is_none_and_no_seed_is_sent(fakes, engines):
     fake = fakes()
     engine = engines([fake.url])
@@ -1057,3 +1066,17 @@ def test_a_real_vllm_server_serves_a_completion(gemma, tmp_path):
             assert info["model"] == "gemma-3-270m" and info["server_version"] == _get(server.url, "/version")["version"]
     assert pid is not None and not _running(pid)
     assert not (tmp_path / "tmp").exists()  # vLLM's sockets and files went with the server
+
+
+def test_a_servers_reasoning_token_count_is_the_completions_thinking_tokens(fakes, engines):
+    def answer(reasoning: object) -> Reply:
+        details = {"reasoning_tokens": reasoning}
+        usage = {"prompt_tokens": 3, "completion_tokens": 40, "completion_tokens_details": details}
+        body = {"choices": [{"index": 0, "text": "</think> 5", "finish_reason": "stop"}], "usage": usage}
+        return Reply(raw=json.dumps(body).encode())
+
+    counts = iter([30, 99, "many", None, -1, True])
+    fake = fakes(respond=lambda body: answer(next(counts)))
+    engine = engines([fake.url])
+    # A count past the completion's own is cut to it; one that is not a count is no count.
+    assert [result(engine.submit(request("Q"))).thinking_tokens for _ in range(6)] == [30, 40, None, None, None, None]

@@ -21,7 +21,7 @@ CONFTEST = r'''
 import pathlib
 from tir_harness.engines.base import EngineError
 from tir_harness.engines.scripted import ScriptedEngine
-from tir_harness.plugin import guard
+from tir_harness.run import boundary
 
 LOG = pathlib.Path(__file__).parent / "requests.log"
 
@@ -60,7 +60,7 @@ def pytest_tir_make_engine(config, model):
 
 
 # A fault inside the trajectory itself, past the engine: the sandbox session raising.
-_run = guard._SafeSession.run
+_run = boundary._SafeSession.run
 
 
 def run(self, code):
@@ -69,7 +69,7 @@ def run(self, code):
     return _run(self, code)
 
 
-guard._SafeSession.run = run
+boundary._SafeSession.run = run
 '''
 
 BENCH = """

@@ -63,5 +63,5 @@ def test_explain_without_prediction_says_no_answer() -> None:
 
 def test_equivalent_and_extract_answer_signatures() -> None:
     assert equivalent("2", "2.0") is True
-    assert extract_answer("#### 5", dataset="gsm8k") == "5"
-    assert extract_answer("The answer is 6", dataset=None) == "6"
+    assert extract_answer("#### 5", answer_kind="number") == "5"
+    assert extract_answer("The answer is 6", answer_kind="expression") == "6"

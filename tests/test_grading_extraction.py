@@ -43,7 +43,7 @@ def test_extract_answer(response: str, answer: str | None) -> None:
 
 def test_gsm8k_fallback_takes_the_last_number_not_the_last_formula() -> None:
     response = "She pays 18 dollars, so she keeps $x$"
-    assert extract_answer(response, dataset="gsm8k") == "18"
+    assert extract_answer(response, answer_kind="number") == "18"
 
 
 def test_nothing_extracted_is_not_correct_with_reason_no_answer() -> None:
@@ -102,7 +102,7 @@ TORA_OUTPUT_LAST = [
 
 @pytest.mark.parametrize(("response", "gold"), TORA_OUTPUT_LAST)
 def test_a_tool_use_response_without_a_box_is_answered_by_its_closing_output(response: str, gold: str) -> None:
-    verdict = grade("```python\nprint(x)\n```\n" + response, gold, dataset="gsm8k")
+    verdict = grade("```python\nprint(x)\n```\n" + response, gold, answer_kind="number")
     assert verdict.correct, verdict
 
 
@@ -116,7 +116,7 @@ def test_a_tool_use_response_without_a_box_is_answered_by_its_closing_output(res
     ],
 )
 def test_closing_output_rule_boundaries(response: str, answer: str) -> None:
-    assert extract_answer(response, dataset="gsm8k") == answer
+    assert extract_answer(response, answer_kind="number") == answer
 
 
 @pytest.mark.parametrize("text", ["$", "\\quad", "\\text{}", ".", "=", "~", "\\,", "\\$", "x^{}", "nan"])

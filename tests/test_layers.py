@@ -37,6 +37,18 @@ def _imports(path: Path) -> list[tuple[int, str]]:
     return found
 
 
+# Beyond the ranks: the run layer drives a run without pytest, and the plugin reaches the engines and the sandbox
+# only through it (so that engine, prompt format, store keys and seeds are decided in run/, never in plugin/).
+FORBIDDEN = {
+    "run": ("pytest", "_pytest"),
+    "plugin": ("tir_harness.engines", "tir_harness.sandbox"),
+}
+
+
+def _forbidden(own: str, name: str) -> bool:
+    return any(name == top or name.startswith(top + ".") for top in FORBIDDEN.get(own, ()))
+
+
 def violations(package: Path) -> list[str]:
     bad = []
     for path in sorted(package.rglob("*.py")):
@@ -47,6 +59,8 @@ def violations(package: Path) -> list[str]:
             other = _layer(name)
             if other is not None and other != own and RANK[other] >= RANK[own]:
                 bad.append(f"{path.relative_to(package)}:{lineno}: layer {own} imports {name} ({other})")
+            elif _forbidden(own, name):
+                bad.append(f"{path.relative_to(package)}:{lineno}: layer {own} must not import {name}")
     return bad
 
 
@@ -65,6 +79,23 @@ def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:
     (tmp_path / "grading" / "bad.py").write_text("def f():\n    from tir_harness.plugin.runner import Runner\n")
     (tmp_path / "grading" / "good.py").write_text("from tir_harness.util.text import one_line\n")
     assert violations(tmp_path) == ["grading/bad.py:2: layer grading imports tir_harness.plugin.runner.Runner (plugin)"]
+
+
+def test_the_check_sees_pytest_in_run_and_engines_in_plugin(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    (tmp_path / "plugin").mkdir()
+    (tmp_path / "run" / "bad.py").write_text("import pytest\nfrom _pytest.config import Config\nimport pytest_xdist\n")
+    (tmp_path / "plugin" / "bad.py").write_text(
+        "from tir_harness.engines.vllm import VLLMEngine\n"
+        "def f():\n    import tir_harness.sandbox.executor\n"
+        "from tir_harness.run.evaluation import Evaluation\n"
+    )
+    assert violations(tmp_path) == [
+        "plugin/bad.py:1: layer plugin must not import tir_harness.engines.vllm.VLLMEngine",
+        "plugin/bad.py:3: layer plugin must not import tir_harness.sandbox.executor",
+        "run/bad.py:1: layer run must not import pytest",
+        "run/bad.py:2: layer run must not import _pytest.config.Config",
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(RANK))

@@ -102,6 +102,17 @@ def test_every_block_of_a_turn_runs_and_the_last_one_is_observed(executor):
     assert trajectory.tool_calls == 1
 
 
+def test_a_turn_cut_at_max_tokens_inside_its_code_runs_the_code_and_the_trajectory_goes_on(executor):
+    # The reference's rule looks at the text only (no `boxed`, a ```python block), not at the finish reason.
+    # This is what gave problem 7 of benchmarks/perf/loop.py a second turn (docs/throughput.md).
+    cut_turn = "We compute.\n```python\nprint(6 * 7)\n" + "y = 1\n" * 50  # 6 words, then 3 a line
+    engine = ScriptedEngine.by_question({"Q8": [cut_turn, "So \\boxed{42}."]})
+    trajectory = run_trajectory("Q8", config(max_tokens=30), engine, executor.session, "q8")
+    assert [t.finish_reason for t in trajectory.turns] == ["length", "stop"]
+    assert trajectory.turns[0].text.endswith("y = 1") and trajectory.turns[0].observation == "42"
+    assert trajectory.end_reason == "answer" and trajectory.tool_calls == 1
+
+
 def test_errors_in_code_become_observations(executor):
     engine = ScriptedEngine.by_question({"Q4": ["```python\n1/0\n```", "\\boxed{0}"]})
     trajectory = run_trajectory("Q4", config(), engine, executor.session, "q4")

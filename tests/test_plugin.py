@@ -89,6 +89,9 @@ def test_a_run_reports_every_problem(project: pytest.Pytester, tmp_path):
     assert records["problems/file/frac"]["prediction"] == "0.5" and records["problems/file/frac"]["correct"]
     manifest = json.loads((reports / "manifest.json").read_text())
     assert manifest["engine"]["kind"] == "scripted" and manifest["problems"] == 4
+    # Sampling options not given: the settings the run chose, and where each came from.
+    assert manifest["sampling"]["temperature"] == {"value": 0.0, "source": "default"}
+    assert manifest["sampling"]["max_tokens"] == {"value": 1024, "source": "default"}
     suite = next(iter(JUnitXml.fromfile(str(tmp_path / "junit.xml"))))
     cases = {case.name: case for case in suite}
     assert len(cases) == 4

@@ -8,6 +8,7 @@ from tir_harness.run.prompts import (
     PROMPT_TYPES,
     ChatTemplateFormat,
     Message,
+    PromptType,
     default_observation_style,
     default_prompt_type,
     first_messages,
@@ -153,9 +154,94 @@ def test_chat_template_uses_the_tokenizer_and_continues_open_turns():
         ("meta-llama/Meta-Llama-3-8B-Instruct", "llama3"),
         ("my-llama3-sft", "llama3"),
         ("deepseek-ai/deepseek-math-7b-rl", "deepseek"),
-        ("Qwen/Qwen2.5-Math-7B-Instruct", "chat-template"),
+        ("Qwen/Qwen2.5-Math-7B-Instruct", "qwen25-math"),  # its own format (tests/test_fidelity_qwen.py)
+        ("Qwen/Qwen2.5-7B-Instruct", "chat-template"),
         ("meta-llama/Llama-2-7b-chat-hf", "chat-template"),
     ],
 )
 def test_format_from_model_name(model, expected):
     assert format_for_model(model) == expected
+
+
+# -- the system role ---------------------------------------------------------------------------------------------
+
+SYSTEM = "You are a careful mathematician."
+WITH_SYSTEM = {
+    # Gemma has no system turn: its own template puts the system text at the head of the first user turn.
+    "gemma": f"<bos><start_of_turn>user\n{SYSTEM}\n\n{Q}<end_of_turn>\n<start_of_turn>model\n",
+    "mistral": f"<s> [INST] {SYSTEM}\n\n{Q} [/INST]",
+    "llama3": (
+        f"<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n{SYSTEM}<|eot_id|>"
+        f"<|start_header_id|>user<|end_header_id|>\n\n{Q}<|eot_id|>{L3_ASSISTANT}"
+    ),
+    "deepseek": f"{SYSTEM}\n\nUser: {Q}\n\nAssistant: ",
+    "plain": f"{SYSTEM}\n\n{Q}\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(WITH_SYSTEM))
+def test_every_format_renders_a_system_message_as_its_model_expects(name):
+    fmt = FORMATS[name]
+    messages = [Message("system", SYSTEM), Message("user", Q)]
+    assert fmt.render(messages) == WITH_SYSTEM[name]
+    # Later turns only append: the system text stays where it was, once.
+    after = after_turn(fmt, messages)
+    assert fmt.render(after).startswith(WITH_SYSTEM[name]) and fmt.render(after).count(SYSTEM) == 1
+
+
+def test_a_prompt_type_with_a_system_prompt_sends_it_first():
+    qwen_like = PromptType("qwen-like", True, lambda q, fmt="": f"{q}\n{INTEGRATE}", system=SYSTEM)
+    assert first_messages(Q, qwen_like) == [Message("system", SYSTEM), Message("user", f"{Q}\n{INTEGRATE}")]
+    assert first_messages(Q, PROMPT_TYPES["tora"], "gemma") == [Message("user", Q)]  # none: no system message
+    expected = WITH_SYSTEM["llama3"].replace(f"{Q}<|eot_id|>", f"{Q}\n{INTEGRATE}<|eot_id|>")
+    assert FORMATS["llama3"].first_prompt(Q, qwen_like) == expected
+
+
+def test_a_message_has_one_of_three_roles():
+    with pytest.raises(ValueError, match="system, user, assistant"):
+        Message("tool", "5")
+
+
+# Qwen2.5's chat template (its tokenizer_config.json), with its default system prompt when none is given.
+QWEN_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>system\\nPlease reason step by step, and put your final answer within "
+    "\\\\boxed{}.<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{%- if not (message.role == 'system' and loop.first) %}"
+    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+QWEN_TOOL_SYSTEM = (
+    "Please integrate natural language reasoning with programs to solve the problem above, "
+    "and put your final answer within \\boxed{}."
+)
+
+
+def test_a_qwen_style_system_prompt_renders_through_a_real_tokenizers_chat_template(gemma, tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    # A real tokenizer (Gemma's files) carrying Qwen2.5's chat template: what `--prompt-format chat-template`
+    # loads for a Qwen model.
+    shutil.copy(Path(gemma) / "tokenizer.json", tmp_path / "tokenizer.json")
+    config = json.loads((Path(gemma) / "tokenizer_config.json").read_text())
+    config["chat_template"] = QWEN_TEMPLATE
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    fmt = ChatTemplateFormat.from_tokenizer(str(tmp_path))
+    qwen_tool = PromptType("qwen-tool", True, lambda q, fmt="": q, system=QWEN_TOOL_SYSTEM)
+    first = fmt.first_prompt(Q, qwen_tool)
+    assert first == (
+        f"<|im_start|>system\n{QWEN_TOOL_SYSTEM}<|im_end|>\n<|im_start|>user\n{Q}<|im_end|>\n<|im_start|>assistant\n"
+    )
+    # The model's turn continues after the observation, the system prompt once at the head.
+    messages = after_turn(fmt, first_messages(Q, qwen_tool))
+    assert fmt.render(messages) == (
+        f"{first}{STRIPPED}<|im_end|>\n<|im_start|>user\n```output\n5\n```<|im_end|>\n<|im_start|>assistant\n"
+    )

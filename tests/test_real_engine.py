@@ -7,6 +7,7 @@ tests check the whole tool loop and the files, never accuracy.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import sqlite3
 
@@ -127,7 +128,8 @@ def test_ctrl_c_prints_the_summary_and_keeps_finished_work(gemma, tmp_path):
     written = realrun.records(tmp_path / "run" / "trajectories.jsonl")
     assert 1 <= len(written) < 8
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["interrupted"] and manifest["problems"] == len(written)
+    # Tests that reported, and trajectories that finished into the store after the interrupt (docs/reports.md).
+    assert manifest["interrupted"] and manifest["problems"] + manifest.get("from_store", 0) == len(written)
     with ResultStore(store) as results:
         assert len(results) >= len(written)
 
@@ -153,3 +155,99 @@ def test_a_grader_change_regrades_without_regenerating(gemma, tmp_path):
         regraded = now[record["problem_id"]]
         assert regraded["turns"] == record["turns"]
         assert (regraded["prediction"], regraded["correct"]) == (record["prediction"], record["correct"])
+
+
+def test_engine_args_reach_vllm_and_the_manifest_and_a_wrong_one_stops_before_the_engine(gemma, tmp_path):
+    store, reports = tmp_path / "store", tmp_path / "run"
+    base = ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=32", "-k", "0000",
+            f"--store-dir={store}"]  # fmt: skip
+    typo = realrun.run([*base, "--engine-arg=max_num_seq=3"], tmp_path)
+    assert typo.returncode == 4, typo.stdout[-3000:]
+    assert "ERROR: tir-harness: --engine-arg max_num_seq: not an argument of the vllm engine; did you mean " in (
+        typo.stderr
+    )
+    assert "Traceback" not in typo.stderr and not store.exists()  # stopped before the store and the engine
+    # max_num_seqs reaches vLLM's EngineArgs (the engine reports what vLLM's scheduler took), an argument agreeing
+    # with its shorthand (--dtype=float32) is taken, and the manifest records them.
+    done = realrun.run(
+        [*base, "--engine-arg", '{"max_num_seqs": 3, "dtype": "float32"}', f"--report-dir={reports}"], tmp_path
+    )
+    assert done.returncode in (0, 1), done.stdout[-3000:]
+    engine = json.loads((reports / "manifest.json").read_text())["engine"]
+    assert engine["max_num_seqs"] == 3 and engine["max_inflight"] == 4  # 3 + 25%
+    assert engine["engine_args"] == {"max_num_seqs": 3, "dtype": "float32"}
+    (record,) = realrun.records(reports / "trajectories.jsonl")
+    assert record["turns"] and record["turns"][0]["completion_tokens"] > 0
+
+
+def test_ini_settings_a_negative_seed_and_the_reference_quirks_on_the_real_engine(gemma, tmp_path):
+    """Settings given as ini values (`-o`, as a project's pyproject.toml would) reach vLLM; a negative run seed
+    starts the engine; with the quirks the real tokenizer path sends the reference's ids (two BOS)."""
+    from transformers import AutoTokenizer
+
+    reports = tmp_path / "run"
+    done = realrun.run(
+        ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "-k", "0000",
+         "--prompt-format=gemma", f"--store-dir={tmp_path / 'store'}", f"--report-dir={reports}",
+         "-o", "tir_engine_arg=max_num_seqs=2",
+         "-o", "tir_max_tokens=16", "-o", "tir_seed=-1", "-o", "tir_reference_quirks=true"],
+        tmp_path,
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stdout[-3000:]
+    manifest = json.loads((reports / "manifest.json").read_text())
+    assert manifest["engine"]["max_num_seqs"] == 2 and manifest["engine"]["engine_args"] == {"max_num_seqs": 2}
+    (record,) = realrun.records(reports / "trajectories.jsonl")
+    assert record["sampling"]["seed"] == -1 and record["sampling"]["max_tokens"] == 16
+    first = record["turns"][0]
+    reference = AutoTokenizer.from_pretrained(gemma)(record["prompt"])["input_ids"]  # vLLM's generate(text)
+    assert reference[:2] == [2, 2] and first["prompt_tokens"] == len(reference)
+
+
+def test_aime24_with_two_samples_reports_avg_pass_and_maj_at_k_consistent_with_the_records(gemma, tmp_path):
+    # AIME 2024 is not shipped (licence): a --data-dir holding the real rows kept for the tests.
+    data = tmp_path / "data" / "aime24"
+    data.mkdir(parents=True)
+    shutil.copy(realrun.REPO / "tests" / "data" / "benchmarks" / "aime24" / "test.jsonl", data / "test.jsonl")
+    reports = tmp_path / "run"
+    result = realrun.run(
+        ["benchmarks/test_aime24.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=64", "--samples=2",
+         "--temperature=0.6", f"--data-dir={data.parent}", "-k", "60 or 61 or 62", f"--report-dir={reports}",
+         f"--store-dir={tmp_path / 'store'}", "-v"],
+        tmp_path,
+    )  # fmt: skip
+    lines = realrun.records(reports / "trajectories.jsonl")
+    assert len(lines) == 6, result.stdout[-3000:] + result.stderr[-3000:]
+    by_problem: dict[str, list[dict]] = {}
+    for record in sorted(lines, key=lambda r: r["sample"]):
+        assert record["end_reason"] != "error" and record["sampling"]["max_tokens"] == 64
+        by_problem.setdefault(record["problem_id"], []).append(record)
+    assert sorted(by_problem) == ["aime24/test/60", "aime24/test/61", "aime24/test/62"]
+    assert all([r["sample"] for r in samples] == [0, 1] for samples in by_problem.values())
+    # Worked out from the records by the definitions: c correct of 2 samples per problem.
+    correct = [sum(r["correct"] for r in samples) for samples in by_problem.values()]
+    avg = sum(c / 2 for c in correct) / 3
+    pass_2 = sum(c > 0 for c in correct) / 3
+
+    def majority_of_two(first: dict, second: dict) -> float:
+        if first["correct"] and second["correct"]:
+            return 1.0
+        if not (first["correct"] or second["correct"]):
+            return 0.0
+        wrong = second if first["correct"] else first
+        return 1.0 if wrong["prediction"] is None else 0.5  # a wrong answer ties the right one; no answer abstains
+
+    maj_2 = sum(majority_of_two(*samples) for samples in by_problem.values()) / 3
+    summary = json.loads((reports / "summary.json").read_text())
+    assert summary["problems"] == 3 and summary["records"] == 6
+    assert (summary["avg_at_k"]["k"], summary["avg_at_k"]["n"]) == (2, 3)
+    assert summary["avg_at_k"]["value"] == pytest.approx(avg)
+    assert {k: v["value"] for k, v in summary["pass_at_k"].items()} == pytest.approx({"1": avg, "2": pass_2})
+    assert {k: v["value"] for k, v in summary["maj_at_k"].items()} == pytest.approx({"1": avg, "2": maj_2})
+    # The manifest says which sampling settings the run used and where each came from (Gemma does not think).
+    manifest = json.loads((reports / "manifest.json").read_text())
+    assert manifest["sampling"] == {
+        "reasoning_model": False,
+        "temperature": {"value": 0.6, "source": "option"},
+        "top_p": {"value": 1.0, "source": "default"},
+        "max_tokens": {"value": 64, "source": "option"},
+    }

@@ -36,16 +36,19 @@ def test_in_flight_count_follows_the_engine_batch_within_the_sandbox_limit() -> 
     assert automatic_max_inflight(1, 1) == 1
 
 
-def test_engine_slots_reads_max_num_seqs_only_when_it_is_a_positive_int() -> None:
+def test_engine_slots_reads_the_capacity_only_when_it_is_a_positive_int() -> None:
     class Engine:
-        max_num_seqs: object = 512
+        slots: object = 512
+
+        def capacity(self) -> object:
+            return self.slots
 
     engine = Engine()
     assert engine_slots(engine) == 512
     for value in (None, 0, -3, True, "512", 1.5):
-        engine.max_num_seqs = value
+        engine.slots = value
         assert engine_slots(engine) is None
-    assert engine_slots(object()) is None
+    assert engine_slots(object()) is None  # an engine from before `capacity`: unknown
 
 
 # -- group commit ----------------------------------------------------------------------------------------
@@ -133,7 +136,8 @@ SLOTS = int(os.environ.get("TIR_TEST_SLOTS", "0")) or None
 
 
 class Instant:
-    max_num_seqs = SLOTS
+    def capacity(self):
+        return SLOTS
 
     def submit(self, request):
         answer = request.prompt.split("ANSWER ")[1].split(".")[0]

@@ -99,6 +99,8 @@ CHANGES: dict[str, Any] = {
     "max_turn_chars": 2000,
     "executor": {**BASE_PARTS["executor"], "timeout": 5.0},
     "loop_version": "2",
+    "engine_args": {"quantization": "fp8"},  # absent from the canonical JSON above while empty
+    "reference_quirks": True,  # absent while off, too
 }
 
 

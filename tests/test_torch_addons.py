@@ -88,3 +88,25 @@ def test_a_matching_build_is_left_alone(tmp_path: Path, torch: str, torchvision:
         "import RuntimeError operator torchvision::nms does not exist",
         "child spec True",
     ]
+
+
+
+@pytest.mark.parametrize("site", [False, True], ids=["alone", "before-a-sitecustomize"])
+def test_two_copies_of_the_guard_on_the_path_start_an_interpreter_cleanly(tmp_path: Path, site: bool) -> None:
+    """Two checkouts (a worktree and the installed one) can each put their guard on PYTHONPATH: a child must
+    start without "Error in sitecustomize", and a sitecustomize of the environment still runs after them."""
+    guard = Path(__file__).resolve().parent.parent / "tir_harness" / "engines" / "_addon_guard" / "sitecustomize.py"
+    path = []
+    for name in ("one", "two"):
+        folder = tmp_path / name / "_addon_guard"
+        folder.mkdir(parents=True)
+        (folder / "sitecustomize.py").write_text(guard.read_text())
+        path.append(str(folder))
+    if site:
+        (tmp_path / "site").mkdir()
+        (tmp_path / "site" / "sitecustomize.py").write_text("import builtins\nbuiltins.SITE_RAN = True\n")
+        path.append(str(tmp_path / "site"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    code = "import builtins; print(getattr(builtins, 'SITE_RAN', False))"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert (done.stdout, done.stderr) == (f"{site}\n", "")

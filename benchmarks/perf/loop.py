@@ -7,13 +7,23 @@ the round-based way puts a barrier around every round, as ToRA, Qwen2.5-Math and
 implementation do: all unfinished problems generate, everyone waits for the slowest, all code runs, and
 only then the next round starts.  Prints wall time, the ratio, the share of wall time the engine had work,
 tokens per second, and the time to collect every problem of every dataset as pytest items.
+
+So that a change in the ratio explains itself, it also prints, for each way, the mean number of sequences in
+the engine per step and the median gap from a turn's completion to the trajectory's next request (the
+harness's own latency: code, observation, prompt), and the workload's bound: generated tokens on the longest
+trajectory (what the no-barrier loop must decode one after another) against the sum over rounds of the
+longest turn of each round (what the barrier makes everyone wait for), and the efficiency against it (the
+measured speed-up over the bound's).  When the measured speed-up follows the bound, the trajectories changed;
+when it falls below it, the harness got slower (docs/throughput.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -82,12 +92,61 @@ class RoundBarrier:
         pass
 
 
+class Gaps:
+    """Wraps what the loop submits to: the time from a turn's completion, as the loop sees it, to the
+    trajectory's next request (a barrier's wait is not in it: it is measured on the loop's side)."""
+
+    def __init__(self, target: Any) -> None:
+        self.target = target
+        self._lock = threading.Lock()
+        self._done: dict[str, float] = {}  # request id -> when its completion reached the loop
+        self.gaps: list[float] = []
+
+    def submit(self, request: GenerationRequest) -> Future[Completion]:
+        now = time.perf_counter()
+        with self._lock:
+            if request.continues in self._done:
+                self.gaps.append(now - self._done.pop(request.continues))
+        outer: Future[Completion] = Future()
+
+        def completed(inner: Future[Completion]) -> None:
+            with self._lock:  # before the loop can see the completion, so its next request finds the time
+                self._done[request.request_id] = time.perf_counter()
+            exc = inner.exception()
+            outer.set_exception(exc) if exc is not None else outer.set_result(inner.result())
+
+        self.target.submit(request).add_done_callback(completed)
+        return outer
+
+    def info(self) -> dict[str, Any]:
+        return self.target.info()
+
+    def close(self) -> None:
+        pass
+
+
+def bound(trajectories: list[Trajectory]) -> tuple[int, int, str]:
+    """The workload's own limit on the speed-up, in tokens decoded one after another: without a barrier, the
+    longest trajectory's turns back to back; with one, the sum over rounds of each round's longest turn.
+    Returns both and a line saying where they come from."""
+    turns = [[turn.completion_tokens for turn in t.turns] for t in trajectories]
+    longest_turns = [max(t[r] for t in turns if len(t) > r) for r in range(max(map(len, turns), default=0))]
+    longest = max(range(len(turns)), key=lambda i: sum(turns[i]), default=0)
+    chain, barrier = sum(turns[longest]) if turns else 0, sum(longest_turns)
+    line = (
+        f"workload bound: {barrier / max(1, chain):.2f}x from scheduling alone: with a barrier {barrier} tokens "
+        f"one after another (each round's longest turn: {'+'.join(map(str, longest_turns))}), without {chain} "
+        f"(problem {longest}'s turns: {'+'.join(map(str, turns[longest] if turns else []))})"
+    )
+    return chain, barrier, line
+
+
 def run(mode: str, engine: Any, executor: Executor, config: LoopConfig, questions: list[str]) -> dict[str, Any]:
     engine.reset_prefix_cache()
-    busy0 = engine.busy_seconds
+    busy0, steps0, seqs0 = engine.busy_seconds, engine.steps, engine.step_sequences
     scheduler = Scheduler(max_inflight=len(questions))
     barrier = RoundBarrier(engine, len(questions)) if mode == "rounds" else None
-    target = barrier or engine
+    target = Gaps(barrier or engine)
 
     def job(i: int, question: str) -> Trajectory:
         try:
@@ -102,10 +161,16 @@ def run(mode: str, engine: Any, executor: Executor, config: LoopConfig, question
     wall = time.perf_counter() - start
     scheduler.close()
     tokens = sum(t.completion_tokens for t in trajectories)
+    steps = engine.steps - steps0
     return {
         "mode": mode,
         "wall": wall,
         "busy": (engine.busy_seconds - busy0) / wall,
+        "steps": steps,
+        "batch": (engine.step_sequences - seqs0) / max(1, steps),
+        "gap": statistics.median(target.gaps) if target.gaps else float("nan"),
+        "bound": bound(trajectories),
+        "ends": collections.Counter(t.end_reason for t in trajectories),
         "tokens_per_s": tokens / wall,
         "tokens": tokens,
         "turns": [len(t.turns) for t in trajectories],
@@ -154,6 +219,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=1024, help="per turn; the harness default")
     parser.add_argument("--max-tool-calls", type=int, default=4)
     parser.add_argument("--kv-cache-mb", type=int, default=2048)
+    parser.add_argument("--max-model-len", type=int, default=2048, help="prompt plus turn, tokens")
     parser.add_argument("--skip-collection", action="store_true")
     parser.add_argument("--dtype", default="float32", help="float32 makes greedy output batch-independent")
     args = parser.parse_args()
@@ -178,7 +244,7 @@ def main() -> None:
     )
     questions = [p.question for p in load("gsm8k", "test", data_dir=data_dir)[: args.problems]]
     engine = VLLMEngine(
-        VLLMConfig(spec.path, dtype=args.dtype, max_model_len=2048, enforce_eager=True,
+        VLLMConfig(spec.path, dtype=args.dtype, max_model_len=args.max_model_len, enforce_eager=True,
                    kv_cache_memory_bytes=args.kv_cache_mb * 2**20)
     )  # fmt: skip
     try:
@@ -191,12 +257,27 @@ def main() -> None:
 
     identical = sum(a == b for a, b in zip(rounds["texts"], free["texts"], strict=True))
     hist = {n: free["turns"].count(n) for n in sorted(set(free["turns"]))}
-    print(f"problems: {len(questions)}; turns per trajectory: {hist}; round-based rounds: {rounds['rounds']}")
+    print(f"problems: {len(questions)}; turns per trajectory: {hist}; round-based rounds: {rounds['rounds']}; "
+          f"ends: {dict(sorted(free['ends'].items()))}")  # fmt: skip
     for r in (rounds, free):
         name = "round-based (ToRA-style)" if r["mode"] == "rounds" else "tir-harness (no barrier)"
         print(f"{name:26} wall {r['wall']:6.2f} s  engine busy {r['busy']:6.1%}  "
-              f"{r['tokens_per_s']:7.1f} tokens/s  ({r['tokens']} tokens)")  # fmt: skip
-    print(f"speed-up: {rounds['wall'] / free['wall']:.2f}x (target >= 1.5x); engine busy target >= 90%")
+              f"{r['tokens_per_s']:7.1f} tokens/s  ({r['tokens']} tokens)  {r['steps']} steps, "
+              f"mean batch {r['batch']:5.2f}/step  median gap completion->next request "
+              f"{r['gap'] * 1000:6.1f} ms")  # fmt: skip
+    speed_up = rounds["wall"] / free["wall"]
+    print(f"speed-up: {speed_up:.2f}x (target >= 1.5x); engine busy target >= 90%")
+    chain, barrier, line = free["bound"]
+    print(line)
+    # At 100% the harness gets all the workload allows; below it, either its steps cost more (a larger batch
+    # per step: on vLLM's CPU build ~10% from 4 to 8 sequences) or it took more steps (next line).
+    allowed, in_steps = barrier / max(1, chain), rounds["steps"] / max(1, free["steps"])
+    print(f"efficiency against the bound: {speed_up / allowed:.0%} (measured {speed_up:.2f}x of the bound's "
+          f"{allowed:.2f}x; in engine steps {in_steps:.2f}x)")  # fmt: skip
+    # One step per token of the longest trajectory is all a harness that holds nothing back needs (plus the few
+    # steps over which vLLM splits the prompts of a full batch); more means turns waited (a sandbox, a lock).
+    extra = free["steps"] - chain, rounds["steps"] - barrier
+    print(f"steps beyond the workload's own: no barrier {extra[0]}, round-based {extra[1]}")
     print(f"identical trajectories: {identical}/{len(questions)}")
 
 

@@ -402,8 +402,12 @@ def _sampling(summary: Mapping[str, Any]) -> str:
         f"<td>{_e(percent(maj_k[k]['value'])) if k in maj_k else ''}</td><td>{_e(pass_k[k]['n'])}</td></tr>"
         for k in pass_k
     )
+    avg = summary.get("avg_at_k")
+    caption = "Several samples"
+    if avg:
+        caption += f": avg@{avg['k']} {percent(avg['value'])} {interval(avg['ci'])}"
     return (
-        '<table class="numbers"><caption>Several samples</caption><thead><tr><th></th><th>pass@k</th>'
+        f'<table class="numbers"><caption>{_e(caption)}</caption><thead><tr><th></th><th>pass@k</th>'
         f"<th>maj@k</th><th>problems</th></tr></thead><tbody>{rows}</tbody></table>"
     )
 
@@ -429,6 +433,9 @@ def _cost(summary: Mapping[str, Any]) -> str:
     rows += _distribution_rows("tool calls", summary.get("tool_calls") or {})
     rows += _distribution_rows("prompt tokens", cost.get("prompt_tokens") or {})
     rows += _distribution_rows("completion tokens", cost.get("completion_tokens") or {})
+    if cost.get("thinking_tokens"):  # a reasoning model's: of the completion tokens, thinking and answer
+        rows += _distribution_rows("thinking tokens", cost["thinking_tokens"])
+        rows += _distribution_rows("answer tokens", cost.get("answer_tokens") or {})
     rows += _distribution_rows("seconds", cost.get("seconds") or {}, " s")
     cached = (summary.get("counts") or {}).get("cached", 0)
     note = f"<p class='note'>{_e(cached)} trajectories came from the result store.</p>" if cached else ""

@@ -169,16 +169,35 @@ def format_terminal(summary: dict[str, Any]) -> list[str]:
         lines.append("  by level: " + ", ".join(f"L{lv} {percent(g['accuracy'])}" for lv, g in acc["by_level"].items()))
     if summary.get("reference_grader"):
         lines.append(_reference_line(summary["reference_grader"]))
+    if summary.get("avg_at_k"):
+        avg = summary["avg_at_k"]
+        lines.append(
+            f"{'avg@' + str(avg['k']):<9}{percent(avg['value'])} {interval(avg['ci'])} over {avg['n']} problems"
+        )
     if summary["pass_at_k"]:
         lines.append(_k_line("pass@k", summary["pass_at_k"]))
         lines.append(_k_line("maj@k", summary["maj_at_k"]))
     lines += [_tool_line(summary), _ends_line(summary), _cost_line(summary)]
+    cost = summary["cost"]
+    if cost.get("thinking_tokens"):  # means over the trajectories that thought, not over all
+        lines.append(
+            f"thinking {cost['thinking_tokens']['mean']:.0f} thinking + {cost['answer_tokens']['mean']:.0f} answer "
+            f"tokens per trajectory with a think block ({cost['thinking_records']})"
+        )
     # Model names, run ids, subjects and dataset names come from servers and data files: shown, never acting.
     return [displayable(line) for line in lines]
 
 
-def live_line(n_done: int, n_correct: int, n_total: int | None = None) -> str:
-    """Running accuracy during a run, e.g. `tir-harness: 12/200 done, accuracy 58.3% [32.0, 80.7] (7/12)`.
+def live_line(
+    n_done: int,
+    n_correct: int,
+    n_total: int | None = None,
+    *,
+    per_second: float | None = None,
+    seconds_left: float | None = None,
+) -> str:
+    """Running accuracy during a run, e.g. `tir-harness: 12/200 done, accuracy 58.3% [32.0, 80.7] (7/12)`,
+    then the generation rate and the time left when known (`, 2.1 trajectories/s, about 3 min left`).
 
     `n_total` may be None (or 0) when the number of items is not known yet.
     """
@@ -190,10 +209,32 @@ def live_line(n_done: int, n_correct: int, n_total: int | None = None) -> str:
     if n_done == 0:
         return f"tir-harness: {progress} done"
     lo, hi = stats.wilson_interval(n_correct, n_done)
-    return (
+    line = (
         f"tir-harness: {progress} done, accuracy {percent(n_correct / n_done)} "
         f"[{100 * lo:.1f}, {100 * hi:.1f}] ({n_correct}/{n_done})"
     )
+    if per_second is not None:
+        line += f", {per_second:.2g} trajectories/s" if per_second < 10 else f", {per_second:.0f} trajectories/s"
+    if seconds_left is not None:
+        line += f", about {duration(seconds_left)} left"
+    return line
+
+
+def duration(seconds: float) -> str:
+    """A rough duration for people: `40 s`, `3 min`, `1 h 20 min`."""
+    if seconds < 60:
+        return f"{max(seconds, 1):.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+def collection_line(per_dataset: dict[str, int], samples: int) -> str:
+    """What a run will do, after collection: `tir-harness: 1,819 problems (gsm8k 1,319, math500 500), 1 sample
+    each`."""
+    total = sum(per_dataset.values())
+    parts = ", ".join(f"{name} {count:,}" for name, count in sorted(per_dataset.items()))
+    each = f"{samples} sample{'s' if samples != 1 else ''} each"
+    return f"tir-harness: {total:,} problem{'s' if total != 1 else ''} ({parts}), {each}"
 
 
 def _md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
@@ -263,7 +304,14 @@ def format_markdown(summary: dict[str, Any], comparison: Comparison | None = Non
             (k, percent(summary["pass_at_k"][k]["value"]), percent(summary["maj_at_k"][k]["value"]), v["n"])
             for k, v in summary["pass_at_k"].items()
         ]
-        lines += ["## pass@k and maj@k", ""] + _md_table(("k", "pass@k", "maj@k", "problems"), rows)
+        lines += ["## pass@k and maj@k", ""]
+        if summary.get("avg_at_k"):
+            avg = summary["avg_at_k"]
+            lines += [
+                f"avg@{avg['k']} (mean accuracy over the samples): {percent(avg['value'])} {interval(avg['ci'])}",
+                "",
+            ]
+        lines += _md_table(("k", "pass@k", "maj@k", "problems"), rows)
     tools, turns = summary["tool_calls"], summary["turns"]
     lines += ["## Tool use", ""]
     lines += _md_table(

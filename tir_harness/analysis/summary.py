@@ -8,7 +8,8 @@ correct, and a group's accuracy is the mean of its problems' scores (so every pr
 if a sample is missing).  Its Wilson interval uses n = the number of problems: samples of one problem are
 not independent, and a score in [0, 1] with mean p has variance at most p(1 - p), so treating each problem
 as one trial is conservative.  With one sample per problem this is the plain Wilson interval of
-correct/total.  pass@k and maj@k are reported separately.
+correct/total; with several samples it is also reported as avg@k (the AIME convention).  pass@k and maj@k
+are reported separately.
 """
 
 from __future__ import annotations
@@ -147,6 +148,23 @@ def _sampling_metrics(problems: dict[str, list[Record]]) -> tuple[dict[str, Any]
     return pass_k, maj_k
 
 
+def _avg_at_k(problems: dict[str, list[Record]], overall: dict[str, Any]) -> dict[str, Any] | None:
+    """avg@k, the AIME convention: the mean over problems of the fraction of their k samples that are correct.
+
+    It is the overall accuracy under its own name, with the same Wilson interval over problems; `k` is the
+    samples per problem (`k_min` the fewest, when a run is incomplete).  None with one sample per problem."""
+    counts = [len(s) for s in problems.values()]
+    if not counts or max(counts) < 2:
+        return None
+    return {
+        "k": max(counts),
+        "k_min": min(counts),
+        "value": overall["accuracy"],
+        "ci": overall["ci"],
+        "n": overall["n"],
+    }
+
+
 def _distinct(records: Sequence[Record], name: str) -> list[Any]:
     seen: dict[str, Any] = {}
     for record in records:
@@ -209,6 +227,7 @@ def summarize(records: Iterable[Record]) -> dict[str, Any]:
         "samples": {"min": min(samples_per_problem, default=0), "max": max(samples_per_problem, default=0)},
         "accuracy": accuracy,
         "reference_grader": _reference(problems),
+        "avg_at_k": _avg_at_k(problems, accuracy["overall"]),
         "pass_at_k": pass_k,
         "maj_at_k": maj_k,
         "turns": _distribution([len(r.get("turns", [])) for r in kept]),
@@ -236,7 +255,20 @@ def summarize(records: Iterable[Record]) -> dict[str, Any]:
             "prompt_tokens": _distribution([float(r.get("prompt_tokens", 0)) for r in kept]),
             "completion_tokens": _distribution([float(r.get("completion_tokens", 0)) for r in kept]),
             "seconds": _distribution([float(r.get("seconds", 0.0)) for r in kept]),
+            **_thinking_cost(kept),
         },
+    }
+
+
+def _thinking_cost(records: Sequence[Record]) -> dict[str, Any]:
+    """Thinking and answer tokens over the records that counted them (a reasoning model's); nothing otherwise."""
+    counted = [r for r in records if isinstance(r.get("thinking_tokens"), int)]
+    if not counted:
+        return {}
+    return {
+        "thinking_tokens": _distribution([float(r["thinking_tokens"]) for r in counted]),
+        "answer_tokens": _distribution([float(r.get("answer_tokens") or 0) for r in counted]),
+        "thinking_records": len(counted),
     }
 
 

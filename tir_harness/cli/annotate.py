@@ -20,6 +20,7 @@ from tir_harness.records.annotate import (
     row_columns,
 )
 from tir_harness.records.store import StoreError
+from tir_harness.util.arguments import positive_int
 from tir_harness.util.files import atomic_open
 
 
@@ -56,7 +57,7 @@ def annotate_main(argv: Sequence[str] | None = None) -> int:
 
 def pairs_main(argv: Sequence[str] | None = None) -> int:
     parser = _parser("pairs", "Build preference pairs (a correct and an incorrect trajectory per problem).")
-    parser.add_argument("--max-pairs-per-problem", type=_positive_int, default=1, metavar="N", help="default: 1")
+    parser.add_argument("--max-pairs-per-problem", type=positive_int, default=1, metavar="N", help="default: 1")
     args = parser.parse_args(argv)
     rows = pairs(
         iter_records(args.sources, model=args.model),
@@ -64,16 +65,6 @@ def pairs_main(argv: Sequence[str] | None = None) -> int:
         observation_role=args.observation_role,
     )
     return _run("pairs", rows, args, "pairs", PAIR_COLUMNS)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _run(

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "annotate": ("tir_harness.cli.annotate:annotate_main", "export trajectories as chat training data"),
     "pairs": ("tir_harness.cli.annotate:pairs_main", "build preference pairs (correct vs incorrect)"),
     "serve": ("tir_harness.cli.serve:main", "start one vLLM OpenAI server per GPU (group)"),
+    "reproduce": ("tir_harness.cli.reproduce:main", "published checkpoints: their numbers, command, a run's verdict"),
     "prepare-model": ("tir_harness.cli.prepare_model:main", "resolve a --model alias once (e.g. convert a GGUF)"),
 }
 

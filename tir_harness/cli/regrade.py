@@ -20,6 +20,7 @@ from tir_harness.grading import GRADER_VERSION, Verdict
 from tir_harness.records.jsonl import JsonlError, read_objects
 from tir_harness.records.load import ReportError, trajectories_path
 from tir_harness.records.verdict import grade_record
+from tir_harness.run.datasets import answer_kind
 
 
 class InputError(Exception):
@@ -60,7 +61,7 @@ def main(argv: list[str]) -> int:
             out = args.output.open("w", encoding="utf-8")
         versions = sorted({str(r.get("grader_version")) for _, r in records if r.get("grader_version")})
         for number, record in records:
-            verdict = grade_record(record, args.dataset)
+            verdict = grade_record(record, answer_kind(record.get("dataset") or args.dataset))
             _count(totals, record, verdict, number, args.quiet)
             if out is not None:
                 record.update(

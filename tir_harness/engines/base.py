@@ -41,6 +41,8 @@ class GenerationRequest:
     # The request whose prompt and output this prompt extends: engines that tokenize may reuse its token ids
     # so that the prefix cache sees exactly the tokens it computed.
     continues: str | None = None
+    # The reference's quirk (--reference-quirks): the server's default of dropping special tokens from the text.
+    skip_special_tokens: bool = False
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int | None = None
+    # Of completion_tokens, those a reasoning model spent thinking (up to and including `</think>`, or all of
+    # them when the think block never closed); None: no think block, or the engine cannot tell.
+    thinking_tokens: int | None = None
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -70,6 +75,11 @@ class Engine(Protocol):
 
     def info(self) -> dict[str, Any]:
         """Plain-builtin description for the run manifest (model, engine kind, options, versions)."""
+        ...
+
+    def capacity(self) -> int | None:
+        """How many sequences the engine batches at once (vLLM's max_num_seqs), once started; None: unknown.
+        The run keeps a little more than this many trajectories in flight (run/scheduler.py)."""
         ...
 
     def close(self) -> None: ...

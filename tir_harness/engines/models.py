@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import json
+import math
 import os
 import re
 import shutil
@@ -17,6 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tir_harness.engines.torch_addons import block_mismatched_addons
 
@@ -124,7 +127,24 @@ ALIASES: dict[str, _Alias] = {
     "mistral": _Alias("mistralai/Mistral-7B-Instruct-v0.3", "mistral", "tora"),
     "llama3": _Alias("meta-llama/Meta-Llama-3-8B-Instruct", "llama3", "tora"),
     "deepseek": _Alias("deepseek-ai/deepseek-math-7b-rl", "deepseek", "tora"),
-}
+    # Published checkpoints, with their published accuracies in run/published.json (`tir-harness reproduce`;
+    # tests/test_reproduce.py keeps the two in agreement).
+    **{
+        name.lower(): _Alias(f"RLHF4MATH/{name}", fmt, "tora")
+        for name, fmt in (
+            ("Gemma-7B-it-SFT3epoch", "gemma"), ("Gemma-7B-it-M-DPO", "gemma"),
+            ("Gemma-9B-it-SFT3epoch", "gemma"), ("Gemma-2-9B-it-M-DPO", "gemma"),
+            ("Code-Gemma-7B-it-SFT3epoch", "gemma"), ("CodeGemma-7B-it-M-DPO", "gemma"),
+            ("Mistral-7B-pt-SFT2epoch", "mistral"), ("Mistral-7B-pt-M-DPO", "mistral"),
+        )
+    },
+    **{
+        name: _Alias(f"llm-agents/{name}-v1.0", "tora", "tora")
+        for name in ("tora-7b", "tora-code-7b", "tora-13b", "tora-code-13b", "tora-code-34b", "tora-70b")
+    },
+    "qwen2.5-math-1.5b-instruct": _Alias("Qwen/Qwen2.5-Math-1.5B-Instruct", "qwen25-math", "qwen25-math-tir"),
+    "qwen2.5-math-7b-instruct": _Alias("Qwen/Qwen2.5-Math-7B-Instruct", "qwen25-math", "qwen25-math-tir"),
+}  # fmt: skip
 
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
@@ -161,3 +181,93 @@ def _folder_identity(folder: Path) -> str:
     return f"{folder.name}@{digest.hexdigest()[:16]}"
 
 
+
+
+# --------------------------------------------------------------------------------- a model's own recommendations
+
+# Reasoning models whose files may not say so; a chat template that writes `<think>` is the sure sign.
+_REASONING_NAMES = re.compile(r"deepseek-r1|qwen3|qwq", re.IGNORECASE)
+_MODEL_FILES = ("tokenizer_config.json", "chat_template.jinja", "generation_config.json")
+
+
+@dataclass(frozen=True)
+class GenerationDefaults:
+    """What a model's folder says about generating: whether it is a reasoning model (it thinks in
+    `<think>...</think>` first), and the sampling settings its generation_config.json recommends."""
+
+    reasoning: bool
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None  # max_new_tokens; else max_length, the engine stopping at the context
+
+
+def generation_defaults(spec: ModelSpec, *, hub: bool = False) -> GenerationDefaults:
+    """The model's own generation settings, read from its local folder (or, with `hub`, its config files on the
+    Hugging Face hub; an unreachable hub is no recommendation).  Raises ModelError with one line naming the file
+    for a config file that is not JSON or holds a value no sampler takes."""
+    texts = _model_files(spec, hub)
+    template = texts.get("chat_template.jinja") or ""
+    tokenizer = _json_file(spec, "tokenizer_config.json", texts)
+    templates = tokenizer.get("chat_template")
+    if isinstance(templates, list):  # named templates: [{"name": "default", "template": "..."}, ...]
+        templates = " ".join(str(t.get("template", "")) for t in templates if isinstance(t, dict))
+    template += str(templates or "")
+    reasoning = "<think>" in template or bool(_REASONING_NAMES.search(f"{spec.name} {spec.path}"))
+    config = _json_file(spec, "generation_config.json", texts)
+    if config.get("do_sample") is False:  # greedy: its temperature and top_p are not used
+        config = {k: v for k, v in config.items() if k not in ("temperature", "top_p")}
+    where = f"--model {spec.name}: generation_config.json"
+    temperature = _number(config.get("temperature"), f"{where}: temperature", 0.0, 2.0)
+    top_p = _number(config.get("top_p"), f"{where}: top_p", 0.0, 1.0, low_open=True)
+    length = config.get("max_new_tokens", config.get("max_length"))
+    if length is not None and (not isinstance(length, int) or isinstance(length, bool) or length < 1):
+        raise ModelError(f"{where}: max_new_tokens/max_length {length!r} is not a positive integer")
+    return GenerationDefaults(reasoning, temperature, top_p, length)
+
+
+def _model_files(spec: ModelSpec, hub: bool) -> dict[str, str]:
+    folder = Path(spec.path).expanduser() if spec.path else None
+    texts: dict[str, str] = {}
+    for name in _MODEL_FILES:
+        path: Path | None = None
+        if folder is not None and folder.is_dir():
+            path = folder / name if (folder / name).is_file() else None
+        elif hub and _HUB_ID.match(spec.path):
+            path = _hub_file(spec, name)
+        if path is not None:
+            try:
+                texts[name] = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ModelError(f"--model {spec.name}: {name} cannot be read ({exc})") from None
+    return texts
+
+
+def _hub_file(spec: ModelSpec, name: str) -> Path | None:
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return Path(hf_hub_download(spec.path, name, revision=spec.revision))
+    except Exception:  # not in the repository, or no hub: the engine reports what matters when it loads
+        return None
+
+
+def _json_file(spec: ModelSpec, name: str, texts: dict[str, str]) -> dict[str, Any]:
+    if name not in texts:
+        return {}
+    try:
+        data = json.loads(texts[name])
+    except ValueError as exc:
+        raise ModelError(f"--model {spec.name}: {name} is not JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"--model {spec.name}: {name} is not a JSON object")
+    return data
+
+
+def _number(value: Any, what: str, low: float, high: float, *, low_open: bool = False) -> float | None:
+    if value is None:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value > high or value < low or (low_open and value == low):
+        bound = f"({low:g}, {high:g}]" if low_open else f"[{low:g}, {high:g}]"
+        raise ModelError(f"{what} {value!r} is not a number in {bound}")
+    return float(value)

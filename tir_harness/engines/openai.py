@@ -453,7 +453,7 @@ class OpenAIEngine:
             # vLLM extras: the harness renders <bos> and chat markup itself, and wants them kept
             # in the output; the stop string is reported in stop_reason, never in the text.
             "add_special_tokens": request.add_special_tokens,
-            "skip_special_tokens": False,
+            "skip_special_tokens": request.skip_special_tokens,
             "include_stop_str_in_output": False,
         }
         if sampling.seed is not None:
@@ -613,13 +613,19 @@ class OpenAIEngine:
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
         details = usage.get("prompt_tokens_details") if isinstance(usage.get("prompt_tokens_details"), dict) else {}
         stop_reason = choice.get("stop_reason")
+        generated_tokens = _count(usage.get("completion_tokens"))
+        # A server with a reasoning parser counts the thinking itself (OpenAI's reasoning_tokens).
+        generated = usage.get("completion_tokens_details")
+        reasoning = generated.get("reasoning_tokens") if isinstance(generated, dict) else None
         return Completion(
             text=choice["text"],
             finish_reason=str(choice.get("finish_reason") or "length"),
             stop_reason=stop_reason if isinstance(stop_reason, (str, int)) else None,
             prompt_tokens=_count(usage.get("prompt_tokens")),
-            completion_tokens=_count(usage.get("completion_tokens")),
+            completion_tokens=generated_tokens,
             cached_tokens=_count(details["cached_tokens"]) if details.get("cached_tokens") is not None else None,
+            # Anything but a count (null, "many", -1) is no count; more than the completion's own is cut to it.
+            thinking_tokens=min(reasoning, generated_tokens) if _count(reasoning) == reasoning else None,
             seconds=seconds,
             extra={"server": url},
         )
@@ -707,6 +713,9 @@ class OpenAIEngine:
         self._fail(self._dispatch())
 
     # ------------------------------------------------------------------ manifest and shutdown
+
+    def capacity(self) -> int | None:
+        return None  # a server batches what it is sent; how much is its own setting
 
     def info(self) -> dict[str, Any]:
         return self._call(self._info)

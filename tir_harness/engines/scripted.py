@@ -12,6 +12,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from tir_harness.engines.base import Completion, EngineError, GenerationRequest
+from tir_harness.util.text import THINK_CLOSE, THINK_OPEN
 
 Responder = Callable[[GenerationRequest], str]
 
@@ -38,6 +39,9 @@ class ScriptedEngine:
             raise EngineError("no scripted response for this prompt")
 
         return cls(respond, **kwargs)
+
+    def capacity(self) -> int | None:
+        return None
 
     def submit(self, request: GenerationRequest) -> Future[Completion]:
         with self._lock:
@@ -72,6 +76,7 @@ class ScriptedEngine:
         future.set_result(
             Completion(
                 text=text[:cut],
+                thinking_tokens=_thinking_words(text[:cut]),
                 finish_reason=finish,
                 stop_reason=stop_reason,
                 prompt_tokens=len(request.prompt.split()),
@@ -84,3 +89,11 @@ class ScriptedEngine:
 
     def close(self) -> None:
         pass
+
+
+def _thinking_words(text: str) -> int | None:
+    """The thinking part's size in this engine's tokens (words), by the rule of the real engines' counts."""
+    close = text.rfind(THINK_CLOSE)
+    if close >= 0:
+        return len(text[: close + len(THINK_CLOSE)].split())
+    return len(text.split()) if THINK_OPEN in text else None

@@ -18,6 +18,7 @@ from typing import Any
 
 from tir_harness.engines.base import Completion, EngineError, GenerationRequest
 from tir_harness.engines.torch_addons import block_mismatched_addons
+from tir_harness.util.text import THINK_CLOSE, THINK_OPEN
 from tir_harness.util.text import exception_line as _first_line
 
 
@@ -33,6 +34,8 @@ class VLLMConfig:
     enforce_eager: bool = False
     seed: int = 0
     enable_prefix_caching: bool = True
+    # vLLM's EngineArgs as (key, value) pairs (--engine-arg), over the fields above; checked by `accepted_args`.
+    engine_args: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass
@@ -60,7 +63,12 @@ class VLLMEngine:
         self._error: BaseException | None = None
         self._closed = False
         self._version = ""
-        self.busy_seconds = 0.0  # time with at least one request in the engine (for the perf benchmark)
+        self._think_close_id: int | None = None  # the vocabulary's `</think>` token, when it has one
+        # For benchmarks/perf/loop.py: time with at least one request in the engine, steps taken, and the sum
+        # over steps of the requests in the engine (their ratio is the mean batch size).
+        self.busy_seconds = 0.0
+        self.steps = 0
+        self.step_sequences = 0
         self.max_num_seqs: int | None = None  # sequences vLLM batches at once, once the model is loaded
         self.cached_tokens = 0
         self._thread = threading.Thread(target=self._run, name="tir-vllm-engine", daemon=True)
@@ -84,7 +92,11 @@ class VLLMEngine:
         done.result()
 
     def info(self) -> dict[str, Any]:
-        return {"kind": "vllm", "vllm_version": self._version, **asdict(self.config), "max_num_seqs": self.max_num_seqs}
+        config = {**asdict(self.config), "engine_args": dict(self.config.engine_args)}
+        return {"kind": "vllm", "vllm_version": self._version, **config, "max_num_seqs": self.max_num_seqs}
+
+    def capacity(self) -> int | None:
+        return self.max_num_seqs
 
     def close(self) -> None:
         if self._closed:
@@ -103,6 +115,7 @@ class VLLMEngine:
             self._ready.set()
             return
         engine, tokenizer = llm.llm_engine, llm.get_tokenizer()
+        self._think_close_id = think_close_id(tokenizer)
         try:  # vLLM's own choice for this device unless set: the harness sizes its in-flight count from it
             self.max_num_seqs = int(engine.vllm_config.scheduler_config.max_num_seqs)
         except (AttributeError, TypeError, ValueError):
@@ -114,9 +127,12 @@ class VLLMEngine:
                 if not self._admit(engine, tokenizer, block=not busy):
                     break
                 if engine.has_unfinished_requests():
+                    batch = engine.get_num_unfinished_requests()
                     start = time.perf_counter()
                     outputs = engine.step()
                     self.busy_seconds += time.perf_counter() - start
+                    self.steps += 1
+                    self.step_sequences += batch
                     for output in outputs:
                         if output.finished:
                             self._finish(output, tokenizer)
@@ -128,14 +144,17 @@ class VLLMEngine:
             del engine, llm
 
     def _build(self) -> Any:
-        # Before vllm is imported: keep the engine core in this process (much faster on few CPU cores).
-        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        block_mismatched_addons()
+        _prepare_import()
         import vllm
 
         self._version = vllm.__version__
         # Unset options are left to vLLM's own defaults.
         kwargs: dict[str, Any] = {k: v for k, v in asdict(self.config).items() if v is not None}
+        kwargs.pop("engine_args")
+        kwargs.update(self.config.engine_args)
+        # vLLM seeds its global generators with this and wants 0..2**32-1; the run's seed may be negative or
+        # larger (every request carries its own sample's seed anyway).
+        kwargs["seed"] = int(kwargs.get("seed") or 0) % 2**32
         if _on_cpu():
             # vLLM's CPU build refuses to start without an explicit KV cache size on a machine with other
             # work on it, and compiling graphs costs more than it saves for short runs.
@@ -175,7 +194,7 @@ class VLLMEngine:
                     max_tokens=s.max_tokens,
                     seed=s.seed,
                     stop=list(s.stop),
-                    skip_special_tokens=False,
+                    skip_special_tokens=request.skip_special_tokens,
                     output_kind=RequestOutputKind.FINAL_ONLY,
                 )
                 engine.add_request(rid, TokensPrompt(prompt_token_ids=ids), params)
@@ -213,6 +232,7 @@ class VLLMEngine:
                 prompt_tokens=len(output.prompt_token_ids),
                 completion_tokens=len(result.token_ids),
                 cached_tokens=cached,
+                thinking_tokens=count_thinking_tokens(list(result.token_ids), tokenizer, self._think_close_id),
                 seconds=time.perf_counter() - pending.started,
             )
         )
@@ -229,6 +249,58 @@ class VLLMEngine:
                 return
             if item is not _STOP and item[1].set_running_or_notify_cancel():
                 item[1].set_exception(error)
+
+
+def think_close_id(tokenizer: Any) -> int | None:
+    """The id of `</think>` when the vocabulary has it as one token (DeepSeek-R1 distills, Qwen3), else None."""
+    try:
+        token_id = tokenizer.get_vocab().get(THINK_CLOSE)
+    except Exception:  # a tokenizer without a plain vocabulary: counted by text
+        return None
+    return token_id if isinstance(token_id, int) else None
+
+
+def count_thinking_tokens(token_ids: list[int], tokenizer: Any, close_id: int | None) -> int | None:
+    """How many of a completion's tokens are thinking: up to and including its last `</think>`; all of them when
+    it opens a think block that never closes; None without a think block.
+
+    With `</think>` in the vocabulary the token is looked up; otherwise (a model that writes the tag as ordinary
+    text) the count is the shortest prefix whose decoded text holds every `</think>` of the completion, by
+    bisection over prefixes (a prefix never decodes to fewer tags than a shorter one)."""
+
+    def decode(ids: list[int]) -> str:
+        return str(tokenizer.decode(ids, skip_special_tokens=False))
+
+    if close_id is not None and close_id in token_ids:
+        return len(token_ids) - token_ids[::-1].index(close_id)
+    text = decode(token_ids)
+    tags = text.count(THINK_CLOSE) if close_id is None else 0
+    if not tags:
+        return len(token_ids) if THINK_OPEN in text else None
+    low, high = 1, len(token_ids)
+    while low < high:
+        middle = (low + high) // 2
+        if decode(token_ids[:middle]).count(THINK_CLOSE) >= tags:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def _prepare_import() -> None:
+    # Before vllm is imported: keep the engine core in this process (much faster on few CPU cores).
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    block_mismatched_addons()
+
+
+def accepted_args() -> frozenset[str]:
+    """The keys `vllm.LLM` passes on to vLLM's `EngineArgs` (what --engine-arg may set)."""
+    _prepare_import()
+    import dataclasses
+
+    from vllm.engine.arg_utils import EngineArgs
+
+    return frozenset(f.name for f in dataclasses.fields(EngineArgs))
 
 
 def _on_cpu() -> bool:

@@ -1,6 +1,7 @@
 """Find the final answer in a model response.
 
-In order (docs/grading.md):
+A reasoning model's `<think>...</think>` is skipped: the answer is read after the last `</think>`, and a think
+block that never closes has no answer (grading/thinking.py).  Then, in order (docs/grading.md):
 1. the last `\\boxed{}`/`\\fbox{}` (via `tir_harness.boxed.last_boxed`), joined with the boxes just before
    it when only a few connecting words separate them (`\\boxed{1} and \\boxed{2}` -> `1, 2`);
 2. the last `<answer>...</answer>` tag (its own box or answer phrase, else its whole content);
@@ -10,7 +11,7 @@ In order (docs/grading.md):
 4. a response with none of these whose last step is a ```output block (tool use): that block's last line,
    when it is an answer (a number or math), not a number of the closing prose;
 5. fallback: the last math span (`$...$`, `\\(...\\)`, `\\[...\\]`) or the last number, whichever comes
-   later; GSM8K-style datasets (answers are numbers) use the last number only.
+   later; answers of kind `number` (GSM8K-style datasets) use the last number only.
 Nothing found -> None (the grader's "no answer").
 """
 
@@ -23,11 +24,14 @@ from tir_harness.grading.equivalence import parse_answer
 from tir_harness.grading.nodes import Text
 from tir_harness.grading.normalize import MATH_WORDS, clean, undouble_backslashes
 from tir_harness.grading.parsing import FUNCTIONS
+from tir_harness.grading.thinking import split_thinking
 
 # The answer is at the end; reading only the tail bounds the time spent on runaway generations.
 MAX_RESPONSE_CHARS = 20_000
 MAX_BOXES = 50
-NUMBER_DATASETS = {"gsm8k", "gsm-hard", "gsm_hard", "gsmhard", "svamp", "asdiv", "mawps", "multiarith"}
+# What a dataset's answers are (its `Dataset.answer_kind`, run/datasets.py): the fallback reads a response
+# without a marked answer by its last math span or number (`expression`) or by its last number (`number`).
+ANSWER_KINDS = ("expression", "number")
 
 _GSM = re.compile(r"####\s*([^\n]+)")
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
@@ -45,19 +49,26 @@ _CONNECTOR_GAP_WORDS = 4
 # Words between two boxes that make the later box a correction rather than another item of a list.
 _SEQUENCE_WORDS = set(
     "then but wait actually instead however so thus hence therefore no not rather oops correction corrected"
-    " recheck hmm".split()
+    " recheck hmm final finally".split()
 )
+# A markdown header between two boxes (`### Response`) starts a new part: the later box is the answer.
+_HEADER = re.compile(r"(?m)^\s*#{1,6}\s*\S")
+# `$odd$`, `$even$`: a bare word of three letters or more in math delimiters is an answer, not a variable.
+_BARE_WORD = re.compile(r"[A-Za-z]{3,}")
 _LIST_GAP = re.compile(r"\s*(?:,|;|and|or|et|ou|und|oder|y)?\s*", re.IGNORECASE)
 _OUTPUT_BLOCK = re.compile(r"```output\n(.*?)```", re.DOTALL)
 _LETTER = re.compile(r"(?<![A-Za-z0-9])\(?([A-E])\)?(?![A-Za-z0-9])")
 
 
-def extract_answer(response: str, dataset: str | None = None, *, fallback: bool = True) -> str | None:
+def extract_answer(response: str, answer_kind: str = "expression", *, fallback: bool = True) -> str | None:
     """The final answer in `response` as a string, or None when there is none.
 
     `fallback=False` skips step 4 (last math span / last number) and only trusts explicit markers.
     """
-    text = undouble_backslashes(response[-MAX_RESPONSE_CHARS:])
+    thought = split_thinking(response)
+    if not thought.finished:
+        return None
+    text = undouble_backslashes(thought.answer[-MAX_RESPONSE_CHARS:])
     boxed = _boxed(text)
     if boxed is not None:
         # "The final answer is X" written after the last box is the model's last word.
@@ -71,7 +82,7 @@ def extract_answer(response: str, dataset: str | None = None, *, fallback: bool 
     if tags and tags[-1].strip():
         # `<answer>...</answer>`: the model's declared answer, read for its own markers, else taken whole.
         content = tags[-1].strip()
-        marked = extract_answer(content, dataset, fallback=False) if len(content) < len(text) else None
+        marked = extract_answer(content, answer_kind, fallback=False) if len(content) < len(text) else None
         return marked if marked is not None else _strip_delimiters(content)
     gsm = _GSM.findall(text)
     if gsm:
@@ -84,13 +95,15 @@ def extract_answer(response: str, dataset: str | None = None, *, fallback: bool 
     output = _closing_output(text)
     if output is not None:
         return output
-    numbers_only = (dataset or "").lower().replace("_", "-") in NUMBER_DATASETS
-    return _fallback(text, numbers_only)
+    return _fallback(text, answer_kind == "number")
 
 
 def extract_choice(response: str) -> str | None:
     """A multiple-choice letter A-E: boxed, after an answer phrase, leading the response, or the last one."""
-    text = undouble_backslashes(response[-MAX_RESPONSE_CHARS:])
+    thought = split_thinking(response)
+    if not thought.finished:
+        return None
+    text = undouble_backslashes(thought.answer[-MAX_RESPONSE_CHARS:])
     boxed = _boxed(text)
     if boxed is not None:
         match = re.fullmatch(r"\s*\(?([A-J])\)?\s*", clean(boxed))
@@ -132,7 +145,7 @@ def _boxed(text: str) -> str | None:
 
 def _connector(gap: str) -> bool:
     """Only a few connecting words between two boxes: `\\quad \\text{and} \\quad`, `, `, ` papers and `."""
-    if re.search(r"[.!?](\s|$)|\n\s*\n", gap):
+    if re.search(r"[.!?](\s|$)|\n\s*\n", gap) or _HEADER.search(gap):
         return False
     gap = re.sub(r"\\text\w*\s*\{([^{}]*)\}", r" \1 ", gap)
     gap = re.sub(r"\\(?:qquad|quad)|\\[()\[\],;:! ]|\$", " ", gap)
@@ -219,6 +232,8 @@ def _fallback(text: str, numbers_only: bool) -> str | None:
             if last_number is not None and last_number.start() >= span.end():
                 break
             content = _span_content(span)
+            if _BARE_WORD.fullmatch(content) and content not in FUNCTIONS:
+                return content
             if re.fullmatch(r"[A-Za-z()'_{}, ]*", content):
                 continue  # a variable's name (`$n$`, `$f(x)$`), not an answer
             if is_mathy(content):

@@ -1,90 +1,19 @@
-"""What keeps a run honest under faults: hostile text made safe at the boundary, and the run's signals.
+"""The run's signals: `Interrupts` owns SIGINT and SIGTERM for the run.
 
-- `SafeEngine` and `safe_sessions` wrap the engine and the sandbox where the runner hands them to the loop:
-  every text they produce is sanitised there, once (lone surrogates, NUL), so no writer downstream (JSON,
-  UTF-8 files, SQLite) can choke on what a server or a snippet produced.
-- `Interrupts` owns SIGINT and SIGTERM for the run: the first one stops new work and lets the run finish
-  cleanly; the second one sets `abort`, on which the runner stops waiting for trajectories in flight, so the
-  run ends at once with the summary of what finished.  Under pytest-xdist the controller decides for its
-  workers (see the class).
+The first signal stops new work and lets the run finish cleanly; the second one sets `abort`, on which the
+runner stops waiting for trajectories in flight, so the run ends at once with the summary of what finished.
+Under pytest-xdist the controller decides for its workers (see the class).  (Hostile text is made safe where
+the run hands the engine and the sandbox to the loop: run/boundary.py.)
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
 from types import FrameType
 from typing import Any
-
-from tir_harness.engines.base import Completion, EngineError, GenerationRequest
-from tir_harness.util.text import exception_line, sanitize
-
-
-class SafeEngine:
-    """The engine as the loop sees it: completions with sanitised text, every failure an `EngineError`."""
-
-    def __init__(self, engine: Any) -> None:
-        self._engine = engine
-
-    def submit(self, request: GenerationRequest) -> Future[Completion]:
-        outer: Future[Completion] = Future()
-        outer.set_running_or_notify_cancel()
-        try:
-            inner = self._engine.submit(request)
-        except Exception as exc:  # an engine that raises instead of failing the future
-            outer.set_exception(_engine_error(exc))
-            return outer
-
-        def copy(done: Future[Completion]) -> None:
-            if done.cancelled():
-                outer.set_exception(EngineError("the request was cancelled"))
-                return
-            exc = done.exception()
-            if exc is not None:
-                outer.set_exception(_engine_error(exc))
-                return
-            completion = done.result()
-            if not isinstance(getattr(completion, "text", None), str):
-                outer.set_exception(EngineError(f"unreadable completion: text is {type(completion.text).__name__}"))
-                return
-            outer.set_result(dataclasses.replace(completion, text=sanitize(completion.text)))
-
-        inner.add_done_callback(copy)
-        return outer
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._engine, name)
-
-
-def _engine_error(exc: BaseException) -> EngineError:
-    if isinstance(exc, EngineError):
-        return EngineError(sanitize(str(exc)))
-    return EngineError(sanitize(exception_line(exc)))
-
-
-class _SafeSession:
-    def __init__(self, session: Any) -> None:
-        self._session = session
-
-    def run(self, code: str) -> Any:
-        observation = self._session.run(code)
-        return dataclasses.replace(observation, text=sanitize(observation.text))
-
-
-def safe_sessions(factory: Callable[[], Any]) -> Callable[[], contextlib.AbstractContextManager[Any]]:
-    """The sandbox's session factory, with every observation's text sanitised."""
-
-    @contextlib.contextmanager
-    def session() -> Iterator[_SafeSession]:
-        with factory() as inner:
-            yield _SafeSession(inner)
-
-    return session
-
 
 # What a pytest-xdist controller sends its local workers on its first signal (wind down) and its second (stop).
 WORKER_STOP = signal.SIGUSR1

@@ -11,6 +11,10 @@ Hooks stay thin; the state lives in two plugin objects registered in `pytest_con
 
 from __future__ import annotations
 
+import builtins
+import logging
+import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,33 +24,41 @@ import pytest
 
 from tir_harness.plugin import options as _options
 from tir_harness.plugin.reporter import Reporter, default_run_id
-from tir_harness.plugin.runner import PROBLEM_FIXTURE, Runner, StartupError, Unavailable
-from tir_harness.plugin.xdist import RUN_ID_KEY
+from tir_harness.plugin.runner import PROBLEM_FIXTURE, Runner, StartupError, Unavailable, problem_param
+from tir_harness.plugin.xdist import RUN_ID_KEY, worker_input
+from tir_harness.run import extensions
+from tir_harness.run.datasets import DATASETS
 from tir_harness.run.problems import DataError, DatasetNotFound, Problem, load, load_jsonl, splits
 from tir_harness.run.results import Result
+from tir_harness.util.registry import RegistryError
+
+# The benchmark files' test (plugin/benchmark.py) asserts: rewritten, so that a wrong answer is explained.
+pytest.register_assert_rewrite("tir_harness.plugin.benchmark")
 
 runner_key = pytest.StashKey[Runner]()
 reporter_key = pytest.StashKey[Reporter]()
 
+registered_key = pytest.StashKey[dict[str, frozenset[str]]]()
+
+# The plugin's own markers; every dataset adds its name and the markers it declares (run/datasets.py).
 MARKERS = {
     "tir_dataset(name, split='test')": "parametrize `problem` with every problem of a dataset split",
     "tir_jsonl(path, **fields)": "parametrize `problem` from a JSONL file (fields: question=, answer=, id=, ...)",
-    "smoke": "the packaged smoke problems",
-    **{f"level{n}": f"MATH difficulty level {n}" for n in range(1, 6)},
-    **{name: f"problems of the {name} dataset" for name in ("gsm8k", "math", "math500", "svamp", "gsm_hard")},
-    **{
-        subject: f"MATH subject {subject}"
-        for subject in (
-            "algebra",
-            "counting_and_probability",
-            "geometry",
-            "intermediate_algebra",
-            "number_theory",
-            "prealgebra",
-            "precalculus",
-        )  # fmt: skip
-    },
 }
+
+
+def markers() -> dict[str, str]:
+    """Every marker the harness declares: its own and the registered datasets' (a conftest's included)."""
+    found = dict(MARKERS)
+    for _, dataset in DATASETS.items():
+        for name, help in dataset.marker_help().items():
+            # A marker several sets declare (algebra: MATH, OlympiadBench, CollegeMath) names each set's meaning.
+            known = found.get(name)
+            if known is None:
+                found[name] = help
+            elif help not in known.split("; "):
+                found[name] = f"{known}; {help}"
+    return found
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -65,11 +77,54 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
         pluginmanager.register(xdist.XdistHooks(), "tir-harness-xdist")
 
 
+# Third-party notices at engine start that a user of the harness cannot act on: torch's TorchScript deprecations
+# (vLLM's dependencies script functions at import) and transformers' `torch_dtype` rename (vLLM's config loading).
+QUIET_WARNINGS = (
+    "ignore:`torch.jit:DeprecationWarning",
+    "ignore:`torch.jit:FutureWarning",
+    "ignore:TorchScript:DeprecationWarning",
+    "ignore:Lite Interpreter is deprecated:DeprecationWarning",
+)
+QUIET_LOGS = {
+    "transformers.configuration_utils": "`torch_dtype` is deprecated",
+    "transformers.modeling_utils": "`torch_dtype` is deprecated",
+}
+
+
+class _Drop(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+def _quiet_third_party(config: pytest.Config) -> None:
+    for line in QUIET_WARNINGS:
+        config.addinivalue_line("filterwarnings", line)  # inside tests (pytest resets filters per test)
+        _, message, category = line.split(":")
+        # and outside them: the engine starts in pytest_runtestloop, before the first test
+        warnings.filterwarnings("ignore", message=re.escape(message), category=getattr(builtins, category))
+    for name, prefix in QUIET_LOGS.items():
+        logger = logging.getLogger(name)  # the logger transformers will use, filtered before it exists
+        if not any(isinstance(f, _Drop) and f.prefix == prefix for f in logger.filters):
+            logger.addFilter(_Drop(prefix))
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    for marker, help_ in MARKERS.items():
+    _quiet_third_party(config)
+    # Conftests are loaded: their datasets, formats, types and styles join the registries for this session.
+    before = extensions.snapshot()
+    config.stash[registered_key] = before
+    try:
+        config.hook.pytest_tir_register(config=config)
+    except RegistryError as exc:
+        raise pytest.UsageError(f"tir-harness: {exc}") from None
+    for marker, help_ in markers().items():
         config.addinivalue_line("markers", f"{marker}: {help_}")
     opts = _options.HarnessOptions.from_config(config)
-    worker = getattr(config, "workerinput", None)
+    worker = worker_input(config)
     run_dir = Path(opts.report_dir) if opts.report_dir else config.rootpath / "reports" / default_run_id(opts.model)
     # An xdist worker stores its records under the controller's run id (its own clock may be a second later).
     runner = Runner(config, opts, (worker or {}).get(RUN_ID_KEY) or run_dir.name)
@@ -84,9 +139,25 @@ def pytest_configure(config: pytest.Config) -> None:
             renamed=lambda run_id: setattr(runner, "run_id", run_id),
             store_path=runner.store_path,
             deferred=runner.interrupts.deferred,
+            held=lambda: runner.evaluation.held,
         )
         config.stash[reporter_key] = reporter
         config.pluginmanager.register(reporter, "tir-harness-reporter")
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: list[pytest.Item]) -> str | None:
+    """What the run will do: problems per dataset (the store's share is said once the run has started)."""
+    runner = config.stash.get(runner_key, None)
+    per_dataset: dict[str, int] = {}
+    for item in items:
+        problem = problem_param(item)
+        if isinstance(problem, Problem):
+            per_dataset[problem.dataset] = per_dataset.get(problem.dataset, 0) + 1
+    if runner is None or not per_dataset:
+        return None
+    from tir_harness.analysis.render import collection_line
+
+    return collection_line(per_dataset, runner.options.samples)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -95,6 +166,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         if plugin is not None:
             config.pluginmanager.unregister(plugin)
             del config.stash[key]
+    before = config.stash.get(registered_key, None)
+    if before is not None:  # a session's registrations end with it (pytester runs sessions in one process)
+        extensions.forget(before)
+        del config.stash[registered_key]
 
 
 _MARK_CACHE: dict[str, pytest.MarkDecorator] = {}
@@ -127,7 +202,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if isinstance(problems, NotInSplit):
         metafunc.parametrize(PROBLEM_FIXTURE, [pytest.param(problems, id=f"no-{problems.split}-split")])
         return
-    for name in {p.dataset for p in problems} - set(MARKERS) - set(_MARK_CACHE):  # a JSONL file's dataset too
+    for name in {p.dataset for p in problems} - set(markers()) - set(_MARK_CACHE):  # a JSONL file's dataset too
         metafunc.config.addinivalue_line("markers", f"{name}: problems of the {name} dataset")
     metafunc.parametrize(
         PROBLEM_FIXTURE,
@@ -172,22 +247,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     kept: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
-        (dropped if isinstance(_param(item), NotInSplit) else kept).append(item)
-    shard = config.getoption("shard", None)
+        (dropped if isinstance(problem_param(item), NotInSplit) else kept).append(item)
+    runner = config.stash.get(runner_key, None)
+    shard = runner.options.shard if runner is not None else None  # the command line's, the environment's, the ini's
     if shard:  # other shards' problems, said as deselected; tests without a problem run in every shard
         from tir_harness.run.shards import parse_shard
 
-        mine = parse_shard(shard).share(i.nodeid for i in kept if isinstance(_param(i), Problem))
-        dropped += [i for i in kept if isinstance(_param(i), Problem) and i.nodeid not in mine]
-        kept = [i for i in kept if not isinstance(_param(i), Problem) or i.nodeid in mine]
+        mine = parse_shard(shard).share(i.nodeid for i in kept if isinstance(problem_param(i), Problem))
+        dropped += [i for i in kept if isinstance(problem_param(i), Problem) and i.nodeid not in mine]
+        kept = [i for i in kept if not isinstance(problem_param(i), Problem) or i.nodeid in mine]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
-
-
-def _param(item: pytest.Item) -> object:
-    callspec = getattr(item, "callspec", None)
-    return callspec.params.get(PROBLEM_FIXTURE) if callspec is not None else None
 
 
 @pytest.fixture
@@ -203,10 +274,10 @@ def tir_engine(request: pytest.FixtureRequest) -> Any:
     runner = request.config.stash[runner_key]
     try:
         runner.start()
-        runner.start_generation()
+        runner.evaluation.start_generation()
     except StartupError as exc:
         pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
-    return runner.engine
+    return runner.evaluation.engine
 
 
 def pytest_assertrepr_compare(config: pytest.Config, op: str, left: object, right: object) -> list[str] | None:

@@ -40,6 +40,7 @@ LOCK_FILE = ".tir-harness.lock"
 RECORDS_PROPERTY = "tir_records"
 FSYNC_SECONDS = 0.5  # trajectories.jsonl is fsync'd at most this often while tests report, and at the end
 ENGINE_PROPERTY = "tir_engine"
+PROGRESS_SECONDS = 10.0  # the progress line's cadence while tests report
 
 
 def default_run_id(model: str | None, now: dt.datetime | None = None) -> str:
@@ -58,10 +59,12 @@ class Reporter:
         renamed: Callable[[str], None] = lambda run_id: None,
         store_path: Callable[[], Path] | None = None,
         deferred: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext,
+        held: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.config = config
         self._store_path = store_path  # the result store, the source of truth for what finished
         self._deferred = deferred  # a block a signal must not cut in two
+        self._held = held  # how many of the run's trajectories the store held before it (None: not known here)
         self._renamed = renamed  # told the run id when the default folder's name was taken
         self._aborted = aborted  # stopped at once by a second signal: no time for plots
         self.options = options
@@ -76,7 +79,11 @@ class Reporter:
         self._synced = 0.0  # time.monotonic() of the last fsync of trajectories.jsonl
         self._problems_done = 0
         self._problems_correct = 0
-        self._next_live = 1
+        self._problems_total: int | None = None  # unknown on an xdist controller, which collects nothing itself
+        self._generated = 0  # trajectories generated (not taken from the store) by reported tests
+        self._first_report: tuple[float, int, int] | None = None  # (time, problems, generated) at the first report
+        self._last_live: float | None = None
+        self.clock: Callable[[], float] = time.monotonic  # a test's own clock drives the progress line
         self._lock: int | None = None
         self._baseline: list[dict[str, Any]] | None = None
         self._session: pytest.Session | None = None
@@ -91,7 +98,9 @@ class Reporter:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         self._session = session
         # Only a run that will solve problems has a report (not a unit-test session in a repo using the plugin).
-        solving = any({"problem", "solve"} & set(getattr(item, "fixturenames", ())) for item in session.items)
+        solving_items = [i for i in session.items if {"problem", "solve"} & set(getattr(i, "fixturenames", ()))]
+        solving = bool(solving_items)
+        self._problems_total = len(solving_items) or None
         if solving and not self.config.option.collectonly:
             self.prepare()
 
@@ -179,7 +188,10 @@ class Reporter:
         try:
             handle = self._open()
             if ENGINE_PROPERTY in taken:
-                self.manifest["engine"] = json.loads(taken[ENGINE_PROPERTY])
+                info = json.loads(taken[ENGINE_PROPERTY])
+                # The sampling settings the run chose, each with its source (option, generation_config, default).
+                self.manifest["sampling"] = info.pop("sampling", None)
+                self.manifest["engine"] = info
                 self._write_manifest()
         except OSError as exc:
             return self._write_failed(exc, path)
@@ -190,6 +202,7 @@ class Reporter:
             self._write(handle, records)
             self._problems_done += 1
             self._problems_correct += report.passed
+            self._generated += sum(1 for r in records if not r.get("cached"))
         self._live_line()
 
     def _write(self, handle: BinaryIO, records: list[dict[str, Any]]) -> None:
@@ -267,17 +280,37 @@ class Reporter:
         self.from_store = len(missing)
 
     def _live_line(self) -> None:
-        # Every power of two, then every 100 problems: frequent early, quiet on long runs.
-        if self._problems_done < self._next_live:
+        # The first problem, then every PROGRESS_SECONDS at most: steady on long runs, whatever their size.
+        now = self.clock()
+        if self._first_report is None:
+            self._first_report = (now, self._problems_done, self._generated)
+        elif self._last_live is not None and now - self._last_live < PROGRESS_SECONDS:
             return
-        self._next_live = self._next_live * 2 if self._next_live < 100 else self._next_live + 100
+        first_line = self._last_live is None
+        self._last_live = now
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         if terminal is None or self.config.option.verbose < 0:
             return
         from tir_harness.analysis.render import live_line
 
+        # Rates from the first report on: the engine's start is not generation time.
+        since, problems_then, generated_then = self._first_report
+        elapsed = now - since
+        per_second = seconds_left = None
+        if elapsed > 0 and self._problems_done > problems_then:
+            per_second = (self._generated - generated_then) / elapsed
+            if self._problems_total:
+                left = max(self._problems_total - self._problems_done, 0)
+                seconds_left = left * elapsed / (self._problems_done - problems_then)
+        line = live_line(
+            self._problems_done, self._problems_correct, self._problems_total,
+            per_second=per_second, seconds_left=seconds_left,
+        )  # fmt: skip
+        held = self._held() if first_line else None
+        if held:
+            line += f"; the store held {held:,} trajectories (not generated again)"
         terminal.ensure_newline()
-        terminal.write_line(live_line(self._problems_done, self._problems_correct, None))
+        terminal.write_line(line)
 
     # Last: after the runner has let the trajectories in flight finish into the store.
     @pytest.hookimpl(trylast=True)

@@ -84,6 +84,11 @@ def share_items(seat: dict[str, Any], n_items: int) -> list[int]:
     return [int(i) for i in items if 0 <= int(i) < n_items]
 
 
+def worker_input(config: pytest.Config) -> dict[str, Any] | None:
+    """A pytest-xdist worker's `workerinput` (what its controller sent it); None in any other process."""
+    return getattr(config, "workerinput", None)
+
+
 def worker_slot(workerinput: dict[str, Any]) -> int:
     """The worker's slot (e.g. its GPU with --gpu-per-worker): a replacement has the one of the worker it replaces."""
     seat = workerinput.get(SHARE_KEY)
@@ -282,9 +287,10 @@ class XdistHooks:
     def _reporter(config: pytest.Config) -> Reporter | None:
         return config.pluginmanager.get_plugin("tir-harness-reporter")  # type: ignore[no-any-return]
 
-    @staticmethod
-    def _evaluating(config: pytest.Config) -> bool:
-        return bool(config.getoption("model", None) or config.getoption("server_url", None))
+    @classmethod
+    def _evaluating(cls, config: pytest.Config) -> bool:
+        runner = cls._runner(config)  # its options: the command line's, the environment's, the ini file's
+        return runner is not None and bool(runner.options.model or runner.options.server_urls or runner.options.engine)
 
     def _scheduler(self, config: pytest.Config) -> ShareScheduling | None:
         if self.sched is None and config.getvalue("dist") == "load" and self._evaluating(config):

@@ -136,6 +136,9 @@ TURN_FIELDS: tuple[Field, ...] = (
     Field("prompt_tokens", {"type": "integer", "minimum": 0}),
     Field("completion_tokens", {"type": "integer", "minimum": 0}),
     Field("cached_tokens", {"type": ["integer", "null"], "minimum": 0}),
+    Field("thinking_tokens", {"type": "integer", "minimum": 0}, "Of completion_tokens, those a reasoning model "
+          "spent thinking (up to and including `</think>`, or all when the block never closed); absent when the "
+          "turn had no think block or the engine could not count it.", optional=True),
     Field("gen_seconds", {"type": "number", "minimum": 0}),
     Field("exec_seconds", {"type": "number", "minimum": 0}),
 )  # fmt: skip
@@ -181,6 +184,11 @@ FIELDS: tuple[Field, ...] = (
     Field("gold", {"type": "string"}, "The reference answer as text.", training=True,
           column=Column("gold", "12%", cell="answer")),
     Field("grade_reason", {"type": "string"}, "Why the grader decided as it did."),
+    Field("thinking_chars", {"type": "integer", "minimum": 0}, "Characters of a reasoning model's thinking (inside "
+          "<think>...</think>, or before a lone </think>); absent when the response has no think block.",
+          optional=True),
+    Field("answer_chars", {"type": ["integer", "null"], "minimum": 0}, "Characters after the last </think>, where "
+          "the answer is read; null when the thinking never finished; absent without a think block.", optional=True),
     Field("grader_version", {"type": "string"}, "The grader that gave the verdict.", training=True),
     Field("reference_correct", {"type": "boolean"}, "The reference implementation's verdict (ToRA's "
           "extract_answer and math_equal on the text after the last model header), reported beside `correct`, "
@@ -220,6 +228,10 @@ FIELDS: tuple[Field, ...] = (
     Field("prompt_tokens", {"type": "integer", "minimum": 0}, "Prompt tokens of all turns, cached prefixes "
           "included.", load=CHECKED),
     Field("completion_tokens", {"type": "integer", "minimum": 0}, "Tokens generated in all turns.", load=CHECKED),
+    Field("thinking_tokens", {"type": "integer", "minimum": 0}, "Tokens a reasoning model spent thinking, over all "
+          "turns (the turns' thinking_tokens); absent when no turn's thinking was counted.", optional=True),
+    Field("answer_tokens", {"type": "integer", "minimum": 0}, "completion_tokens minus thinking_tokens: what was "
+          "written outside the thinking; absent with thinking_tokens.", optional=True),
     Field("seconds", {"type": "number", "minimum": 0}, "Wall-clock time of the trajectory (of the run that "
           "generated it, for a cached one).", load=CHECKED),
     Field("key", {"type": "string", "minLength": 1, "pattern": "^[0-9a-f]{64}$"}, "sha256 of everything that "

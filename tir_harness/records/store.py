@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ class StoreError(RuntimeError):
 
 @dataclass(frozen=True)
 class KeyParts:
-    """Everything that determines a trajectory.  Every field is required, so no caller can forget one.
+    """Everything that determines a trajectory.  Every field but `engine_args` is required, so no caller can forget one.
 
     - `model`: the model's identity as resolved (`ModelSpec.identity`, e.g. ``google/gemma-3-270m@main``).
     - `model_revision`: the hub revision or a hash of the weights; None only when neither exists.
@@ -71,6 +71,10 @@ class KeyParts:
       and the cut text is what the conversation continues from.
     - `executor`: the executor settings that can change an observation (limits, output cap, format).
     - `loop_version`: the TIR loop's version (str or int); bump it when the loop changes what it generates.
+    - `engine_args`: the engine arguments (--engine-arg) that change what the model writes (the engine declares
+      which do not: `EngineType.neutral_args`).  The one optional part: left empty, it is not hashed at all,
+      so every key made before it existed stays the same.
+    - `reference_quirks`: the model's input as the reference built it (--reference-quirks); hashed only when set.
 
     Numbers are compared by value (temperature 1 and 1.0 give the same key), tuples equal lists, mapping
     order does not matter.  Strings are taken exactly: a one-character change of the prompt is a new key.
@@ -88,6 +92,8 @@ class KeyParts:
     max_turn_chars: int
     executor: Mapping[str, Any]
     loop_version: str | int
+    engine_args: Mapping[str, Any] = field(default_factory=dict)
+    reference_quirks: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.loop_version, bool) or not isinstance(self.loop_version, (str, int)):
@@ -103,7 +109,7 @@ class KeyParts:
                 raise TypeError(f"KeyParts.{name} must be an int >= 0, got {value!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise TypeError(f"KeyParts.seed must be an int or None, got {self.seed!r}")
-        for name in ("sampling", "executor"):
+        for name in ("sampling", "executor", "engine_args"):
             value = getattr(self, name)
             if is_dataclass(value) and not isinstance(value, type):
                 value = asdict(value)
@@ -115,6 +121,10 @@ class KeyParts:
     def canonical_json(self) -> str:
         """The exact text that is hashed: sorted keys, no spaces, ASCII only, integral floats as ints."""
         data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        if not data["engine_args"]:
+            del data["engine_args"]  # keys from before engine arguments existed stay valid
+        if not data["reference_quirks"]:
+            del data["reference_quirks"]
         data["key_version"] = KEY_VERSION
         canonical = _canonical(data, "KeyParts")
         return json.dumps(canonical, sort_keys=True, separators=(",", ":"), allow_nan=False)
@@ -287,8 +297,11 @@ class ResultStore:
             if _is_busy(exc):
                 raise
             raise StoreError(f"{self.path}: not a tir-harness result store ({exc})") from exc
-        if self._create and tables and not {"meta", "trajectories"} <= tables:
-            # Someone else's database: adding our tables (or even switching it to WAL) would change it.
+        if tables and not {"meta", "trajectories"} <= tables:
+            # Someone else's database: adding our tables (or even switching it to WAL) would change it, and so
+            # would a reader's open (the report's check against the store reads a store it did not create).
+            if not self._create:
+                raise StoreError(f"{self.path}: not a tir-harness result store (no trajectories table)")
             raise StoreError(f"{self.path}: a SQLite database that is not a tir-harness result store; left untouched")
         try:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
@@ -302,7 +315,8 @@ class ResultStore:
                 "put the store on a local disk (--store-dir or TIR_STORE_DIR)"
             )
         # FULL: each commit fsyncs the WAL, so a returned `put` survives power loss too, not just kill -9
-        # (NORMAL would suffice for kill -9).  One fsync per trajectory is negligible next to generating it.
+        # (NORMAL would suffice for kill -9).  During a run `GroupWriter` commits every record that finished
+        # during the previous commit in one transaction: one fsync per group, not per trajectory.
         conn.execute("PRAGMA synchronous=FULL")
         if self._create:
             conn.execute("BEGIN IMMEDIATE")

@@ -35,6 +35,7 @@ class Turn:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int | None = None
+    thinking_tokens: int | None = None  # of completion_tokens, the thinking ones (None: no think block, or unknown)
     gen_seconds: float = 0.0
     exec_seconds: float = 0.0  # all blocks of the turn
     code_blocks: list[str] | None = None  # the blocks of `code`, one per execution; the observation is the last's
@@ -78,14 +79,26 @@ class Trajectory:
     def completion_tokens(self) -> int:
         return sum(t.completion_tokens for t in self.turns)
 
+    @property
+    def thinking_tokens(self) -> int | None:
+        """Tokens spent thinking over all turns; None when no turn had a think block the engine counted."""
+        counted = [t.thinking_tokens for t in self.turns if t.thinking_tokens is not None]
+        return sum(counted) if counted else None
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        for turn in data["turns"]:  # absent rather than null: records of models that do not think stay as they were
+            if turn["thinking_tokens"] is None:
+                del turn["thinking_tokens"]
         data.update(
             response=self.response,
             tool_calls=self.tool_calls,
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
         )
+        thinking = self.thinking_tokens
+        if thinking is not None:
+            data.update(thinking_tokens=thinking, answer_tokens=max(0, self.completion_tokens - thinking))
         return data
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from tir_harness.grading import GRADER_VERSION, Verdict, grade
 from tir_harness.grading.reference import REFERENCE_GRADER_VERSION, ReferenceVerdict, latex_backend
 from tir_harness.grading.reference import reference_verdict as _reference_verdict
+from tir_harness.grading.thinking import split_thinking
 from tir_harness.records.trajectory import END_ERROR, conversation_text
 
 # The fields `regraded` writes; a record whose versions equal the current graders' already holds them.
@@ -16,13 +17,14 @@ GRADING_FIELDS = (
 )  # fmt: skip
 
 
-def grade_record(record: dict[str, Any], dataset: str | None = None) -> Verdict:
-    """The current grader's verdict on a record: its response, or (for records without one) its prediction."""
+def grade_record(record: dict[str, Any], answer_kind: str = "expression") -> Verdict:
+    """The current grader's verdict on a record: its response, or (for records without one) its prediction.
+    `answer_kind` is its dataset's (grading.ANSWER_KINDS; the run layer knows which dataset has which)."""
     if record.get("end_reason") == END_ERROR:  # nothing was generated: there is no response to grade
         return Verdict(False, None, f"engine error: {record.get('error')}")
     gold = str(record["gold"])
     if record.get("response") is not None:
-        return grade(str(record["response"]), gold, dataset=record.get("dataset") or dataset)
+        return grade(str(record["response"]), gold, answer_kind=answer_kind)
     return grade(str(record["prediction"]), gold, extracted=True)
 
 
@@ -49,12 +51,12 @@ def is_current(record: dict[str, Any]) -> bool:
     )
 
 
-def regraded(record: dict[str, Any], dataset: str | None = None) -> dict[str, Any]:
+def regraded(record: dict[str, Any], dataset: str | None = None, *, answer_kind: str = "expression") -> dict[str, Any]:
     """The record with its grading fields recomputed by the current graders (the trajectory is untouched);
     a record already graded by them is returned as it is (a rerun from the store grades nothing again)."""
     if is_current(record):
         return record
-    verdict = grade_record(record, dataset)
+    verdict = grade_record(record, answer_kind)
     reference = reference_verdict(record, dataset)
     return {
         **record,
@@ -67,4 +69,13 @@ def regraded(record: dict[str, Any], dataset: str | None = None) -> dict[str, An
         "reference_grader_version": REFERENCE_GRADER_VERSION,
         "reference_backend": reference.backend,
         "reference_timeout": reference.timed_out,
+        **_thinking_sizes(str(record.get("response") or "")),
     }
+
+
+def _thinking_sizes(response: str) -> dict[str, int | None]:
+    """The sizes of a reasoning model's thinking and answer parts (nothing without a think block)."""
+    thought = split_thinking(response)
+    if thought.thinking is None:
+        return {}
+    return {"thinking_chars": len(thought.thinking), "answer_chars": len(thought.answer) if thought.finished else None}

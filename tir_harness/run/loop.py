@@ -91,6 +91,9 @@ class LoopConfig:
     max_tool_calls: int = 4
     max_turn_chars: int = MAX_TURN_CHARS
     execution_mode: str = "live"  # the observation style's mode (observations.get_style(name).mode)
+    # --reference-quirks: the model's input as the reference built it (docs/fidelity.md, "Quirks"): the tokenizer
+    # adds a BOS before the one the text carries, and the server drops special tokens from the output.
+    reference_quirks: bool = False
 
     def __post_init__(self) -> None:
         if self.max_turn_chars < MIN_TURN_CHARS:
@@ -172,7 +175,14 @@ def trajectory_steps(question: str, config: LoopConfig, request_id: str = "") ->
     calls, previous_id = 0, None
     while True:
         turn_id = f"{request_id}#t{len(trajectory.turns)}"
-        request = GenerationRequest(prompt, sampling, turn_id, fmt.add_special_tokens, previous_id)
+        request = GenerationRequest(
+            prompt,
+            sampling,
+            turn_id,
+            fmt.add_special_tokens or config.reference_quirks,
+            previous_id,
+            skip_special_tokens=config.reference_quirks,
+        )
         sent = time.perf_counter()
         completion = yield Generate(request)
         if isinstance(completion, EngineError):
@@ -192,6 +202,7 @@ def trajectory_steps(question: str, config: LoopConfig, request_id: str = "") ->
             prompt_tokens=completion.prompt_tokens,
             completion_tokens=completion.completion_tokens,
             cached_tokens=completion.cached_tokens,
+            thinking_tokens=completion.thinking_tokens,
             gen_seconds=round(time.perf_counter() - sent, 4),
         )
         trajectory.turns.append(turn)

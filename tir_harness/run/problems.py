@@ -1,4 +1,4 @@
-"""Benchmark problems: loaders for the public math datasets, a field-mapped JSONL loader, the smoke set.
+"""Benchmark problems: loading a registered dataset's split (run/datasets.py), a field-mapped JSONL loader.
 
 Every loader yields `Problem`s with a stable id and the gold answer extracted the way the dataset publishes
 it.  A dataset split is looked up, in this order:
@@ -20,15 +20,20 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tir_harness.grading import ANSWER_KINDS
 from tir_harness.grading.boxed import last_boxed
 from tir_harness.records.jsonl import JsonlError, read_objects
+from tir_harness.util.registry import RegistryError
 from tir_harness.util.text import exception_line as _first_line
+
+if TYPE_CHECKING:
+    from tir_harness.run.datasets import Dataset
 
 
 class DataError(ValueError):
@@ -48,6 +53,7 @@ class Problem:
     answer: str  # the gold answer, as text
     subject: str | None = None
     level: int | None = None
+    answer_kind: str = "expression"  # grading.ANSWER_KINDS: set from the dataset's (run/datasets.py)
 
     @property
     def param_id(self) -> str:
@@ -63,35 +69,11 @@ class Problem:
 Parser = Callable[[dict[str, Any], int, str], Problem]
 
 
-def _gsm8k(row: dict[str, Any], index: int, split: str) -> Problem:
-    answer = _gold_text(row["answer"], "answer").rsplit("####", 1)
-    if len(answer) != 2:
-        raise KeyError("answer has no '####'")
-    return Problem(f"gsm8k/{split}/{index:04d}", "gsm8k", split, row["question"], answer[1].strip())
-
-
-def _math(dataset: str) -> Parser:
-    def parse(row: dict[str, Any], index: int, split: str) -> Problem:
-        # unique_id looks like "test/algebra/1.json"; the hub copy of MATH has none, so fall back to order.
-        unique = row.get("unique_id") or f"{split}/{_subject_slug(row['type'])}/{index}.json"
-        _, subject, name = unique.removesuffix(".json").split("/")
-        gold = _gold_text(row["answer"], "answer") if "answer" in row else last_boxed(row["solution"])
-        if gold is None:
-            raise KeyError("solution has no \\boxed{} answer")
-        level = row.get("level")
-        if isinstance(level, str):
-            digits = level.removeprefix("Level ").strip()
-            level = int(digits) if digits.isdigit() else None
-        return Problem(f"{dataset}/{split}/{subject}/{name}", dataset, split, row["problem"], gold, subject, level)
-
-    return parse
-
-
-def _subject_slug(name: str) -> str:
+def subject_slug(name: str) -> str:
     return re.sub(r"[^a-z]+", "_", name.lower().replace("&", "and")).strip("_")
 
 
-def _gold_text(value: Any, field: str) -> str:
+def gold_text(value: Any, field: str) -> str:
     """A gold answer as text: a string, or a finite number (SVAMP and GSM-Hard publish floats: 6.0 reads as 6).
 
     Anything else is refused: JSON readers accept `NaN`, `Infinity`, `true` and `[1, 2]`, and as text ("nan",
@@ -109,68 +91,40 @@ def _gold_text(value: Any, field: str) -> str:
     return str(value)
 
 
-def _svamp(row: dict[str, Any], index: int, split: str) -> Problem:
-    question = f"{row['Body'].strip()} {row['Question'].strip()}"
-    return Problem(f"svamp/{split}/{row['ID']}", "svamp", split, question, _gold_text(row["Answer"], "Answer"))
+def _dataset(name: str) -> Dataset:
+    # Deferred: run/datasets.py builds its parsers from this module's `Problem`.
+    from tir_harness.run.datasets import get_dataset
 
-
-def _gsm_hard(row: dict[str, Any], index: int, split: str) -> Problem:
-    gold = _gold_text(row["target"], "target")
-    return Problem(f"gsm_hard/{split}/{index:04d}", "gsm_hard", split, row["input"], gold)
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    splits: tuple[str, ...]
-    parse: Parser
-    hub_path: str
-    hub_config: str | None = None
-    hub_split: dict[str, str] | None = None  # our split name -> the hub's, where they differ
-
-
-DATASETS: dict[str, DatasetSpec] = {
-    "gsm8k": DatasetSpec("gsm8k", ("test", "train"), _gsm8k, "openai/gsm8k", "main"),
-    "math": DatasetSpec("math", ("test", "train"), _math("math"), "EleutherAI/hendrycks_math"),
-    "math500": DatasetSpec("math500", ("test",), _math("math500"), "HuggingFaceH4/MATH-500"),
-    "svamp": DatasetSpec("svamp", ("test",), _svamp, "ChilleD/SVAMP"),
-    "gsm_hard": DatasetSpec("gsm_hard", ("test",), _gsm_hard, "reasoning-machines/gsm-hard", None, {"test": "train"}),
-}
-_MATH_SUBJECTS = (
-    "algebra", "counting_and_probability", "geometry", "intermediate_algebra",
-    "number_theory", "prealgebra", "precalculus",
-)  # fmt: skip
+    try:
+        return get_dataset(name)
+    except RegistryError as exc:  # "unknown dataset 'x'; known: gsm8k, ..."
+        raise DataError(str(exc)) from None
 
 
 def splits(dataset: str) -> tuple[str, ...]:
-    """The splits a dataset has (`smoke` has one, named test)."""
-    if dataset == "smoke":
-        return ("test",)
-    spec = DATASETS.get(dataset)
-    if spec is None:
-        raise DataError(f"unknown dataset {dataset!r}; known: smoke, {', '.join(DATASETS)}")
-    return spec.splits
+    """The splits a dataset has."""
+    return _dataset(dataset).splits
 
 
 def load(dataset: str, split: str = "test", *, data_dir: Path | None = None) -> list[Problem]:
     """All problems of one dataset split, in the dataset's order."""
-    if dataset == "smoke":
-        return smoke()
-    spec = DATASETS.get(dataset)
-    if spec is None:
-        raise DataError(f"unknown dataset {dataset!r}; known: smoke, {', '.join(DATASETS)}")
+    spec = _dataset(dataset)
     if split not in spec.splits:
         raise DataError(f"dataset {dataset} has no split {split!r}; it has {', '.join(spec.splits)}")
+    if spec.load is not None:
+        return spec.load(split, data_dir)
     looked = []
     if data_dir is not None:
         path = data_dir / dataset / f"{split}.jsonl"
         if path.is_file():
-            return _load_file(path, split, spec.parse)
+            return _load_file(path, split, spec)
         looked.append(str(path))
     if f"{dataset}/{split}" in shipped():
-        return _load_shipped(dataset, split)
+        return _load_shipped(spec, split)
     looked.append("the copies shipped with tir-harness (test splits only)")
     try:
+        if spec.hub_path is None:
+            raise LookupError("the dataset names no hub copy")
         rows = _hub_rows(spec, split)
     except Exception as exc:  # any hub failure ends in the same one-line message
         looked.append(f"the Hugging Face hub ({spec.hub_path}: {_first_line(exc)})")
@@ -178,7 +132,20 @@ def load(dataset: str, split: str = "test", *, data_dir: Path | None = None) -> 
             f"dataset {dataset}/{split} not found; looked in {', '.join(looked)}. "
             "Point --data-dir or TIR_DATA_DIR at a folder holding <dataset>/<split>.jsonl"
         ) from exc
-    return [spec.parse(row, i, split) for i, row in enumerate(rows)]
+    parse = _parser(spec, split)
+    return [parse(row, i) for i, row in enumerate(rows)]
+
+
+def _parser(spec: Dataset, split: str) -> Callable[[dict[str, Any], int], Problem]:
+    """The dataset's parser for one split, its problems carrying the dataset's answer kind."""
+    assert spec.parse is not None  # a dataset without a parser has its own `load`
+    parse, kind = spec.parse, spec.answer_kind
+
+    def parse_row(row: dict[str, Any], index: int) -> Problem:
+        problem = parse(row, index, split)
+        return problem if problem.answer_kind == kind else replace(problem, answer_kind=kind)
+
+    return parse_row
 
 
 # -- the shipped copies ----------------------------------------------------------------------------------------
@@ -220,22 +187,21 @@ def shipped_bytes(name: str) -> bytes:
 
 
 @lru_cache(maxsize=8)
-def _load_shipped(dataset: str, split: str) -> list[Problem]:
+def _load_shipped(spec: Dataset, split: str) -> list[Problem]:
     # Cached: collection asks once per test function; 9,160 problems decompress and parse in well under 1 s.
-    name = f"{dataset}/{split}"
+    name = f"{spec.name}/{split}"
     raw = shipped_bytes(name)
-    parse = DATASETS[dataset].parse
     label = DATA / shipped()[name]["file"]
     rows = (
         (lineno, json.loads(line)) for lineno, line in enumerate(raw.decode("utf-8").splitlines(), 1) if line.strip()
     )
-    return list(_parse_lines(label, lambda row, i: parse(row, i, split), rows))
+    return list(_parse_lines(label, _parser(spec, split), rows))
 
 
 @lru_cache(maxsize=32)
-def _load_file(path: Path, split: str, parse: Parser) -> list[Problem]:
+def _load_file(path: Path, split: str, spec: Dataset) -> list[Problem]:
     # Cached: the same file is parsed once even when several test functions use it.
-    return list(_parse_lines(path, lambda row, i: parse(row, i, split)))
+    return list(_parse_lines(path, _parser(spec, split)))
 
 
 def _parse_lines(
@@ -307,7 +273,8 @@ def _hub_unreachable(path: str) -> str | None:
         return reason
 
 
-def _hub_rows(spec: DatasetSpec, split: str) -> list[dict[str, Any]]:
+def _hub_rows(spec: Dataset, split: str) -> list[dict[str, Any]]:
+    assert spec.hub_path is not None
     if not _hub_offline():  # offline: `datasets` answers from its cache at once, or fails at once
         reason = _hub_unreachable(spec.hub_path)
         if reason is not None:
@@ -317,13 +284,9 @@ def _hub_rows(spec: DatasetSpec, split: str) -> list[dict[str, Any]]:
     except ImportError:
         raise ImportError("the `datasets` package is not installed (pip install datasets)") from None
 
-    hub_split = (spec.hub_split or {}).get(split, split)
-    if spec.name == "math":
-        rows: list[dict[str, Any]] = []
-        for subject in _MATH_SUBJECTS:
-            part = datasets.load_dataset(spec.hub_path, subject, split=hub_split)
-            rows.extend({**row, "unique_id": f"{split}/{subject}/{i}.json"} for i, row in enumerate(part))
-        return rows
+    hub_split = spec.hub_split.get(split, split)
+    if spec.hub_rows is not None:
+        return spec.hub_rows(spec, hub_split, datasets)
     return list(datasets.load_dataset(spec.hub_path, spec.hub_config, split=hub_split))
 
 
@@ -337,11 +300,13 @@ def load_jsonl(
     level: str | None = None,
     gold: str = "plain",
     dataset: str | None = None,
+    answer_kind: str = "expression",
 ) -> list[Problem]:
     """Problems from any JSONL file, given which field holds what.
 
     `gold` says how to read the answer field: "plain" (as is), "boxed" (last \\boxed{} of a solution) or
-    "####" (text after the last ####, GSM8K style).
+    "####" (text after the last ####, GSM8K style); `answer_kind` what the answers are (grading.ANSWER_KINDS:
+    "number" reads a response without a marked answer by its last number).
     """
     path = Path(path)
     name = dataset or path.stem
@@ -352,13 +317,15 @@ def load_jsonl(
     }
     if gold not in readers:
         raise DataError(f"gold={gold!r}: expected one of {', '.join(readers)}")
+    if answer_kind not in ANSWER_KINDS:
+        raise DataError(f"answer_kind={answer_kind!r}: expected one of {', '.join(ANSWER_KINDS)}")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
 
     def parse(row: dict[str, Any], index: int) -> Problem:
         if row[question] is None:  # str(None) would become the text "None"
             raise ValueError(f"field {question!r} is null")
-        text = readers[gold](_gold_text(row[answer], answer))
+        text = readers[gold](gold_text(row[answer], answer))
         if text is None:
             raise KeyError(f"no gold answer in field {answer!r}")
         if not text.strip():  # every prediction would be graded wrong against it
@@ -367,8 +334,8 @@ def load_jsonl(
         lvl = row.get(level) if level else None
         return Problem(
             f"{name}/file/{key}", name, "file", str(row[question]), text,
-            _subject_slug(str(row[subject])) if subject and row.get(subject) else None,
-            int(lvl) if isinstance(lvl, int) or (isinstance(lvl, str) and lvl.isdigit()) else None,
+            subject_slug(str(row[subject])) if subject and row.get(subject) else None,
+            int(lvl) if isinstance(lvl, int) or (isinstance(lvl, str) and lvl.isdigit()) else None, answer_kind,
         )  # fmt: skip
 
     return list(_parse_lines(path, parse))
@@ -376,6 +343,4 @@ def load_jsonl(
 
 def smoke() -> list[Problem]:
     """About twenty short problems written for this project; a first run needs no download."""
-    shipped_bytes("smoke/test")  # checked against the manifest like the benchmark copies
-    with resources.as_file(DATA / shipped()["smoke/test"]["file"]) as path:
-        return load_jsonl(path, id="id", dataset="smoke")
+    return load("smoke")

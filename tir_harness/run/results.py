@@ -51,7 +51,7 @@ def make_record(
         "key": key,
         "cached": False,
     }
-    return regraded(record, problem.dataset)
+    return regraded(record, problem.dataset, answer_kind=problem.answer_kind)
 
 
 @dataclass(frozen=True)

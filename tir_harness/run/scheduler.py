@@ -27,8 +27,10 @@ HEADROOM = 1.25
 
 
 def engine_slots(engine: Any) -> int | None:
-    """How many sequences the engine batches at once (vLLM's max_num_seqs), if it says."""
-    value = getattr(engine, "max_num_seqs", None)
+    """How many sequences the engine batches at once (`Engine.capacity()`, vLLM's max_num_seqs), if it says.
+    An engine written before `capacity` was part of the interface has none: unknown."""
+    capacity = getattr(engine, "capacity", None)
+    value = capacity() if callable(capacity) else None
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 

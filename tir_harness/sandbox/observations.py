@@ -1,14 +1,15 @@
 """Observation styles: what the model sees of an `Execution`, one registry of name -> style.
 
 Built in: `full` (IPython-like: output, the final expression's repr, the traceback's tail, cut markers and a
-note when the session lost its variables) and `reference` (the reference implementation's executor,
-`sandbox/reference.py`).  A style is a renderer `(execution, limit) -> str` and the execution mode it needs:
+note when the session lost its variables), `reference` (the reference implementation's executor,
+`sandbox/reference.py`) and `qwen25-math` (Qwen2.5-Math's evaluation code's, `sandbox/qwen_math.py`).  A style
+is a renderer `(execution, limit) -> str` and the execution mode it needs:
 
 - mode `live`: each code block runs in the trajectory's live session (`Session.run`);
 - mode `reference`: each turn replays every block of the conversation in a fresh IPython shell with the
   reference's semantics (`Session.replay`; the loop parses the blocks with the reference's fence rule).
 
-Add one in a file of your own (docs/extending-observations.md):
+Add one in a file of your own (docs/extending.md, "Add an observation style"):
 
     from tir_harness.sandbox.observations import register_style
 
@@ -26,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tir_harness.sandbox import reference
+from tir_harness.sandbox import qwen_math, reference
 from tir_harness.sandbox.execution import STOPPED, Execution, Text, abort_line, join
 from tir_harness.util.registry import Registry, RegistryError
 
@@ -123,6 +124,16 @@ STYLES.register(
         "reference",
         reference.OUTPUT_CHARS,
         "the reference implementation's executor: every block of the conversation replayed in IPython",
+    ),
+)
+
+STYLES.register(
+    "qwen25-math",
+    ObservationStyle(
+        qwen_math.render,
+        "live",
+        4 * qwen_math.OUTPUT_CHARS,  # head and tail of 800 keep upstream's 200 + 200 whole after stripping
+        "Qwen2.5-Math's executor: the printed output or the last line's value, 'Done', cut to 400 characters",
     ),
 )
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from tir_harness.util.text import exception_line
@@ -84,6 +84,16 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._all()
+
+    # A registry reads like the mapping it replaced: `FORMATS["gemma"]`, `sorted(FORMATS)`.
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
     # -- entry points
 

@@ -8,6 +8,10 @@ import re
 # but newline and tab (ESC starts terminal sequences, CR and backspace overwrite what was printed, BEL rings)
 # and the bidirectional formatting characters (an override reverses what follows it, so shown text can read
 # as something else: "Trojan source"; a prediction "\u202e24" shows as 42).
+# The tags around a reasoning model's thinking (grading reads the answer after the close, engines count tokens).
+THINK_OPEN = "<think>"
+THINK_CLOSE = "</think>"
+
 _ACTING = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 

@@ -22,11 +22,16 @@ try:
 except Exception:  # an interpreter must start even if the guard cannot run
     pass
 
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-# Gone already when a second copy of this file (another checkout's guard folder, also on the path) ran inside the
-# import below: `del` raised KeyError there, printed by Python as "Error in sitecustomize" by every child.
-sys.modules.pop("sitecustomize", None)
+# Every copy of this folder leaves the path (two checkouts' guards on one PYTHONPATH would otherwise import each
+# other, and the inner one's removal of itself from sys.modules breaks the outer import: "Error in sitecustomize").
+sys.path[:] = [
+    p for p in sys.path
+    if os.path.abspath(p or os.curdir) != _HERE and os.path.basename(os.path.abspath(p or os.curdir)) != "_addon_guard"
+]
+_this = sys.modules.pop("sitecustomize", None)
 try:
     importlib.import_module("sitecustomize")
 except ImportError:
-    pass
+    # None shadowed: the import machinery still expects this module under its name once it has run.
+    if _this is not None:
+        sys.modules["sitecustomize"] = _this

@@ -1,0 +1,3 @@
+from tir_harness.plugin.benchmark import dataset_test
+
+test_mawps = dataset_test("mawps")
