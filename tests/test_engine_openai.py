@@ -57,6 +57,10 @@ class Reply:
     drip: float = 0.0  # seconds between two bytes of the body (headers at once), as a stuck proxy may send it
 
 
+class _Listener(ThreadingHTTPServer):
+    request_queue_size = 1024  # hundreds of clients connect at once; the default backlog of 5 drops their SYNs
+
+
 @dataclass
 class FakeOpenAI:
     """An OpenAI-compatible server on 127.0.0.1 whose answers a test scripts through `respond`."""
@@ -65,6 +69,7 @@ class FakeOpenAI:
     respond: Callable[[dict[str, Any]], Reply] = lambda body: Reply(text=f"echo:{body['prompt']}")
     port: int = 0
     cond: threading.Condition = field(default_factory=threading.Condition)  # may be shared by fakes
+    metrics: Callable[[FakeOpenAI], str] | None = None  # the /metrics page (404 without), under `cond`
 
     def __post_init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
@@ -132,6 +137,14 @@ class FakeOpenAI:
                     self._send(200, {"object": "list", "data": [{"id": m} for m in owner.models]})
                 elif self.path == "/version":
                     self._send(200, {"version": "fake-1.0"})
+                elif self.path == "/metrics" and owner.metrics is not None:
+                    with owner.cond:
+                        page = owner.metrics(owner).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain; version=0.0.4")
+                    self.send_header("Content-Length", str(len(page)))
+                    self.end_headers()
+                    self.wfile.write(page)
                 else:
                     self._send(404, {"detail": "Not Found"})
 
@@ -172,7 +185,7 @@ class FakeOpenAI:
                                   "prompt_tokens_details": details},
                     }, reply.drip)  # fmt: skip
 
-        httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        httpd = _Listener(("127.0.0.1", self.port), Handler)
         httpd.daemon_threads = True
         self.port = httpd.server_address[1]
         self._httpd = httpd
@@ -428,11 +441,129 @@ def test_in_flight_requests_per_server_are_bounded_and_the_rest_queue(fakes, eng
     futures = [engine.submit(request(f"p{i}")) for i in range(7)]
     fake.wait_until(lambda: fake.active == 2)
     assert engine.info()["queued"] == 5
-    assert engine_threads(before) == 2  # one worker per request in flight, none for the queue
+    assert engine_threads(before) == 1  # the event loop's, whatever is in flight or queued
     gate.set()
     assert [result(f).text for f in futures] == ["ok"] * 7
     assert fake.max_active == 2 and len(fake.bodies) == 7
     assert sorted(fake.prompts()) == sorted(f"p{i}" for i in range(7))
+
+
+def test_hundreds_of_requests_in_flight_take_one_thread(fakes, engines):
+    gate = threading.Event()
+    fake = fakes(respond=lambda body: Reply(hold=gate))
+    before = set(threading.enumerate())
+    engine = engines([fake.url], max_inflight_per_server=300)
+    futures = [engine.submit(request(f"p{i}")) for i in range(300)]
+    fake.wait_until(lambda: fake.active == 300)  # all at the server at once
+    assert engine_threads(before) == 1 and engine.info()["queued"] == 0
+    gate.set()
+    assert all(result(f).text == "ok" for f in futures)
+
+
+def vllm_metrics(slots: Callable[[], int]) -> Callable[[FakeOpenAI], str]:
+    """vLLM's /metrics for a server that runs `slots()` sequences at once and queues the rest (two engines)."""
+
+    def page(fake: FakeOpenAI) -> str:
+        running, waiting = min(fake.active, slots()), max(0, fake.active - slots())
+        lines = ["# TYPE vllm:num_requests_running gauge"]
+        for engine in (0, 1):  # summed over a data-parallel server's engines
+            lines.append(f'vllm:num_requests_running{{engine="{engine}",model_name="m"}} {running / 2}')
+            lines.append(f'vllm:num_requests_waiting{{engine="{engine}",model_name="m"}} {waiting / 2}')
+        return "\n".join(lines) + "\n"
+
+    return page
+
+
+def wait_for(predicate: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT
+    while not predicate():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.01)  # polling a condition, bounded by WAIT
+
+
+def test_the_window_follows_the_servers_queue_from_its_metrics(fakes, engines):
+    slots = [8]
+    gates = {f"p{i}": threading.Event() for i in range(300)}
+    fake = fakes(respond=lambda body: Reply(hold=gates[body["prompt"]]), metrics=vllm_metrics(lambda: slots[0]))
+    engine = engines([fake.url], max_inflight_per_server=None, metrics_interval=0.02)
+    engine.check()
+    futures = [engine.submit(request(f"p{i}")) for i in range(300)]
+    fake.wait_until(lambda: fake.active == 256)  # the first window of a server that reports its load
+    server = engine.info()["requests"][fake.url]
+    assert server["inflight"] == 256 and engine.info()["queued"] == 44
+    # It runs 8 and queues 248: the window shrinks to what it runs plus a short queue (16).
+    wait_for(lambda: engine.info()["requests"][fake.url]["window"] == 24)
+    for i in range(100):
+        gates[f"p{i}"].set()
+    assert all(result(f).text == "ok" for f in futures[:100])
+    assert engine.info()["queued"] == 44 and len(fake.bodies) == 256  # backpressure: nothing more was sent
+    with fake.cond:
+        slots[0] = 1000  # now it runs all it gets: the window grows until the queue is gone
+    wait_for(lambda: engine.info()["queued"] == 0)
+    assert len(fake.bodies) == 300 and engine.info()["requests"][fake.url]["window"] >= 200
+    for gate in gates.values():
+        gate.set()
+    assert all(result(f).text == "ok" for f in futures)
+
+
+def test_a_server_without_metrics_gets_the_users_bound_or_the_default(fakes, engines):
+    fake = fakes()
+    assert engines([fake.url], max_inflight_per_server=None).info()["requests"][fake.url]["window"] == 256
+    assert engines([fake.url], max_inflight_per_server=1000).info()["requests"][fake.url]["window"] == 1000
+
+
+def _endless_server(head: bytes) -> tuple[str, list[int], threading.Event]:
+    """A server that answers every request with `head` and then zeros until the client hangs up."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    sent: list[int] = []
+    done = threading.Event()
+
+    def serve() -> None:
+        with listener:
+            while not done.is_set():
+                conn, _ = listener.accept()
+                with conn:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        data += conn.recv(65536)
+                    if data.startswith(b"GET /v1/models"):
+                        page = json.dumps({"data": [{"id": "m"}]}).encode()
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+                                     % (len(page), page))  # fmt: skip
+                        continue
+                    if data.startswith(b"GET"):
+                        conn.sendall(b"HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+                        continue
+                    total = 0
+                    block = b"0" * 65536 if b"chunked" not in head else b"10000\r\n" + b"0" * 65536 + b"\r\n"
+                    try:
+                        conn.sendall(head)
+                        while total < 2**30:
+                            conn.sendall(block)
+                            total += 65536
+                    except OSError:
+                        pass
+                    sent.append(total)
+                    done.set()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", sent, done
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\n", b"HTTP/1.1 200 OK\r\n\r\n",
+     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"],
+    ids=["content-length", "until-close", "chunked"],
+)  # fmt: skip
+def test_a_gigabyte_answer_is_cut_off_not_read(engines, head):
+    url, sent, done = _endless_server(head)
+    engine = engines([url], max_response_bytes=2**20, request_timeout=WAIT)
+    message = failure(engine.submit(request("x")))
+    assert message.startswith(f"{url}: unreadable response: the answer is ")
+    assert message.endswith("over the 1048576-byte limit")
+    assert done.wait(WAIT)
+    assert sent[0] < 2**28, "the client read far past its limit"
 
 
 def test_a_rejected_request_fails_alone_without_retries(fakes, engines):
@@ -665,9 +796,16 @@ def test_a_done_callback_may_submit_the_next_turn(fakes, engines):
     fake = fakes()
     engine = engines([fake.url], max_inflight_per_server=1)
     chained: list[Future[Completion]] = []
+    submitted = threading.Event()
+
+    def next_turn(f: Future[Completion]) -> None:
+        chained.append(engine.submit(request(f.result().text + "+turn2")))
+        submitted.set()
+
     first = engine.submit(request("turn1"))
-    first.add_done_callback(lambda f: chained.append(engine.submit(request(f.result().text + "+turn2"))))
+    first.add_done_callback(next_turn)
     result(first)
+    assert submitted.wait(WAIT)  # callbacks run after result() returns: waiters are woken first
     assert result(chained[0]).text == "echo:echo:turn1+turn2"
 
 
@@ -693,6 +831,21 @@ def test_bad_gpu_options_are_one_line_errors(call, message):
     with pytest.raises(ValueError, match=message) as caught:
         call()
     assert "\n" not in str(caught.value)
+
+
+def test_data_parallel_servers_take_their_engines_gpus_and_pass_the_size_on():
+    assert plan_servers(None, 1, 8000, 2) == [ServerPlan(8000, ())]  # the CPU case: one URL, two engines
+    assert plan_servers([str(g) for g in range(8)], 1, 8000, 8) == [ServerPlan(8000, tuple("01234567"))]
+    assert plan_servers(list("0123"), 1, 9000, 2) == [ServerPlan(9000, ("0", "1")), ServerPlan(9001, ("2", "3"))]
+    with pytest.raises(ValueError, match="6 GPUs do not split into servers of --data-parallel-size 4"):
+        plan_servers(list("012345"), 1, 8000, 4)
+    args = vllm_args("/m", served_model_name="m", host="h", port=1, data_parallel_size=2)
+    assert args[args.index("--data-parallel-size") + 1] == "2"
+    mine = vllm_args("/m", served_model_name="m", host="h", port=1, data_parallel_size=2,
+                     extra_args=["--data-parallel-size=4"])  # fmt: skip
+    assert "--data-parallel-size" not in mine and mine[-1] == "--data-parallel-size=4"
+    parsed, _ = parse_args(["gemma-3-270m", "-dp", "2"])
+    assert parsed.data_parallel_size == 2
 
 
 def test_vllm_arguments_add_cpu_defaults_unless_the_user_gave_them():

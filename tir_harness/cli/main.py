@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "regrade": ("tir_harness.cli.regrade:main", "re-grade a JSONL of responses or a report"),
     "report": ("tir_harness.cli.report:main", "rebuild summaries and plots from trajectories.jsonl"),
     "compare": ("tir_harness.cli.compare:main", "compare two runs: paired accuracy, flips, McNemar"),
+    "merge": ("tir_harness.cli.merge:main", "join the runs of --shard I/N into one run folder (summary, report, gate)"),
     "annotate": ("tir_harness.cli.annotate:annotate_main", "export trajectories as chat training data"),
     "pairs": ("tir_harness.cli.annotate:pairs_main", "build preference pairs (correct vs incorrect)"),
     "serve": ("tir_harness.cli.serve:main", "start one vLLM OpenAI server per GPU (group)"),

@@ -30,7 +30,8 @@ from tir_harness.engines.serve import (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tir-harness serve",
-        description="Start one vLLM OpenAI server per GPU (or per group of --tensor-parallel-size GPUs). "
+        description="Start one vLLM OpenAI server per GPU (or per group of --tensor-parallel-size GPUs), or "
+        "servers of --data-parallel-size engines each behind one URL. "
         "Arguments after `--` go to every vLLM server unchanged.",
     )
     parser.add_argument("model", help="a tir-harness model alias, a local model folder or a hub id")
@@ -39,6 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--tensor-parallel-size", "-tp", type=int, default=1, metavar="N", help="GPUs per server (default 1)"
+    )
+    parser.add_argument(
+        "--data-parallel-size",
+        "-dp",
+        type=int,
+        default=1,
+        metavar="N",
+        help="engines per server, balanced by vLLM behind its one URL (vLLM's data parallelism; default 1); "
+        "with --gpus, each server takes N x --tensor-parallel-size of them",
     )
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to bind (0.0.0.0 to serve other machines; default 127.0.0.1)"
@@ -106,7 +116,7 @@ def main(argv: Sequence[str]) -> int:
     args, extra = parse_args(argv)
     try:
         gpus = parse_gpus(args.gpus) if args.gpus is not None else None
-        plans = plan_servers(gpus, args.tensor_parallel_size, args.port)
+        plans = plan_servers(gpus, args.tensor_parallel_size, args.port, args.data_parallel_size)
     except ValueError as exc:
         _fail(str(exc))
         return 2
@@ -132,6 +142,7 @@ def main(argv: Sequence[str]) -> int:
             served_model_name=served_name,
             gpus=plan.gpus,
             tensor_parallel_size=args.tensor_parallel_size,
+            data_parallel_size=args.data_parallel_size,
             extra_args=extra,
             workdir=log_dir / f"server-{plan.port}",
         )

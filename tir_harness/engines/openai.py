@@ -1,66 +1,80 @@
-"""An engine backed by one or more OpenAI-compatible servers (`vllm serve`, vLLM's api_server, others).
+"""An engine backed by one or more OpenAI-compatible servers (`vllm serve`, vLLM's api_server, a router, others).
 
 Requests go to the least-loaded live server with a bounded number in flight per server; the rest wait in
-one queue.  Each server has a small pool of worker threads (grown on demand up to the in-flight bound)
-sharing one `httpx.Client`.
+one queue in the harness.  Every request is a task on one event loop, in one thread (`openai-engine-loop`),
+over `engines/http.py`'s keep-alive connections: thousands in flight cost thousands of sockets, not
+thousands of threads.  Futures are resolved on that thread, so their done-callbacks must not block (submitting
+the next turn is fine).
 
-httpx (a dependency of vLLM, so present wherever vLLM is) does the HTTP: the keep-alive pool of at most
-the in-flight bound of connections per server, dropping connections the server closed while idle before
-they are reused, timeouts, and mapping socket errors to its own exceptions.  Ours on top: which server a
-request goes to, retries with backoff, giving a server up and moving its requests, and cutting running
-requests off at once (httpx's `close()` leaves a thread blocked in a read until its timeout).
+How many requests one server gets at once (its window): at most `max_inflight_per_server`, or, given None,
+as many as the server keeps up with.  A vLLM server says so in `/metrics` (`vllm:num_requests_running`,
+`vllm:num_requests_waiting`, summed over its data-parallel engines): while its queue stays short the window
+grows (up to `AUTO_CEILING`), and when the queue grows past a short allowance the window shrinks to this
+client's share of what the server runs (backpressure: work waits in the harness, where it can still go to
+another server, rather than in one server's queue).  A server without vLLM's metrics gets `DEFAULT_WINDOW`.
 
 Failures are sorted by whose fault they are:
-- the server rejects the request (4xx, e.g. prompt too long): only that request fails;
-- the server is unavailable (connection refused/reset/dropped, 5xx): the request is retried with
+- the server rejects the request (4xx, e.g. prompt too long), or answers something that is no completion
+  (a null text, an HTML page, a body over `max_response_bytes`): only that request fails;
+- the server is unavailable (connection refused/reset/dropped, 5xx, 408, 429): the request is retried with
   exponential backoff; when its retries run out, or it got no whole answer within the request timeout,
   that request fails alone if the server still answers its health check (GET /v1/models): one poisoned
   request must not take a healthy server, and every other problem of the run, down with it.  The server is
-  marked down (reported once; its requests move to the other servers) only when it fails that check, or
-  when `_DOWN_AFTER` different requests in a row failed on it that way;
+  marked down (reported once; its queued and running requests move to the other servers) only when it fails
+  that check, or when `_DOWN_AFTER` different requests in a row failed on it that way;
 - no server is left: every pending and future request fails at once with the causes.
 
-The request timeout bounds the whole exchange, from connecting to the answer's last byte: every socket
-operation of a request waits at most until the request's deadline (`_DeadlineBackend`), so a server that
-drips its answer a byte at a time cannot hold a request past it.
+The request timeout bounds the whole exchange, from connecting to the answer's last byte (http.py), so a
+server that drips its answer a byte at a time cannot hold a request past it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
-import socket
+import re
 import ssl
 import threading
 import time
-import weakref
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from http import HTTPStatus
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import httpcore
-import httpx
-
+from tir_harness.engines import http
 from tir_harness.engines.base import Completion, EngineError, GenerationRequest
 from tir_harness.util.text import exception_line
 from tir_harness.util.text import one_line as _one_line
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 _MAX_DELAY = 30.0  # seconds; the longest single backoff sleep
-_PROBE_TIMEOUT = 10.0  # seconds; check() and the liveness probe after a timed-out request
+_PROBE_TIMEOUT = 10.0  # seconds; check(), the liveness probe after a failed request, and /metrics
 # Below the 5 s after which uvicorn (so vLLM) closes an idle connection: we drop it first, so a request is
 # never sent on a connection the server is closing at that moment (a failure no one could tell from a crash).
 _KEEPALIVE_EXPIRY = 4.0  # seconds
-# The events of httpcore's `trace` request extension that hand over a new connection's socket.
-_NEW_SOCKET_EVENTS = frozenset({"connection.connect_tcp.complete", "connection.start_tls.complete"})
 # Different requests that failed in a row on one server (retries run out, or no answer in time), each time
 # with the server still answering its health check, before the server itself counts as down.
 _DOWN_AFTER = 3
+# The largest answer read: a completion of --max-turn-chars (1,000,000 characters) is at most 6 MB of JSON
+# (every character escaped as \uXXXX); a server sending more is cut off, not read into memory.
+MAX_RESPONSE_BYTES = 32 * 2**20
+_METRICS_BYTES = 4 * 2**20  # a /metrics page; vLLM's is some 100 kB per engine
+# Without a limit from the user: the window of a server without vLLM's metrics (vLLM's default max_num_seqs on
+# most GPUs, so one server's batch is full), and how far a server with them may take it.
+DEFAULT_WINDOW = 256
+AUTO_CEILING = 8192
+# A server's queue may hold this many requests (or an eighth of what it runs, if more) before the window
+# shrinks: a short queue keeps its batch full between one request's end and the next one's arrival.
+_QUEUE_ALLOWANCE = 16
+_METRIC = re.compile(r"^(vllm:num_requests_(?:running|waiting))(?:\{[^}]*\})?\s+([0-9.eE+-]+)\s*$", re.M)
 
 
 def normalize_url(url: str) -> str:
@@ -81,38 +95,6 @@ def normalize_url(url: str) -> str:
     if path.endswith("/v1"):
         path = path[: -len("/v1")]
     return f"{parts.scheme}://{parts.netloc}{path}"
-
-
-class _Aborted(httpx.TransportError):
-    """A request on a server that was given up, or after the engine closed."""
-
-
-def _transport_cause(exc: httpx.HTTPError) -> str:
-    """A short cause for a transport failure, as a user would say it."""
-    if isinstance(exc, _Aborted):
-        return str(exc)
-    if isinstance(exc, httpx.TimeoutException):
-        return "timed out"
-    # httpcore's own error for an EOF where the status line should be; there is no OSError under it.
-    if isinstance(exc, httpx.RemoteProtocolError) and "without sending a response" in str(exc):
-        return "the server closed the connection without answering"
-    # The socket's OSError says what happened.  httpx's error is raised from httpcore's, and that one from
-    # the OSError, but httpcore's pool re-raises `from None`, which leaves the OSError as __context__ only.
-    cause: BaseException | None = exc
-    while cause is not None and not isinstance(cause, OSError):
-        cause = cause.__cause__ or cause.__context__
-    if isinstance(cause, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(cause, ConnectionResetError):
-        return "connection reset"
-    if isinstance(cause, BrokenPipeError):
-        return "connection closed by the server"
-    if isinstance(cause, socket.gaierror):
-        return f"unknown host ({cause.strerror or cause})"
-    if isinstance(cause, OSError) and cause.strerror:
-        return cause.strerror[0].lower() + cause.strerror[1:]
-    return _one_line(f"{type(exc).__name__}: {exc}")
-
 
 def _html_title(text: str) -> str | None:
     """The title of an HTML page (a proxy's or load balancer's error page), or None if `text` is not HTML."""
@@ -144,7 +126,7 @@ def _server_message(status: int, body: bytes) -> str:
             text = str(data["message"])
         elif data.get("detail"):
             text = str(data["detail"])
-    text = _one_line(text) if text.strip() else httpx.codes.get_reason_phrase(status)
+    text = _one_line(text) if text.strip() else _reason(status)
     return f"HTTP {status}: {text}" if text else f"HTTP {status}"
 
 
@@ -156,186 +138,29 @@ def _count(value: Any) -> int:
     """A token count from a server: a non-negative int, else 0 (usage is informative, never worth a failure)."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
-
-def _shutdown(sock: socket.socket) -> None:
-    # The plain socket's shutdown, also for an SSLSocket: SSLSocket.shutdown() first drops its SSL object,
-    # and a thread reading it would then raise ValueError, which httpx does not map, instead of an OSError.
+def _reason(status: int) -> str:
     try:
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except OSError:
-        pass  # closed already, or never connected
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
-class _Deadline(threading.local):
-    at: float | None = None  # time.monotonic() by which the calling thread's request must be over
-
-    def left(self, timeout: float | None, error: type[Exception]) -> float | None:
-        """`timeout` for one socket operation, cut to the time left; raises `error` when none is."""
-        if self.at is None:
-            return timeout
-        left = self.at - time.monotonic()
-        if left <= 0:
-            raise error("the request's deadline passed")
-        return left if timeout is None else min(timeout, left)
-
-
-class _DeadlineStream(httpcore.NetworkStream):
-    """A connection whose every read and write waits at most until the calling thread's deadline.
-
-    httpx's timeouts bound each read, not the answer: a server sending a byte every half second never
-    trips a read timeout.  Here each wait gets what is left of the request's time, and none once it is out."""
-
-    def __init__(self, stream: httpcore.NetworkStream, deadline: _Deadline) -> None:
-        self._stream = stream
-        self._deadline = deadline
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._stream.read(max_bytes, self._deadline.left(timeout, httpcore.ReadTimeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._stream.write(buffer, self._deadline.left(timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        self._stream.close()
-
-    def start_tls(
-        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.NetworkStream:
-        timeout = self._deadline.left(timeout, httpcore.ConnectTimeout)
-        stream = self._stream.start_tls(ssl_context, server_hostname, timeout)
-        return _DeadlineStream(stream, self._deadline)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self._stream.get_extra_info(info)
-
-
-class _DeadlineBackend(httpcore.NetworkBackend):
-    """httpcore's own sockets, as `_DeadlineStream`s."""
-
-    def __init__(self, deadline: _Deadline) -> None:
-        self._backend = httpcore.SyncBackend()
-        self._deadline = deadline
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Any = None,
-    ) -> httpcore.NetworkStream:
-        timeout = self._deadline.left(timeout, httpcore.ConnectTimeout)
-        stream = self._backend.connect_tcp(host, port, timeout, local_address, socket_options)
-        return _DeadlineStream(stream, self._deadline)
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Any = None
-    ) -> httpcore.NetworkStream:  # pragma: no cover - servers are named by URL, never by socket path
-        return _DeadlineStream(self._backend.connect_unix_socket(path, timeout, socket_options), self._deadline)
-
-    def sleep(self, seconds: float) -> None:
-        self._backend.sleep(seconds)
-
-
-class _Client:
-    """One server's `httpx.Client`, shared by its worker threads, with `abort()` callable from any thread.
-
-    Closing an httpx client closes its sockets, but a thread blocked reading one sleeps on until the read
-    timeout (minutes of generation).  Shutting a socket down wakes it at once; httpx has no call for that,
-    so the sockets are collected as they connect, through the `trace` request extension.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        headers: dict[str, str],
-        *,
-        connections: int,
-        connect_timeout: float,
-        timeout: float,
-        ssl_context: ssl.SSLContext,
-    ) -> None:
-        self._lock = threading.Lock()
-        self._sockets: weakref.WeakSet[socket.socket] = weakref.WeakSet()
-        self._aborted = False
-        limits = httpx.Limits(
-            max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=_KEEPALIVE_EXPIRY
-        )
-        # No transport retries: a failed connect is retried by the engine, with backoff and counted.
-        transport = httpx.HTTPTransport(verify=ssl_context, limits=limits, trust_env=False)
-        # httpx takes no network backend: its pool is made again, with the same settings and the deadline's.
-        self._deadline = _Deadline()
-        transport._pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_DeadlineBackend(self._deadline),
-        )
-        # trust_env=False: the servers are talked to directly, as named, never through *_PROXY or .netrc.
-        self._client = httpx.Client(
-            base_url=url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            transport=transport,
-            trust_env=False,
-        )
-
-    def request(
-        self, method: str, path: str, body: bytes | None = None, *, read_timeout: float | None = None
-    ) -> tuple[int, bytes]:
-        """One exchange: the status and the body, all of it within the read timeout (`request_timeout`, or
-        `read_timeout` if given) from the start; raises httpx.HTTPError (httpx.ReadTimeout once it is out)."""
-        if self._aborted:
-            raise _Aborted("request aborted")
-        timeout = self._client.timeout
-        if read_timeout is not None:
-            timeout = httpx.Timeout(read_timeout, connect=timeout.connect)
-        assert timeout.read is not None
-        self._deadline.at = time.monotonic() + timeout.read
+def parse_load(text: str) -> tuple[int, int] | None:
+    """(running, waiting) from a vLLM `/metrics` page, summed over its engines; None if it has neither."""
+    totals: dict[str, float] = {}
+    for name, value in _METRIC.findall(text):
         try:
-            response = self._client.request(
-                method,
-                path,
-                content=body,
-                headers={"Content-Type": "application/json"} if body is not None else None,
-                timeout=timeout,
-                extensions={"trace": self._trace},
-            )
-        except RuntimeError as exc:  # httpx refuses a closed client; close() may come while a probe runs
-            if self._client.is_closed:
-                raise _Aborted("request aborted") from exc
-            raise
-        finally:
-            self._deadline.at = None
-        return response.status_code, response.content
-
-    def _trace(self, event: str, info: dict[str, Any]) -> None:
-        if event not in _NEW_SOCKET_EVENTS:
-            return
-        sock = info["return_value"].get_extra_info("socket")
-        if not isinstance(sock, socket.socket):
-            return
-        with self._lock:
-            self._sockets.add(sock)
-            aborted = self._aborted
-        if aborted:  # connected while abort() ran: it could not see this socket
-            _shutdown(sock)
-
-    def abort(self) -> None:
-        """Make the running and every later request fail at once (the client is not used again)."""
-        with self._lock:
-            self._aborted = True
-            sockets = list(self._sockets)
-        for sock in sockets:
-            _shutdown(sock)
-
-    def close(self) -> None:
-        self.abort()
-        self._client.close()
+            number = float(value)
+        except ValueError:
+            continue
+        if number >= 0 and number == number and number != float("inf"):  # NaN and inf say nothing
+            totals[name] = totals.get(name, 0.0) + number
+    if "vllm:num_requests_running" not in totals or "vllm:num_requests_waiting" not in totals:
+        return None
+    return int(totals["vllm:num_requests_running"]), int(totals["vllm:num_requests_waiting"])
 
 
-@dataclass
+@dataclass(eq=False)
 class _Job:
     request: GenerationRequest
     future: Future[Completion]
@@ -344,16 +169,14 @@ class _Job:
     attempts: int = 0  # failed attempts on the current server
 
 
-@dataclass
+@dataclass(eq=False)
 class _Server:
     url: str
     index: int
-    cond: threading.Condition
-    client: _Client
-    queue: deque[_Job] = field(default_factory=deque)
-    workers: list[threading.Thread] = field(default_factory=list)
-    idle: int = 0  # workers waiting for a job
-    inflight: int = 0  # jobs queued for or running on this server
+    client: http.Client
+    window: int  # requests in flight allowed now
+    ceiling: int  # the most the window may grow to
+    running: dict[_Job, asyncio.Task[None]] = field(default_factory=dict)  # jobs in flight here, in order
     assigned: int = 0
     ok: int = 0
     failed: int = 0
@@ -362,6 +185,13 @@ class _Server:
     down: str | None = None  # the cause, once the server is marked down
     models: tuple[str, ...] = ()
     version: str | None = None
+    metrics: bool = False  # it reports vLLM's load in /metrics
+    load: tuple[int, int] | None = None  # (running, waiting) as it last reported
+    watcher: asyncio.Task[None] | None = None
+
+    @property
+    def inflight(self) -> int:
+        return len(self.running)
 
 
 class OpenAIEngine:
@@ -377,22 +207,26 @@ class OpenAIEngine:
         urls: Sequence[str],
         model: str | None = None,
         *,
-        max_inflight_per_server: int = 32,
+        max_inflight_per_server: int | None = 32,
         request_timeout: float = 600.0,
         connect_timeout: float = 10.0,
         connect_retries: int = 6,
         backoff: float = 0.5,
         api_key: str | None = None,
         on_warning: Callable[[str], None] | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        metrics_interval: float = 1.0,
     ) -> None:
         if isinstance(urls, str):
             urls = [u for u in urls.split(",") if u.strip()]
         if not urls:
             raise EngineError("--server-url: no server URL given")
-        if max_inflight_per_server < 1:
+        if max_inflight_per_server is not None and max_inflight_per_server < 1:
             raise EngineError(f"max_inflight_per_server must be >= 1, got {max_inflight_per_server}")
         if connect_retries < 0 or backoff < 0 or request_timeout <= 0 or connect_timeout <= 0:
             raise EngineError("connect_retries and backoff must be >= 0, timeouts > 0")
+        if max_response_bytes < 1024 or metrics_interval <= 0:
+            raise EngineError("max_response_bytes must be >= 1024 and metrics_interval > 0")
         normal: list[str] = []
         for url in urls:
             text = normalize_url(url)
@@ -404,42 +238,88 @@ class OpenAIEngine:
         self.connect_timeout = connect_timeout
         self.connect_retries = connect_retries
         self.backoff = backoff
+        self.max_response_bytes = max_response_bytes
+        self.metrics_interval = metrics_interval
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-        self._headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json"}
         if key:
-            self._headers["Authorization"] = f"Bearer {key}"
+            headers["Authorization"] = f"Bearer {key}"
         self._on_warning = on_warning
-        self._lock = threading.Lock()
-        # The system's trust store, as the standard library uses, rather than httpx's default (certifi's):
-        # a cluster's own CA is in the former.
-        ssl_context = ssl.create_default_context()
+        # The system's trust store, as the standard library uses: a cluster's own CA is in it.
+        ssl_context = ssl.create_default_context() if any(u.startswith("https:") for u in normal) else None
+        window = max_inflight_per_server or DEFAULT_WINDOW
         self._servers = [
             _Server(
                 url,
                 i,
-                threading.Condition(self._lock),
-                _Client(
+                http.Client(
                     url,
-                    self._headers,
-                    connections=max_inflight_per_server,
+                    headers,
                     connect_timeout=connect_timeout,
-                    timeout=request_timeout,
+                    max_body=max_response_bytes,
                     ssl_context=ssl_context,
+                    keepalive_expiry=_KEEPALIVE_EXPIRY,
                 ),
+                window=window,
+                ceiling=window,
             )
             for i, url in enumerate(normal)
         ]
-        self._pending: deque[_Job] = deque()
+        self._pending: deque[_Job] = deque()  # touched on the loop thread only, like every _Server
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        # Guards _closing and handing work to the loop: close() queues its own work behind every submit's.
+        self._gate = threading.Lock()
         self._closing = False
+        self._dead: EngineError | None = None  # set once every server is down: later submits fail at once
         self._checked = False
         self._check_error: EngineError | None = None
         self._check_lock = threading.Lock()
         self._check_warnings: list[str] = []
 
+    # ------------------------------------------------------------------ the event loop
+
+    def _start_loop(self) -> asyncio.AbstractEventLoop:
+        with self._gate:
+            if self._closing:
+                raise EngineError("the OpenAI engine is closed")
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=self._loop.run_forever, name="openai-engine-loop", daemon=True
+                )
+                self._thread.start()
+            return self._loop
+
+    def _on_loop(self) -> bool:
+        return self._thread is not None and threading.current_thread() is self._thread
+
+    def _await(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the loop and wait for it (from any thread but the loop's own)."""
+        loop = self._start_loop()
+        if self._on_loop():
+            coro.close()
+            raise EngineError("internal error: a blocking engine call from the engine's own thread")
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        """`fn()` on the loop thread, where the servers' state lives; runs it here once the loop is gone."""
+        loop = self._loop
+        if loop is None or self._on_loop() or loop.is_closed():
+            return fn()
+
+        async def call() -> T:
+            return fn()
+
+        try:
+            return asyncio.run_coroutine_threadsafe(call(), loop).result()
+        except RuntimeError:  # the loop closed meanwhile
+            return fn()
+
     # ------------------------------------------------------------------ session start
 
     def check(self) -> list[str]:
-        """Probe every server (GET /v1/models, /version) and settle the model; returns warnings.
+        """Probe every server (GET /v1/models, /version, /metrics) and settle the model; returns warnings.
 
         Raises EngineError (one line naming the URL and the cause) when no server answers like an
         OpenAI server, or when the model is missing or ambiguous.  Unreachable servers among live ones
@@ -461,11 +341,11 @@ class OpenAIEngine:
             return list(self._check_warnings)
 
     def _check(self) -> list[str]:
-        causes: dict[str, str] = {}
-        for server in self._servers:
-            cause = self._probe(server)
-            if cause is not None:
-                causes[server.url] = cause
+        async def probe_all() -> list[str | None]:
+            return list(await asyncio.gather(*(self._probe(s) for s in self._servers)))
+
+        results = self._await(probe_all())
+        causes = {s.url: cause for s, cause in zip(self._servers, results, strict=True) if cause is not None}
         live = [s for s in self._servers if s.url not in causes]
         if not live:
             raise EngineError("; ".join(f"--server-url {url}: {cause}" for url, cause in causes.items()))
@@ -473,20 +353,26 @@ class OpenAIEngine:
         warnings: list[str] = []
         for url, cause in causes.items():
             warnings.append(f"--server-url {url}: {cause}; continuing with {len(live)} of {len(self._servers)} servers")
-        with self._lock:
+
+        def settle() -> None:
             for server in self._servers:
                 if server.url in causes:
                     server.down = causes[server.url]
+                    server.client.close()
+                elif server.metrics and self._loop is not None:
+                    server.watcher = self._loop.create_task(self._watch(server))
+
+        self._call(settle)
         for message in warnings:
             self._warn(message)
         return warnings
 
-    def _probe(self, server: _Server) -> str | None:
+    async def _probe(self, server: _Server) -> str | None:
         """None if the server answers GET /v1/models like an OpenAI server, else the cause."""
         try:
-            status, body = server.client.request("GET", "/v1/models", read_timeout=_PROBE_TIMEOUT)
-        except httpx.HTTPError as exc:
-            return _transport_cause(exc)
+            status, body = await server.client.request("GET", "/v1/models", timeout=_PROBE_TIMEOUT)
+        except (http.HTTPError, http.TooLarge) as exc:
+            return str(exc)
         if status in (401, 403):
             return f"{_server_message(status, body)} (set OPENAI_API_KEY to the server's --api-key)"
         try:
@@ -497,12 +383,17 @@ class OpenAIEngine:
             return f"not an OpenAI-compatible server (GET /v1/models: {detail})"
         server.models = models
         try:
-            status, body = server.client.request("GET", "/version", read_timeout=_PROBE_TIMEOUT)
+            status, body = await server.client.request("GET", "/version", timeout=_PROBE_TIMEOUT)
             if status == 200:
                 version = json.loads(body).get("version")
                 server.version = str(version) if version else None
-        except (httpx.HTTPError, ValueError, AttributeError):
+        except (http.HTTPError, http.TooLarge, ValueError, AttributeError):
             pass  # only vLLM has /version
+        load = await self._read_load(server)
+        if load is not None:
+            server.metrics, server.load = True, load
+            if self.max_inflight_per_server is None:
+                server.ceiling = AUTO_CEILING
         return None
 
     def _settle_model(self, live: list[_Server]) -> str:
@@ -537,18 +428,17 @@ class OpenAIEngine:
         future: Future[Completion] = Future()
         try:
             self.check()
+            job = _Job(request, future, self._payload(request))
+            with self._gate:
+                if self._closing:
+                    raise EngineError("the OpenAI engine is closed")
+                if self._dead is not None:  # no waiting at all once nothing is left
+                    raise self._dead
+                assert self._loop is not None  # check() started it
+                self._loop.call_soon_threadsafe(self._enqueue, job)
         except EngineError as exc:
             future.set_running_or_notify_cancel()
             future.set_exception(exc)
-            return future
-        job = _Job(request, future, self._payload(request))
-        with self._lock:
-            if self._closing:
-                failures = [(job, EngineError("the OpenAI engine is closed"))]
-            else:
-                self._pending.append(job)
-                failures = self._dispatch_locked()
-        self._fail(failures)
         return future
 
     def _payload(self, request: GenerationRequest) -> bytes:
@@ -572,8 +462,15 @@ class OpenAIEngine:
             body["stop"] = list(sampling.stop)
         return json.dumps(body).encode()
 
-    def _dispatch_locked(self) -> list[tuple[_Job, BaseException]]:
-        """Hand pending jobs to the least-loaded live servers with room; returns jobs to fail."""
+    def _enqueue(self, job: _Job) -> None:
+        if self._closing:
+            return self._fail([(job, EngineError("the OpenAI engine is closed"))])
+        self._pending.append(job)
+        self._fail(self._dispatch())
+
+    def _dispatch(self) -> list[tuple[_Job, BaseException]]:
+        """Start pending jobs on the least-loaded live servers with room; returns jobs to fail."""
+        assert self._loop is not None
         while self._pending:
             live = [s for s in self._servers if s.down is None]
             if not live:
@@ -581,7 +478,7 @@ class OpenAIEngine:
                 failures = [(job, error) for job in self._pending]
                 self._pending.clear()
                 return failures
-            room = [s for s in live if s.inflight < self.max_inflight_per_server]
+            room = [s for s in live if s.inflight < s.window]
             if not room:
                 break
             # Ties go to the server that got fewer requests so far, so idle servers share the work.
@@ -592,19 +489,8 @@ class OpenAIEngine:
                     continue  # cancelled by the caller while it waited
                 job.started = True
             job.attempts = 0
-            server.inflight += 1
             server.assigned += 1
-            server.queue.append(job)
-            if len(server.queue) > server.idle and len(server.workers) < self.max_inflight_per_server:
-                worker = threading.Thread(
-                    target=self._work,
-                    args=(server,),
-                    daemon=True,
-                    name=f"openai-engine-{server.index}-{len(server.workers)}",
-                )
-                server.workers.append(worker)
-                worker.start()
-            server.cond.notify()
+            server.running[job] = self._loop.create_task(self._serve(server, job))
         return []
 
     def _all_down_error(self) -> EngineError:
@@ -613,101 +499,89 @@ class OpenAIEngine:
 
     @staticmethod
     def _fail(failures: list[tuple[_Job, BaseException]]) -> None:
-        # Outside the lock: done-callbacks may submit the next turn at once.
         for job, error in failures:
             if job.started:
                 job.future.set_exception(error)
             elif job.future.set_running_or_notify_cancel():
                 job.future.set_exception(error)
 
-    def _work(self, server: _Server) -> None:
-        while True:
-            with self._lock:
-                server.idle += 1
-                while not server.queue and not self._closing and server.down is None:
-                    server.cond.wait()
-                server.idle -= 1
-                if not server.queue:
-                    return
-                job = server.queue.popleft()
-            try:
-                self._run(server, job)
-            except Exception as exc:  # a bug of ours fails its request; it must never leave it waiting forever
-                if not job.future.done():
-                    error = EngineError(f"{server.url}: internal error: {exception_line(exc)}")
-                    self._finish(server, job, error=error)
+    async def _serve(self, server: _Server, job: _Job) -> None:
+        try:
+            await self._run(server, job)
+        except asyncio.CancelledError:
+            raise  # whoever cancelled it (a server given up, close()) settled the job
+        except Exception as exc:  # a bug of ours fails its request; it must never leave it waiting forever
+            error = EngineError(f"{server.url}: internal error: {exception_line(exc)}")
+            self._finish(server, job, error=error)
 
-    def _run(self, server: _Server, job: _Job) -> None:
+    async def _run(self, server: _Server, job: _Job) -> None:
         """Serve one job on one server until it succeeds, fails, or must move elsewhere."""
         while True:
-            with self._lock:
-                closing, down = self._closing, server.down is not None
-            if closing:
-                return self._finish(server, job, error=EngineError("the OpenAI engine was closed"))
-            if down:
+            if server.down is not None:
                 return self._requeue(server, job)
             started = time.monotonic()
             try:
-                status, body = server.client.request("POST", "/v1/completions", job.payload)
-            except (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout):  # connected, but no whole answer
+                status, body = await server.client.request(
+                    "POST", "/v1/completions", job.payload, timeout=self.request_timeout
+                )
+            except http.Deadline:  # connected, but no whole answer
                 # Not retried: the same request would take as long again.
                 cause = f"no answer within {self.request_timeout:g} s"
-                if self._failed_for_good(server, job, cause, f"{cause}, and no answer to GET /v1/models either"):
+                if await self._failed_for_good(server, job, cause, f"{cause}, and no answer to GET /v1/models either"):
                     continue
                 return None
-            except httpx.HTTPError as exc:
-                cause = _transport_cause(exc)
+            except http.TooLarge as exc:  # the server's doing, but of this answer only
+                return self._finish(server, job, error=EngineError(f"{server.url}: unreadable response: {exc}"))
+            except http.HTTPError as exc:
+                cause = str(exc)
             else:
                 if status == 200:
                     return self._succeed(server, job, body, time.monotonic() - started)
                 cause = _server_message(status, body)
                 if status < 500 and status not in (408, 429):
-                    with self._lock:
-                        server.failing = 0  # it answered: the request is at fault, not the server
+                    server.failing = 0  # it answered: the request is at fault, not the server
                     return self._finish(server, job, error=EngineError(f"{server.url}: {cause}"))
-            if not self._retry_or_give_up(server, job, cause):
+            if not await self._retry_or_give_up(server, job, cause):
                 return None
 
-    def _failed_for_good(self, server: _Server, job: _Job, cause: str, down_cause: str | None = None) -> bool:
+    async def _failed_for_good(self, server: _Server, job: _Job, cause: str, down_cause: str | None = None) -> bool:
         """A request failed on `server` past its retries or its time.  It fails alone while the server answers
         its health check: the fault is the request's (one the server resets every time, say), and other
         requests must not pay for it.  A server that does not answer, or that failed `_DOWN_AFTER` different
         requests in a row, is marked down and the request moves on: returns True, and the loop's head moves it."""
-        with self._lock:
-            if self._closing or server.down is not None:
-                return True  # the loop's head settles it
-            server.failing += 1
-            in_a_row = server.failing
-        if in_a_row < _DOWN_AFTER and self._answers(server):
-            self._finish(server, job, error=EngineError(f"{server.url}: {cause}"))
-            return False
-        if in_a_row >= _DOWN_AFTER:
-            self._mark_down(server, f"{cause}; {in_a_row} different requests failed in a row")
-        else:
+        answers = server.down is None and await self._answers(server)
+        if server.down is not None:
+            return True  # given up meanwhile (by another request): the loop's head moves this one
+        if not answers:
             self._mark_down(server, down_cause or cause)
-        return True
+            return True
+        # Counted only once the server answered: requests failing at once on a server that is gone (each
+        # still waiting for its probe) are one cause, not several.
+        server.failing += 1
+        if server.failing >= _DOWN_AFTER:
+            self._mark_down(server, f"{cause}; {server.failing} different requests failed in a row")
+            return True
+        self._finish(server, job, error=EngineError(f"{server.url}: {cause}"))
+        return False
 
-    def _retry_or_give_up(self, server: _Server, job: _Job, cause: str) -> bool:
+    async def _retry_or_give_up(self, server: _Server, job: _Job, cause: str) -> bool:
         """After a failure that may pass: wait and return True to retry, or settle the job."""
-        with self._lock:
-            if self._closing or server.down is not None:
-                return True  # the loop's head settles it
-            server.retries += 1
-            job.attempts += 1
-            exhausted = job.attempts > self.connect_retries
-        if exhausted:
-            return self._failed_for_good(server, job, cause)
+        if server.down is not None:
+            return True
+        server.retries += 1
+        job.attempts += 1
+        if job.attempts > self.connect_retries:
+            return await self._failed_for_good(server, job, cause)
         delay = min(self.backoff * 2 ** (job.attempts - 1), _MAX_DELAY)
         logger.info("%s: %s; retry %d/%d in %.2g s", server.url, cause, job.attempts, self.connect_retries, delay)
-        with self._lock:
-            server.cond.wait_for(lambda: self._closing or server.down is not None, timeout=delay)
+        await asyncio.sleep(delay)  # cancelled at once if the server is given up or the engine closes
         return True
 
-    def _answers(self, server: _Server) -> bool:
+    async def _answers(self, server: _Server) -> bool:
         try:
-            server.client.request("GET", "/v1/models", read_timeout=_PROBE_TIMEOUT)
+            await server.client.request("GET", "/v1/models", timeout=_PROBE_TIMEOUT)
             return True
-        except httpx.HTTPError:
+        except (http.HTTPError, http.TooLarge):
             return False
 
     def _succeed(self, server: _Server, job: _Job, body: bytes, seconds: float) -> None:
@@ -715,8 +589,7 @@ class OpenAIEngine:
             completion = self._completion(body, seconds, server.url)
         except _Unreadable as exc:
             return self._finish(server, job, error=EngineError(f"{server.url}: unreadable response: {exc}"))
-        with self._lock:
-            server.failing = 0
+        server.failing = 0
         return self._finish(server, job, completion=completion)
 
     @staticmethod
@@ -765,14 +638,14 @@ class OpenAIEngine:
         completion: Completion | None = None,
         error: BaseException | None = None,
     ) -> None:
-        with self._lock:
-            # Free the slot before resolving, so a callback that submits sees the true load.
-            server.inflight -= 1
-            if completion is not None:
-                server.ok += 1
-            else:
-                server.failed += 1
-            failures = self._dispatch_locked()
+        if server.running.pop(job, None) is None:
+            return  # moved or settled by someone else meanwhile
+        if completion is not None:
+            server.ok += 1
+        else:
+            server.failed += 1
+        # Free the slot before resolving, so a callback that submits sees the true load.
+        failures = self._dispatch()
         if completion is not None:
             job.future.set_result(completion)
         else:
@@ -780,28 +653,64 @@ class OpenAIEngine:
         self._fail(failures)
 
     def _requeue(self, server: _Server, job: _Job) -> None:
-        with self._lock:
-            server.inflight -= 1
-            self._pending.appendleft(job)
-            failures = self._dispatch_locked()
-        self._fail(failures)
+        if server.running.pop(job, None) is None:
+            return
+        self._pending.appendleft(job)
+        self._fail(self._dispatch())
 
     def _mark_down(self, server: _Server, cause: str) -> None:
-        with self._lock:
-            if server.down is not None or self._closing:
-                return
-            server.down = cause
-            # Jobs not yet started here go back to the head of the queue, in their order.
-            self._pending.extendleft(reversed(server.queue))
-            server.inflight -= len(server.queue)
-            server.queue.clear()
-            server.client.abort()  # running requests there notice at once and move too
-            server.cond.notify_all()
-            left = sum(s.down is None for s in self._servers)
+        if server.down is not None or self._closing:
+            return
+        server.down = cause
+        # Its running requests go back to the head of the queue, in their order; the calling task's own job
+        # moves when its loop sees the server down.
+        current = asyncio.current_task()
+        moved = [job for job, task in server.running.items() if task is not current]
+        for job in moved:
+            server.running.pop(job).cancel()
+        self._pending.extendleft(reversed(moved))
+        server.client.close()
+        if server.watcher is not None and server.watcher is not current:
+            server.watcher.cancel()
+        left = sum(s.down is None for s in self._servers)
+        if not left:
+            with self._gate:
+                self._dead = self._all_down_error()
         self._warn(f"--server-url {server.url} is down ({cause}); {left} of {len(self._servers)} servers left")
-        with self._lock:
-            failures = self._dispatch_locked()
-        self._fail(failures)
+        self._fail(self._dispatch())
+
+    # ------------------------------------------------------------------ backpressure
+
+    async def _read_load(self, server: _Server) -> tuple[int, int] | None:
+        try:
+            status, body = await server.client.request(
+                "GET", "/metrics", timeout=_PROBE_TIMEOUT, max_body=_METRICS_BYTES
+            )
+        except (http.HTTPError, http.TooLarge):
+            return None
+        return parse_load(body.decode("utf-8", "replace")) if status == 200 else None
+
+    async def _watch(self, server: _Server) -> None:
+        """Adapt the server's window to its load, as long as it is up (a failed read changes nothing)."""
+        while server.down is None and not self._closing:
+            await asyncio.sleep(self.metrics_interval)
+            if not server.running and not self._pending:
+                continue  # idle: nothing to learn, nothing to send
+            load = await self._read_load(server)
+            if load is not None and server.down is None:
+                self.adapt(server, *load)
+
+    def adapt(self, server: _Server, running: int, waiting: int) -> None:
+        """Set `server`'s window from the load it reports (on the loop thread)."""
+        server.load = (running, waiting)
+        allowance = max(_QUEUE_ALLOWANCE, running // 8)
+        if waiting > allowance and server.inflight:
+            # Our share of what it runs plus the allowance: other clients of the server shrink theirs alike.
+            share = server.inflight * (running + allowance) / (running + waiting)
+            server.window = max(1, min(server.window, int(share)))
+        elif waiting <= allowance and server.inflight >= server.window and self._pending:
+            server.window = min(server.ceiling, server.window + max(1, server.window // 2))
+        self._fail(self._dispatch())
 
     # ------------------------------------------------------------------ manifest and shutdown
 
@@ -809,52 +718,81 @@ class OpenAIEngine:
         return None  # a server batches what it is sent; how much is its own setting
 
     def info(self) -> dict[str, Any]:
-        with self._lock:
-            versions = sorted({s.version for s in self._servers if s.version})
-            return {
-                "kind": "openai",
-                "urls": [s.url for s in self._servers],
-                "model": self.model,
-                "server_version": versions[0] if len(versions) == 1 else (versions or None),
-                "options": {
-                    "max_inflight_per_server": self.max_inflight_per_server,
-                    "request_timeout": self.request_timeout,
-                    "connect_retries": self.connect_retries,
-                    "backoff": self.backoff,
-                },
-                "requests": {
-                    s.url: {"ok": s.ok, "failed": s.failed, "retries": s.retries, "inflight": s.inflight}
-                    for s in self._servers
-                },
-                "queued": len(self._pending),
-                "down": {s.url: s.down for s in self._servers if s.down is not None},
-            }
+        return self._call(self._info)
+
+    def _info(self) -> dict[str, Any]:
+        versions = sorted({s.version for s in self._servers if s.version})
+        return {
+            "kind": "openai",
+            "urls": [s.url for s in self._servers],
+            "model": self.model,
+            "server_version": versions[0] if len(versions) == 1 else (versions or None),
+            "options": {
+                "max_inflight_per_server": self.max_inflight_per_server or "auto",
+                "request_timeout": self.request_timeout,
+                "connect_retries": self.connect_retries,
+                "backoff": self.backoff,
+                "max_response_bytes": self.max_response_bytes,
+            },
+            "requests": {
+                s.url: {
+                    "ok": s.ok,
+                    "failed": s.failed,
+                    "retries": s.retries,
+                    "inflight": s.inflight,
+                    "window": s.window,
+                    "server_load": list(s.load) if s.load is not None else None,
+                }
+                for s in self._servers
+            },
+            "queued": len(self._pending),
+            "down": {s.url: s.down for s in self._servers if s.down is not None},
+        }
 
     def close(self) -> None:
-        """Cancel queued requests, abort running ones (their futures fail), join the workers, close the clients."""
-        with self._lock:
+        """Cancel queued requests, abort running ones (their futures fail), stop the loop, close the connections."""
+        with self._gate:
             if self._closing:
                 return
             self._closing = True
-            jobs = list(self._pending)
-            self._pending.clear()
-            workers: list[threading.Thread] = []
-            for server in self._servers:
-                jobs.extend(server.queue)
-                server.inflight -= len(server.queue)
-                server.queue.clear()
-                server.client.abort()
-                server.cond.notify_all()
-                workers.extend(server.workers)
+            loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if self._on_loop():  # from a done-callback: settle everything now, let the loop end by itself
+            self._abort_all()
+            loop.stop()
+            return
+
+        async def shut() -> None:
+            tasks = self._abort_all()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(shut(), loop).result(timeout=self.connect_timeout + 5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=self.connect_timeout + 5)
+        if not thread.is_alive():
+            loop.close()
+
+    def _abort_all(self) -> list[asyncio.Task[None]]:
         error = EngineError("the OpenAI engine was closed")
+        tasks: list[asyncio.Task[None]] = []
+        jobs = list(self._pending)
+        self._pending.clear()
         for job in jobs:
             if not job.future.cancel():
                 job.future.set_exception(error)
-        for worker in workers:
-            if worker is not threading.current_thread():
-                worker.join(timeout=self.connect_timeout + 5)
         for server in self._servers:
+            running = list(server.running.items())
+            server.running.clear()
+            for job, task in running:
+                task.cancel()
+                tasks.append(task)
+                job.future.set_exception(error)
+            if server.watcher is not None:
+                server.watcher.cancel()
+                tasks.append(server.watcher)
             server.client.close()
+        return tasks
 
     def __enter__(self) -> OpenAIEngine:
         return self

@@ -111,11 +111,11 @@ def _start_openai(settings: EngineSettings) -> Engine:
         raise EngineError("the openai engine needs --server-url")
     from tir_harness.engines.openai import OpenAIEngine
 
-    # vLLM queues beyond a few dozen requests anyway; more would only add client threads.
+    # --max-inflight bounds each server too; without it the engine follows the server's load (its /metrics).
     engine = OpenAIEngine(
         list(settings.server_urls),
         model=None,
-        max_inflight_per_server=min(settings.max_inflight or 64, 64),
+        max_inflight_per_server=settings.max_inflight,
         request_timeout=settings.server_timeout,
         connect_retries=settings.server_retries,
         on_warning=settings.on_warning,

@@ -75,9 +75,19 @@ def group_gpus(gpus: Sequence[str], tensor_parallel_size: int = 1) -> list[tuple
     return [tuple(gpus[i : i + tensor_parallel_size]) for i in range(0, len(gpus), tensor_parallel_size)]
 
 
-def plan_servers(gpus: Sequence[str] | None, tensor_parallel_size: int, port: int) -> list[ServerPlan]:
-    """One server per GPU group on consecutive ports; without GPUs, one server."""
-    groups = group_gpus(gpus, tensor_parallel_size) if gpus else [()]
+def plan_servers(
+    gpus: Sequence[str] | None, tensor_parallel_size: int, port: int, data_parallel_size: int = 1
+) -> list[ServerPlan]:
+    """One server per GPU group on consecutive ports; without GPUs, one server.  A group is
+    `tensor_parallel_size` GPUs, times `data_parallel_size` when each server runs that many engines itself."""
+    if data_parallel_size < 1:
+        raise ValueError(f"--data-parallel-size {data_parallel_size}: must be at least 1")
+    if gpus and data_parallel_size > 1 and len(gpus) % (tensor_parallel_size * data_parallel_size):
+        raise ValueError(
+            f"--gpus {','.join(gpus)}: {len(gpus)} GPUs do not split into servers of --data-parallel-size "
+            f"{data_parallel_size} x --tensor-parallel-size {tensor_parallel_size}"
+        )
+    groups = group_gpus(gpus, tensor_parallel_size * data_parallel_size) if gpus else [()]
     if not 0 < port or port + len(groups) - 1 > 65535:
         raise ValueError(f"--port {port}: {len(groups)} servers need ports {port}..{port + len(groups) - 1}")
     return [ServerPlan(port + i, group) for i, group in enumerate(groups)]
@@ -103,6 +113,7 @@ def vllm_args(
     host: str,
     port: int,
     tensor_parallel_size: int = 1,
+    data_parallel_size: int = 1,
     extra_args: Sequence[str] = (),
     cpu_defaults: bool = False,
 ) -> list[str]:
@@ -119,6 +130,9 @@ def vllm_args(
     ]
     if tensor_parallel_size > 1 and not _has_flag(extra_args, "--tensor-parallel-size"):
         args += ["--tensor-parallel-size", str(tensor_parallel_size)]
+    # vLLM's own data parallelism: that many engines behind this server's one URL, balanced by vLLM.
+    if data_parallel_size > 1 and not _has_flag(extra_args, "--data-parallel-size"):
+        args += ["--data-parallel-size", str(data_parallel_size)]
     # usage.prompt_tokens_details.cached_tokens: how much of each turn the prefix cache served.
     if not _has_flag(extra_args, "--enable-prompt-tokens-details"):
         args.append("--enable-prompt-tokens-details")
@@ -172,6 +186,7 @@ class VLLMServer:
         served_model_name: str | None = None,
         gpus: Sequence[str] = (),
         tensor_parallel_size: int = 1,
+        data_parallel_size: int = 1,
         extra_args: Sequence[str] = (),
         workdir: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
@@ -194,6 +209,7 @@ class VLLMServer:
             host=host,
             port=port,
             tensor_parallel_size=tensor_parallel_size,
+            data_parallel_size=data_parallel_size,
             extra_args=extra_args,
             cpu_defaults=cpu_defaults,
         )

@@ -241,12 +241,21 @@ def _problems_for(metafunc: pytest.Metafunc, runner: Runner) -> list[Problem] | 
     return None
 
 
+@pytest.hookimpl(trylast=True)  # after -k, -m and --lf: a shard is a share of what they selected
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # `--split train` over benchmarks/: datasets without a train split leave nothing to run, said as deselected.
     kept: list[pytest.Item] = []
     dropped: list[pytest.Item] = []
     for item in items:
         (dropped if isinstance(problem_param(item), NotInSplit) else kept).append(item)
+    runner = config.stash.get(runner_key, None)
+    shard = runner.options.shard if runner is not None else None  # the command line's, the environment's, the ini's
+    if shard:  # other shards' problems, said as deselected; tests without a problem run in every shard
+        from tir_harness.run.shards import parse_shard
+
+        mine = parse_shard(shard).share(i.nodeid for i in kept if isinstance(problem_param(i), Problem))
+        dropped += [i for i in kept if isinstance(problem_param(i), Problem) and i.nodeid not in mine]
+        kept = [i for i in kept if not isinstance(problem_param(i), Problem) or i.nodeid in mine]
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept

@@ -37,6 +37,15 @@ def _size(text: str) -> int:
     return value
 
 
+def _shard(text: str) -> str:
+    from tir_harness.run.shards import parse_shard
+
+    try:
+        return str(parse_shard(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _probability(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
@@ -173,8 +182,11 @@ OPTIONS: tuple[Option, ...] = (
            _bounded(0.0, 1.0, low_open=True)),
     Option("--kv-cache-memory", "KV cache size for vLLM, e.g. 512M (needed on CPU)", None, _size),
     Option("--enforce-eager", "disable CUDA graphs / compilation in vLLM", False, kind="flag"),
-    Option("--max-inflight", "trajectories in flight per process; default: from the engine's batch size (vLLM's "
-           "max_num_seqs) and the sandbox's session limit, recorded in the manifest", None, positive_int),
+    Option("--max-inflight", "trajectories in flight per process, and at most that many requests per --server-url; "
+           "default: from the engine's capacity (vLLM's max_num_seqs) and the sandbox's session limit, recorded in "
+           "the manifest (a server's requests then follow its load, from vLLM's /metrics)", None, positive_int),
+    Option("--shard", "solve share I of N of the selected problems (round-robin over their sorted test ids); "
+           "`tir-harness merge` joins the N runs", None, _shard, metavar="I/N"),
     Option("--gpu-per-worker", "with pytest-xdist: worker N sees only GPU N (CUDA_VISIBLE_DEVICES)", False,
            kind="flag"),
     Option("--reference-quirks", "the model's input as the reference built it: a second BOS, the server's "
@@ -275,6 +287,7 @@ class HarnessOptions:
     exec_memory_mb: int
     exec_observations: str | None
     reference_quirks: bool
+    shard: str | None  # "I/N" (run/shards.py)
     report_dir: str | None
     store_dir: str | None
     refresh: bool

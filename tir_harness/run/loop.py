@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -143,13 +143,29 @@ def wants_code(text: str) -> bool:
     return "boxed" not in text and "```python" in text
 
 
-def run_trajectory(
-    question: str,
-    config: LoopConfig,
-    engine: Engine,
-    new_session: SessionFactory,
-    request_id: str = "",
-) -> Trajectory:
+@dataclass(frozen=True)
+class Generate:
+    """A step of a trajectory: generate this request; send back its Completion, or the EngineError it raised."""
+
+    request: GenerationRequest
+
+
+@dataclass(frozen=True)
+class Execute:
+    """A step of a trajectory: run these blocks in its session (`replay`: all of them in a fresh interpreter,
+    else one after another in the live session); send back the Observation of the last."""
+
+    blocks: list[str]
+    replay: bool
+
+
+Step = Generate | Execute
+
+
+def trajectory_steps(question: str, config: LoopConfig, request_id: str = "") -> Generator[Step, Any, Trajectory]:
+    """The loop of one trajectory, as a generator: it yields what to do next (`Generate`, `Execute`), is sent
+    what came of it, and returns the Trajectory.  Whoever drives it owns the waiting and the session:
+    `run_trajectory` in one thread, `run/driver.py` for many trajectories without a thread each."""
     fmt, sampling = config.prompt_format, config.sampling
     replays = config.execution_mode == "reference"
     messages = first_messages(question, config.prompt_type, fmt.name)
@@ -157,80 +173,108 @@ def run_trajectory(
     trajectory = Trajectory(prompt=prompt, final_prompt=prompt)
     started = time.perf_counter()
     calls, previous_id = 0, None
-    with contextlib.ExitStack() as stack:
-        session: CodeSession | None = None  # started at the first code block: most turns never need one
-        while True:
-            turn_id = f"{request_id}#t{len(trajectory.turns)}"
-            request = GenerationRequest(
-                prompt,
-                sampling,
-                turn_id,
-                fmt.add_special_tokens or config.reference_quirks,
-                previous_id,
-                skip_special_tokens=config.reference_quirks,
-            )
-            sent = time.perf_counter()
-            try:
-                completion = engine.submit(request).result()
-            except EngineError as exc:
-                # Shown on the test's failure line: a server's words must not act on the terminal.
-                trajectory.end_reason, trajectory.error = END_ERROR, displayable(str(exc))
-                break
-            text = completion.text
-            original = len(text)
-            if original > config.max_turn_chars:
-                text = cut_text([text, "", original], config.max_turn_chars)
-            turn = Turn(
-                text=text,
-                text_cut=original > config.max_turn_chars,
-                original_chars=original if original > config.max_turn_chars else None,
-                finish_reason=completion.finish_reason,
-                stop_reason=completion.stop_reason,
-                prompt_tokens=completion.prompt_tokens,
-                completion_tokens=completion.completion_tokens,
-                cached_tokens=completion.cached_tokens,
-                thinking_tokens=completion.thinking_tokens,
-                gen_seconds=round(time.perf_counter() - sent, 4),
-            )
-            trajectory.turns.append(turn)
-            messages = fmt.with_model_text(messages, text)
-            blocks: list[str] = []
-            runs = config.prompt_type.uses_tool and wants_code(text)
-            if runs and replays:  # the conversation as the reference reads it: the prompt it would continue
-                blocks = reference_blocks(fmt.render(messages))
-            elif runs:
-                blocks = extract_code_blocks(text)
-                runs = bool(blocks)
-            if "boxed" in text:
-                trajectory.end_reason = END_ANSWER
-            elif not runs:
-                # A turn cut at max_tokens with code still runs it, as in the reference.
-                trajectory.end_reason = END_LENGTH if completion.finish_reason == "length" else END_NO_CODE
-            elif calls >= config.max_tool_calls:
-                trajectory.end_reason = END_MAX_TOOL_CALLS
-            if trajectory.end_reason:
-                break
-            if session is None:
-                session = stack.enter_context(new_session())
-            observation, seconds = None, 0.0
-            if replays:
-                observation = session.replay(blocks)
-                seconds = observation.elapsed
-            else:
-                for block in blocks:  # the observation is what the last block produced
-                    observation = session.run(block)
-                    seconds += observation.elapsed
-            assert observation is not None
-            calls += 1
-            turn.code, turn.code_blocks, turn.observation = "\n".join(blocks), blocks, observation.text
-            turn.exec_status, turn.exec_seconds = observation.status, round(seconds, 4)
-            messages = fmt.with_observation(messages, observation.text)
-            prompt = fmt.render(messages)
-            trajectory.final_prompt = prompt
-            if calls >= config.max_tool_calls:
-                # The note closes the conversation (`Trajectory.conversation`); nothing more is generated.
-                trajectory.end_reason = END_MAX_TOOL_CALLS
-                break
-            previous_id = turn_id
+    while True:
+        turn_id = f"{request_id}#t{len(trajectory.turns)}"
+        request = GenerationRequest(
+            prompt,
+            sampling,
+            turn_id,
+            fmt.add_special_tokens or config.reference_quirks,
+            previous_id,
+            skip_special_tokens=config.reference_quirks,
+        )
+        sent = time.perf_counter()
+        completion = yield Generate(request)
+        if isinstance(completion, EngineError):
+            # Shown on the test's failure line: a server's words must not act on the terminal.
+            trajectory.end_reason, trajectory.error = END_ERROR, displayable(str(completion))
+            break
+        text = completion.text
+        original = len(text)
+        if original > config.max_turn_chars:
+            text = cut_text([text, "", original], config.max_turn_chars)
+        turn = Turn(
+            text=text,
+            text_cut=original > config.max_turn_chars,
+            original_chars=original if original > config.max_turn_chars else None,
+            finish_reason=completion.finish_reason,
+            stop_reason=completion.stop_reason,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
+            cached_tokens=completion.cached_tokens,
+            thinking_tokens=completion.thinking_tokens,
+            gen_seconds=round(time.perf_counter() - sent, 4),
+        )
+        trajectory.turns.append(turn)
+        messages = fmt.with_model_text(messages, text)
+        blocks: list[str] = []
+        runs = config.prompt_type.uses_tool and wants_code(text)
+        if runs and replays:  # the conversation as the reference reads it: the prompt it would continue
+            blocks = reference_blocks(fmt.render(messages))
+        elif runs:
+            blocks = extract_code_blocks(text)
+            runs = bool(blocks)
+        if "boxed" in text:
+            trajectory.end_reason = END_ANSWER
+        elif not runs:
+            # A turn cut at max_tokens with code still runs it, as in the reference.
+            trajectory.end_reason = END_LENGTH if completion.finish_reason == "length" else END_NO_CODE
+        elif calls >= config.max_tool_calls:
+            trajectory.end_reason = END_MAX_TOOL_CALLS
+        if trajectory.end_reason:
+            break
+        observation, seconds = yield Execute(blocks, replays)
+        calls += 1
+        turn.code, turn.code_blocks, turn.observation = "\n".join(blocks), blocks, observation.text
+        turn.exec_status, turn.exec_seconds = observation.status, round(seconds, 4)
+        messages = fmt.with_observation(messages, observation.text)
+        prompt = fmt.render(messages)
+        trajectory.final_prompt = prompt
+        if calls >= config.max_tool_calls:
+            # The note closes the conversation (`Trajectory.conversation`); nothing more is generated.
+            trajectory.end_reason = END_MAX_TOOL_CALLS
+            break
+        previous_id = turn_id
     trajectory.seconds = round(time.perf_counter() - started, 4)
     return trajectory
+
+
+def execute(session: CodeSession, step: Execute) -> tuple[Any, float]:
+    """Run an `Execute` step in `session`: the observation of the last block, and the seconds all took."""
+    if step.replay:
+        observation = session.replay(step.blocks)
+        return observation, observation.elapsed
+    observation, seconds = None, 0.0
+    for block in step.blocks:  # the observation is what the last block produced
+        observation = session.run(block)
+        seconds += observation.elapsed
+    assert observation is not None
+    return observation, seconds
+
+
+def run_trajectory(
+    question: str,
+    config: LoopConfig,
+    engine: Engine,
+    new_session: SessionFactory,
+    request_id: str = "",
+) -> Trajectory:
+    """One trajectory in the calling thread, blocking on each generation and code run."""
+    steps = trajectory_steps(question, config, request_id)
+    with contextlib.ExitStack() as stack:
+        session: CodeSession | None = None  # started at the first code block: most turns never need one
+        reply: Any = None
+        try:
+            while True:
+                step = steps.send(reply)
+                if isinstance(step, Generate):
+                    try:
+                        reply = engine.submit(step.request).result()
+                    except EngineError as exc:
+                        reply = exc
+                else:
+                    if session is None:
+                        session = stack.enter_context(new_session())
+                    reply = execute(session, step)
+        except StopIteration as done:
+            return done.value
