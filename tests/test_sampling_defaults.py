@@ -44,10 +44,15 @@ def engines() -> Iterator[Engines]:
     ENGINES.unregister("test-sampling")
 
 
-def model_folder(root: Path, name: str, template: str | None, generation: dict[str, Any] | None) -> Path:
+def model_folder(
+    root: Path, name: str, template: str | None, generation: dict[str, Any] | None, context: int | None = None
+) -> Path:
     folder = root / name
     folder.mkdir(parents=True)
-    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    config: dict[str, Any] = {"model_type": "qwen2"}
+    if context is not None:
+        config["max_position_embeddings"] = context
+    (folder / "config.json").write_text(json.dumps(config))
     if template is not None:
         (folder / "tokenizer_config.json").write_text(json.dumps({"chat_template": template}))
     if generation is not None:
@@ -136,3 +141,14 @@ def test_a_bad_generation_config_is_one_line_naming_it(engines: Engines, tmp_pat
         run(model, tmp_path / "store")
     assert message in str(info.value) and f"--model {model}" in str(info.value) and "\n" not in str(info.value)
     assert engines.engines == []  # before any engine started
+
+
+def test_a_reasoning_model_without_a_length_generates_up_to_its_context(engines: Engines, tmp_path: Path) -> None:
+    # The R1 distills', Qwen3's and QwQ's generation configs give temperature and top_p but no length.
+    model = model_folder(tmp_path, "thinker", THINKING_TEMPLATE, {"temperature": 0.6, "top_p": 0.95}, 32768)
+    assert sources(run(model, tmp_path / "a"))["max_tokens"] == (32768, "model context")
+    assert sources(run(model, tmp_path / "b", max_model_len=8192))["max_tokens"] == (8192, "model context")
+    assert sources(run(model, tmp_path / "c", max_tokens=600))["max_tokens"] == (600, "option")
+    # A model that does not think keeps 1024 whatever its context.
+    plain = model_folder(tmp_path, "plain", "{{ messages }}", {"temperature": 0.6}, 32768)
+    assert sources(run(plain, tmp_path / "d"))["max_tokens"] == (1024, "default")

@@ -187,7 +187,7 @@ def _folder_identity(folder: Path) -> str:
 
 # Reasoning models whose files may not say so; a chat template that writes `<think>` is the sure sign.
 _REASONING_NAMES = re.compile(r"deepseek-r1|qwen3|qwq", re.IGNORECASE)
-_MODEL_FILES = ("tokenizer_config.json", "chat_template.jinja", "generation_config.json")
+_MODEL_FILES = ("tokenizer_config.json", "chat_template.jinja", "generation_config.json", "config.json")
 
 
 @dataclass(frozen=True)
@@ -199,6 +199,7 @@ class GenerationDefaults:
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None  # max_new_tokens; else max_length, the engine stopping at the context
+    context: int | None = None  # config.json's max_position_embeddings: how long a turn can be at most
 
 
 def generation_defaults(spec: ModelSpec, *, hub: bool = False) -> GenerationDefaults:
@@ -222,7 +223,13 @@ def generation_defaults(spec: ModelSpec, *, hub: bool = False) -> GenerationDefa
     length = config.get("max_new_tokens", config.get("max_length"))
     if length is not None and (not isinstance(length, int) or isinstance(length, bool) or length < 1):
         raise ModelError(f"{where}: max_new_tokens/max_length {length!r} is not a positive integer")
-    return GenerationDefaults(reasoning, temperature, top_p, length)
+    model_config = _json_file(spec, "config.json", texts)
+    context = model_config.get("max_position_embeddings")
+    if context is None and isinstance(model_config.get("text_config"), dict):  # multimodal configs nest it
+        context = model_config["text_config"].get("max_position_embeddings")
+    if not isinstance(context, int) or isinstance(context, bool) or context < 1:
+        context = None  # not a length this harness can use: no recommendation
+    return GenerationDefaults(reasoning, temperature, top_p, length, context)
 
 
 def _model_files(spec: ModelSpec, hub: bool) -> dict[str, str]:

@@ -160,8 +160,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("--max-tool-calls", "code executions per trajectory (default 4)", 4, int_range(0, 1000)),
     # Unset sampling options are chosen by the run: a reasoning model's generation_config.json, else greedy and
     # 1024 tokens (run/evaluation.py); the manifest records the values and where each came from.
-    Option("--max-tokens", "tokens per model turn (default: a reasoning model's generation config, else 1024)",
-           None, positive_int),
+    Option("--max-tokens", "tokens per model turn (default: a reasoning model's generation config, else its "
+           "context; else 1024)", None, positive_int),
     Option("--max-turn-chars", "characters of one model turn kept; a longer completion keeps its head and tail "
            f"around a marker, and the turn records the cut (default {MAX_TURN_CHARS})", MAX_TURN_CHARS,
            int_range(MIN_TURN_CHARS)),

@@ -401,6 +401,11 @@ class Evaluation:
                 choice[name] = {"value": value, "source": "option"}
             elif reasoning and getattr(recommended, name) is not None:
                 choice[name] = {"value": getattr(recommended, name), "source": "generation_config"}
+            elif reasoning and name == "max_tokens" and recommended.context is not None:
+                # Thinking runs long and the usual configs give no length: up to the context (--max-model-len
+                # when smaller); the engines stop a turn where prompt and turn fill the context.
+                value = min(recommended.context, cfg.max_model_len or recommended.context)
+                choice[name] = {"value": value, "source": "model context"}
             else:
                 choice[name] = {"value": getattr(SamplingConfig, name), "source": "default"}
         return choice
