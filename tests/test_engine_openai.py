@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -70,6 +71,7 @@ class FakeOpenAI:
     port: int = 0
     cond: threading.Condition = field(default_factory=threading.Condition)  # may be shared by fakes
     metrics: Callable[[FakeOpenAI], str] | None = None  # the /metrics page (404 without), under `cond`
+    tls: ssl.SSLContext | None = None  # serve HTTPS with this server-side context
 
     def __post_init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
@@ -83,7 +85,7 @@ class FakeOpenAI:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         owner = self
@@ -187,6 +189,8 @@ class FakeOpenAI:
 
         httpd = _Listener(("127.0.0.1", self.port), Handler)
         httpd.daemon_threads = True
+        if self.tls is not None:
+            httpd.socket = self.tls.wrap_socket(httpd.socket, server_side=True)
         self.port = httpd.server_address[1]
         self._httpd = httpd
         threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()

@@ -61,6 +61,9 @@ def cause_of(exc: BaseException) -> str:
         return "connection closed by the server"
     if isinstance(exc, socket.gaierror):
         return f"unknown host ({exc.strerror or exc})"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        # A private CA or a self-signed certificate: Python's default context also trusts SSL_CERT_FILE's.
+        return f"TLS certificate not trusted ({exc.verify_message}; SSL_CERT_FILE may name the CA to trust)"
     if isinstance(exc, ssl.SSLError):
         return f"TLS error ({exc.reason or exc})"
     if isinstance(exc, OSError) and exc.errno is None and str(exc).startswith("Multiple exceptions"):
