@@ -35,8 +35,9 @@ def _server(path: str, data_parallel_size: int) -> VLLMServer:
 
 
 def _evaluate(url: str, tmp_path, name: str) -> list[dict]:
-    args = ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", f"--server-url={url}", "--max-tokens=128", "--max-inflight=1",
-            "-k", FOUR, f"--report-dir={tmp_path / name}", f"--store-dir={tmp_path / (name + '-store')}"]  # fmt: skip
+    args = ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", f"--server-url={url}", "--max-tokens=128",
+            "--max-inflight=1", "-k", FOUR, f"--report-dir={tmp_path / name}",
+            f"--store-dir={tmp_path / (name + '-store')}"]  # fmt: skip
     result = realrun.run(args, tmp_path)
     records = realrun.records(tmp_path / name / "trajectories.jsonl")
     assert len(records) == 4, result.stdout[-3000:]
