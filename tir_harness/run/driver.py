@@ -80,6 +80,12 @@ class Driver:
         self.inflight = 0  # trajectories started and not ended
         self.sessions = 0  # trajectories holding a session (or handed one)
 
+    @property
+    def parked(self) -> int:
+        """Trajectories started and waiting for a session."""
+        with self._lock:
+            return len(self._parked)
+
     def start(self, question: str, config: LoopConfig, request_id: str = "") -> Future[Trajectory]:
         flight = _Flight(trajectory_steps(question, config, request_id), Future())
         with self._lock:
