@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future
 
 import pytest
 
 from tir_harness.engines.base import Completion, EngineError, GenerationRequest, SamplingConfig
 from tir_harness.engines.scripted import ScriptedEngine
-from tir_harness.run.driver import Driver
+from tir_harness.run.driver import Driver, DriverClosed
 from tir_harness.run.loop import LoopConfig, run_trajectory
 from tir_harness.run.prompts import FORMATS, PROMPT_TYPES
 from tir_harness.sandbox.executor import Executor
@@ -68,6 +69,14 @@ def executor():
         yield ex
 
 
+def eventually(condition) -> None:
+    """Poll `condition` (what the driver's threads do notifies no one here) until it holds, within WAIT."""
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.01)
+
+
 def view(trajectory):
     return trajectory.end_reason, [(t.text, t.code, t.observation, t.exec_status) for t in trajectory.turns]
 
@@ -112,3 +121,124 @@ def test_an_engine_error_ends_the_trajectory_as_run_trajectory_does(executor):
     trajectory = driver.start("Q000?", CONFIG, "q").result(timeout=WAIT)
     driver.close()
     assert (trajectory.end_reason, trajectory.error) == ("error", "http://a:1: HTTP 400: too long")
+
+
+# -- sessions as a bounded resource -----------------------------------------------------------------------
+
+DEPENDENT = {f"D{i}?": [f"Set it.\n```python\nx = {i}\n```\n", "Show it.\n```python\nprint(x)\n```\n",
+                        f"So \\boxed{{{i}}}."] for i in range(5)}  # fmt: skip
+
+
+class SecondTurnGate:
+    """Answers at once, except the second turns (`print(x)`), which it holds until every trajectory that can
+    ask has asked: all that are not parked for want of a session.  Without parking, every trajectory has run
+    `x = i` before any runs `print(x)`, so five sessions on two workers must have lost some variables."""
+
+    def __init__(self, total: int) -> None:
+        self.script = ScriptedEngine.by_question(DEPENDENT, threaded=False)
+        self.cond = threading.Condition()
+        self.held: list[tuple[GenerationRequest, Future[Completion]]] = []
+        self.remaining = total  # trajectories whose second turn was not answered yet
+        self.parked_seen = 0
+        self.failure: str | None = None
+
+    def submit(self, request: GenerationRequest) -> Future[Completion]:
+        if not request.request_id.endswith("#t1"):
+            return self.script.submit(request)
+        future: Future[Completion] = Future()
+        with self.cond:
+            self.held.append((request, future))
+            self.cond.notify_all()
+        return future
+
+    def release_rounds(self, driver: Driver) -> None:
+        """In a thread of the test: release the held second turns round after round (polled, with a deadline)."""
+        deadline = time.monotonic() + WAIT
+        while self.remaining and time.monotonic() < deadline:
+            with self.cond:
+                parked = driver.parked
+                if not self.held or len(self.held) + parked < self.remaining:
+                    self.cond.wait(0.02)  # a poll: parking does not notify the engine
+                    continue
+                self.parked_seen = max(self.parked_seen, parked)
+                held, self.held = self.held, []
+                self.remaining -= len(held)
+            for request, future in held:
+                future.set_result(self.script.submit(request).result())
+        if self.remaining:
+            self.failure = f"{self.remaining} second turns never came"
+
+
+def test_a_trajectory_waits_for_a_session_instead_of_taking_a_live_ones():
+    with Executor(timeout=5.0, max_workers=2) as executor:
+        engine = SecondTurnGate(len(DEPENDENT))
+        driver = Driver(engine, executor.session, workers=5, max_sessions=2)
+        futures = {q: driver.start(q, CONFIG, q) for q in DEPENDENT}
+        releaser = threading.Thread(target=engine.release_rounds, args=(driver,), daemon=True)
+        releaser.start()
+        trajectories = {q: f.result(timeout=WAIT) for q, f in futures.items()}
+        releaser.join(WAIT)
+        assert driver.close(timeout=WAIT)
+    assert engine.failure is None
+    observations = {q: [turn.observation for turn in t.turns] for q, t in trajectories.items()}
+    assert observations == {f"D{i}?": ["", str(i), None] for i in range(5)}  # each its own x, never a NameError
+    assert engine.parked_seen >= 1  # some trajectories did wait for a session
+    assert driver.sessions == 0 and driver.parked == 0
+
+
+# -- closing ----------------------------------------------------------------------------------------------
+
+
+class ClosingEngine(HeldEngine):
+    """HeldEngine whose close() fails what it holds and every later request, as the real engines do."""
+
+    closed = False
+
+    def submit(self, request: GenerationRequest) -> Future[Completion]:
+        if self.closed:
+            future: Future[Completion] = Future()
+            future.set_exception(EngineError("the engine is closed"))
+            return future
+        return super().submit(request)
+
+    def close(self) -> None:
+        with self.cond:
+            self.closed = True
+            held, self.held = self.held, []
+        for _, future in held:
+            future.set_exception(EngineError("the engine is closed"))
+
+
+def test_close_with_cancel_drops_the_waiting_and_every_future_resolves(executor):
+    engine = ClosingEngine()
+    questions = list(SCRIPT)[:6]
+    driver = Driver(engine, executor.session, workers=2, max_inflight=4, max_sessions=1)
+    futures = [driver.start(q, CONFIG, q) for q in questions]
+    engine.release(4)  # four first turns with code: one trajectory takes the session, three park
+    with engine.cond:  # the one with the session asks for its second turn
+        assert engine.cond.wait_for(lambda: len(engine.held) == 1, WAIT)
+    eventually(lambda: driver.parked == 3)
+    assert (driver.inflight, driver.sessions) == (4, 1)
+    engine.close()  # fails the request out: its trajectory ends, and the parked ones' requests fail at once
+    assert driver.close(cancel=True, timeout=WAIT)
+    assert [f.cancelled() for f in futures] == [False] * 4 + [True] * 2  # the two never started: dropped
+    ended = [f.result(timeout=0) for f in futures[:4]]
+    assert [t.end_reason for t in ended] == ["error"] * 4
+    assert [t.turns[0].observation for t in ended] == [str(i * 7) for i in range(4)]  # each ran its code
+    assert (driver.inflight, driver.sessions, driver.parked) == (0, 0, 0)
+    with pytest.raises(DriverClosed):
+        driver.start(questions[0], CONFIG, "late")
+
+
+def test_close_without_cancel_runs_the_waiting_first(executor):
+    engine = HeldEngine()
+    driver = Driver(engine, executor.session, workers=2, max_inflight=1)
+    futures = [driver.start(q, CONFIG, q) for q in list(SCRIPT)[:3]]
+    closer = threading.Thread(target=driver.close, kwargs={"timeout": WAIT}, daemon=True)
+    closer.start()
+    released = 0
+    while released < 6:  # two requests per trajectory, one trajectory at a time
+        released += engine.release(1)
+    closer.join(WAIT)
+    assert not closer.is_alive()
+    assert [f.result(timeout=0).end_reason for f in futures] == ["answer"] * 3

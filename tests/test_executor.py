@@ -25,6 +25,7 @@ from tir_harness.sandbox.executor import (
     ExecutorConfig,
     Observation,
     Session,
+    session_limit,
 )
 from tir_harness.sandbox.observations import NOTE_LOST
 from tir_harness.sandbox.observations import compose as _compose
@@ -313,6 +314,33 @@ def test_least_recently_used_idle_session_is_evicted_at_capacity() -> None:
         evicted = a.run("v")
         assert evicted.state_lost and "NameError" in evicted.text
         assert evicted.text.startswith("[The Python session was restarted")
+
+
+def test_a_closed_sessions_ending_worker_makes_room_without_evicting() -> None:
+    # At capacity, a closed session's worker still counts until the zygote reports its end: a new session
+    # waits for that room instead of taking the worker (and the variables) of a live idle one.
+    with Executor(timeout=PATIENT, max_workers=2, warm_workers=0) as ex:
+        for round in range(5):  # the end of a killed worker is reported within milliseconds: several tries
+            a, b = ex.session(), ex.session()
+            a.run("v = 'a'")
+            b.run("v = 'b'")
+            a.close()
+            c = ex.session()
+            assert c.run("v = 'c'\nv").text == "'c'"
+            kept = b.run("v")
+            assert (kept.text, kept.state_lost) == ("'b'", False), f"round {round}: {kept.text}"
+            b.close()
+            c.close()
+
+
+def test_the_session_limit_is_half_the_available_memory_at_8_mb_each() -> None:
+    assert ExecutorConfig().max_workers is None  # chosen when the executor starts
+    assert session_limit(16 * 2**30) == 1024  # 8 GB for sessions, 8 MB each
+    assert session_limit(5 * 2**30) == 320
+    assert session_limit(0) == session_limit(512 * 2**20) == 64  # a small machine still runs a small run
+    assert session_limit(2**40) == 4096  # one uid per live worker: isolation.UID_BLOCK at most
+    with Executor(timeout=PATIENT, max_workers=3) as ex:
+        assert ex.max_workers == ex.config.max_workers == 3  # given: taken as it is
 
 
 def test_memory_budget_evicts_big_idle_sessions() -> None:

@@ -1,4 +1,4 @@
-"""The TIR loop and the scheduler, driven by a scripted engine and the real sandboxed executor."""
+"""The TIR loop and the driver, driven by a scripted engine and the real sandboxed executor."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from tir_harness.engines.base import EngineError, SamplingConfig
 from tir_harness.engines.scripted import ScriptedEngine
+from tir_harness.run.driver import Driver
 from tir_harness.run.loop import (
     MAX_TURN_CHARS,
     MIN_TURN_CHARS,
@@ -18,7 +19,6 @@ from tir_harness.run.loop import (
     sample_seed,
 )
 from tir_harness.run.prompts import FORMATS, MAX_CALLS_NOTE, PROMPT_TYPES
-from tir_harness.run.scheduler import Scheduler
 from tir_harness.sandbox.executor import Executor
 
 PLAIN = FORMATS["plain"]
@@ -267,14 +267,14 @@ def test_a_short_trajectory_finishes_while_a_long_one_still_runs(executor):
         return "\\boxed{1}"
 
     engine = ScriptedEngine(respond)
-    scheduler = Scheduler(max_inflight=4)
+    driver = Driver(engine, executor.session, workers=4)
     try:
-        long = scheduler.submit(lambda: run_trajectory("LONG", config(), engine, executor.session, "long"))
-        short = scheduler.submit(lambda: run_trajectory("SHORT", config(), engine, executor.session, "short"))
+        long = driver.start("LONG", config(), "long")
+        short = driver.start("SHORT", config(), "short")
         short_result = short.result(timeout=30)
         short_done.set()
         long_result = long.result(timeout=60)
     finally:
-        scheduler.close()
+        driver.close(timeout=60)
     assert short_result.end_reason == "answer" and len(short_result.turns) == 1
     assert long_result.end_reason == "answer" and len(long_result.turns) == 4

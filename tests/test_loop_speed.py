@@ -28,9 +28,10 @@ from typing import Any
 import pytest
 
 from tir_harness.engines.base import Completion, GenerationRequest, SamplingConfig
-from tir_harness.run.loop import LoopConfig, run_trajectory
+from tir_harness.run.driver import Driver
+from tir_harness.run.loop import LoopConfig
 from tir_harness.run.prompts import FORMATS, PROMPT_TYPES
-from tir_harness.run.scheduler import Scheduler, automatic_max_inflight
+from tir_harness.run.scheduler import automatic_max_inflight, driver_workers
 from tir_harness.sandbox.executor import Executor
 
 PATIENCE = 20.0  # seconds the engine waits for a turn it expects; never reached when nothing holds turns back
@@ -192,16 +193,14 @@ def test_trajectories_join_the_running_batch_with_no_turn_held_back():
     script = make_script()
     engine = StepEngine(script)
     config = loop_config()
-    scheduler = Scheduler(automatic_max_inflight(engine.max_num_seqs, 256))
+    inflight = automatic_max_inflight(engine.max_num_seqs, 256)
     try:
         with Executor(timeout=10.0) as executor:
-            futures = [
-                scheduler.submit(lambda q=q: run_trajectory(q, config, engine, executor.session, f"p{q[1:3]}"))
-                for q in script
-            ]
+            driver = Driver(engine, executor.session, workers=driver_workers(inflight), max_inflight=inflight)
+            futures = [driver.start(q, config, f"p{q[1:3]}") for q in script]
             trajectories = [f.result(timeout=PATIENCE * 10) for f in futures]
+            driver.close(timeout=PATIENCE * 10)
     finally:
-        scheduler.close()
         engine.close()
     assert [t.end_reason for t in trajectories] == ["answer"] * len(script)
     assert [t.tool_calls for t in trajectories] == [len(turns) - 1 for turns in script.values()]

@@ -181,9 +181,9 @@ def _pytest(project: Path, *args: str, env: dict[str, str] | None = None) -> lis
             "--prompt-format=plain", f"--store-dir={project / 'store'}", *args]  # fmt: skip
 
 
-@pytest.mark.parametrize(("slots", "option", "expected"), [(3, None, 4), (3, "2", 2), (0, None, 256)])
+@pytest.mark.parametrize(("slots", "option", "expected"), [(3, None, 4), (3, "2", 2), (0, None, None)])
 def test_the_manifest_records_the_in_flight_count_chosen(
-    tmp_path: Path, slots: int, option: str | None, expected: int
+    tmp_path: Path, slots: int, option: str | None, expected: int | None
 ) -> None:
     project = _project(tmp_path, 5)
     run_dir = tmp_path / "run"
@@ -194,7 +194,10 @@ def test_the_manifest_records_the_in_flight_count_chosen(
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:]
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["engine"]["max_inflight"] == expected
+    sessions = manifest["engine"]["max_sessions"]  # what the machine's memory allowed: 64 to 4096
+    assert 64 <= sessions <= 4096
+    # Unknown engine slots: vLLM's usual 256 and headroom, within the session limit.
+    assert manifest["engine"]["max_inflight"] == (expected or min(320, sessions))
     assert manifest["options"]["max_inflight"] == (int(option) if option else None)
 
 
@@ -248,3 +251,82 @@ def test_kill_9_loses_no_test_reported_as_finished(tmp_path: Path, after: int) -
     assert len(records) == 400
     cached = {r["problem_id"] for r in records if r["cached"]}
     assert {f"problems/file/{name}" for name in reported} <= cached
+
+
+HELD_CONFTEST = r'''
+import json
+import os
+import threading
+from concurrent.futures import Future
+
+from tir_harness.engines.base import Completion
+
+COUNT = int(os.environ["TIR_TEST_HOLD"])
+OUT = os.environ["TIR_TEST_OUT"]
+
+
+class Held:
+    """Holds every request until COUNT are out at once, counts the process's threads then, and answers all."""
+
+    def __init__(self):
+        self.cond = threading.Condition()
+        self.held = []
+        self.released = False
+        threading.Thread(target=self.deadline, daemon=True).start()
+
+    def deadline(self):
+        with self.cond:
+            if not self.cond.wait_for(lambda: self.released, 120):
+                self.release("the requests never were all out at once")
+
+    def release(self, failure=None):  # lock held
+        with open(OUT, "w") as f:
+            json.dump({"held": len(self.held), "threads": threading.active_count(), "failure": failure}, f)
+        self.released = True
+        self.cond.notify_all()
+        for request, future in self.held:
+            self.answer(request, future)
+        self.held = []
+
+    def answer(self, request, future):
+        answer = request.prompt.split("ANSWER ")[1].split(".")[0]
+        future.set_result(Completion(text=f"It is \\boxed{{{answer}}}.", finish_reason="stop"))
+
+    def submit(self, request):
+        future = Future()
+        with self.cond:
+            if self.released:
+                self.answer(request, future)
+            else:
+                self.held.append((request, future))
+                if len(self.held) >= COUNT:
+                    self.release()
+        return future
+
+    def info(self):
+        return {"kind": "held"}
+
+    def close(self):
+        pass
+
+
+def pytest_tir_make_engine(config, model):
+    return Held()
+'''
+
+
+def test_hundreds_of_trajectories_in_flight_hold_few_threads(tmp_path: Path) -> None:
+    """Issue 23: the plugin keeps many trajectories in flight without a thread each (a thread per trajectory
+    would be 300 here)."""
+    project = _project(tmp_path, 300)
+    (project / "conftest.py").write_text(HELD_CONFTEST)
+    out = tmp_path / "held.json"
+    done = subprocess.run(
+        _pytest(project, "--max-inflight=300", f"--report-dir={tmp_path / 'run'}"), cwd=project,
+        capture_output=True, text=True, timeout=WAIT,
+        env={**os.environ, "TIR_TEST_HOLD": "300", "TIR_TEST_OUT": str(out)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:]
+    seen = json.loads(out.read_text())
+    assert seen["failure"] is None and seen["held"] == 300
+    assert seen["threads"] < 100, seen

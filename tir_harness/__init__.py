@@ -10,6 +10,7 @@ from tir_harness.engines.registry import ENGINES, EngineSettings, EngineType, re
 from tir_harness.records.trajectory import Trajectory, Turn
 from tir_harness.run.api import EvaluationResult, evaluate
 from tir_harness.run.datasets import DATASETS, Dataset, register_dataset
+from tir_harness.run.driver import Driver
 from tir_harness.run.evaluation import Evaluation, RunConfig, StartupError
 from tir_harness.run.extensions import ObservationStyle, register_observation_style
 from tir_harness.run.loop import LoopConfig, run_trajectory
@@ -24,7 +25,6 @@ from tir_harness.run.prompts import (
     register_prompt_type,
 )
 from tir_harness.run.results import Result
-from tir_harness.run.scheduler import Scheduler
 
 __all__ = [
     "DATASETS",
@@ -33,6 +33,7 @@ __all__ = [
     "PROMPT_TYPES",
     "Completion",
     "Dataset",
+    "Driver",
     "Engine",
     "EngineError",
     "EngineSettings",
@@ -49,7 +50,6 @@ __all__ = [
     "Result",
     "RunConfig",
     "SamplingConfig",
-    "Scheduler",
     "StartupError",
     "Trajectory",
     "Turn",

@@ -1,6 +1,6 @@
 """One harness process against an emulated 8-GPU data-parallel deployment behind one URL.
 
-    python benchmarks/perf/cluster.py [--slots 2048] [--seconds 60] [--warmup 20] [--modes auto,cap64]
+    python benchmarks/perf/cluster.py [--slots 2048] [--seconds 60] [--warmup 20] [--modes auto,cap64,plugin]
 
 The server is a fake OpenAI server on 127.0.0.1, in its own process, that behaves like `vllm serve
 --data-parallel-size 8` with 256 sequences per GPU: `--slots` sequences run at once, the rest queue (FIFO);
@@ -24,6 +24,10 @@ Modes, each measured in the same run against a fresh server:
   `plugin/runner.py` allowed before (per-URL cap 64; the scheduler's default of 256 engine slots + 25%), the
   baseline.  (With 2,600 trajectories behind a cap of 64, the queue holds every first turn ahead of every second
   turn, and nothing finishes for minutes.)
+- plugin: the pytest plugin itself, `pytest --server-url URL --max-inflight 2600` in a child process, on
+  `--plugin-problems` generated problems (store and reports in a temporary folder): the same trajectories, with
+  the plugin's collection, grading, store and reports around them; threads, CPU and RSS are the child's
+  (`--plugin-root` runs another checkout's plugin, e.g. one from before run/driver.py drove the plugin).
 
 Printed per mode: trajectories/s, the server's busy fraction, the harness's CPU per trajectory (this process;
 the sandbox's forked workers separately), threads of this process (peak), its peak RSS, and requests in flight
@@ -181,7 +185,94 @@ def _rss_mb() -> float:
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
 
 
+def _proc_status(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
+def _proc_cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+PLUGIN_TEST = """
+import pytest
+
+@pytest.mark.tir_jsonl("problems.jsonl", id="id")
+def test_cluster(problem, solve):
+    assert solve(problem).answer == problem.answer
+"""
+
+
+def measure_plugin(args: argparse.Namespace) -> dict[str, Any]:
+    """The pytest plugin against a fresh cluster: a child pytest, watched from here."""
+    import signal
+    import tempfile
+
+    server = subprocess.Popen([sys.executable, __file__, "--serve", *sys.argv[1:]], stdout=subprocess.PIPE, text=True)
+    with tempfile.TemporaryDirectory(prefix="tir-cluster-") as tmp:
+        child = None
+        try:
+            assert server.stdout is not None
+            url = f"http://127.0.0.1:{server.stdout.readline().strip()}"
+            with open(os.path.join(tmp, "problems.jsonl"), "w") as f:
+                for i in range(args.plugin_problems):
+                    problem = {"id": f"c{i}", "question": f"What is 6 times 7? (#{i})", "answer": "42"}
+                    f.write(json.dumps(problem) + "\n")
+            with open(os.path.join(tmp, "test_cluster.py"), "w") as f:
+                f.write(PLUGIN_TEST)
+            command = [
+                sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:xdist",
+                f"--server-url={url}", f"--max-inflight={args.inflight}", "--prompt-format=plain",
+                "--prompt-type=tora-fewshot", "--max-tokens=512", f"--store-dir={tmp}/store",
+                f"--report-dir={tmp}/report", "test_cluster.py",
+            ]  # fmt: skip
+            env = {**os.environ, "PYTHONPATH": os.path.abspath(args.plugin_root)}
+            log = os.path.join(tmp, "pytest.log")
+            with open(log, "w") as out:
+                child = subprocess.Popen(command, cwd=tmp, env=env, stdout=out, stderr=subprocess.STDOUT)
+            time.sleep(args.warmup)  # the benchmark's pace, not a synchronization
+            if child.poll() is not None:
+                raise SystemExit(f"the plugin run ended during the warm-up: {open(log).read()[-2000:]}")
+            _get(url, "/stats?reset")
+            cpu0, t0 = _proc_cpu(child.pid), time.monotonic()
+            threads, rss, requests = [], [], []
+            while time.monotonic() - t0 < args.seconds and child.poll() is None:
+                time.sleep(0.5)
+                stats = _get(url, "/stats")
+                requests.append(stats["running"] + stats["waiting"])
+                threads.append(_proc_status(child.pid, "Threads"))
+                rss.append(_proc_status(child.pid, "VmRSS") / 1024)
+            elapsed = time.monotonic() - t0
+            cpu = _proc_cpu(child.pid) - cpu0
+            stats = _get(url, "/stats")
+            done = stats["done"] / 2  # two requests per trajectory
+        finally:
+            if child is not None and child.poll() is None:
+                child.send_signal(signal.SIGKILL)
+                child.wait()
+            server.kill()
+            server.wait()
+    return {
+        "mode": "plugin",
+        "trajectories_in_flight": args.inflight,
+        "trajectories_per_s": done / elapsed,
+        "busy_fraction": stats["busy_fraction"],
+        "cpu_ms_per_trajectory": 1e3 * cpu / max(done, 1),
+        "threads_peak": max(threads),
+        "rss_mb_peak": max(rss),
+        "inflight_mean": sum(requests) / len(requests),
+        "inflight_min": min(requests),
+        "inflight_peak": max(requests),
+        "errors": 0,
+        "first_error": None,
+    }
+
+
 def measure(mode: str, args: argparse.Namespace) -> dict[str, Any]:
+    if mode == "plugin":
+        return measure_plugin(args)
     sys.path.insert(0, ROOT)
     from tir_harness.engines.base import SamplingConfig
     from tir_harness.engines.openai import OpenAIEngine
@@ -281,7 +372,9 @@ def main() -> None:
     parser.add_argument("--sandbox-workers", type=int, default=256, help="live sandbox workers at most")
     parser.add_argument("--seconds", type=float, default=90.0)
     parser.add_argument("--warmup", type=float, default=60.0)
-    parser.add_argument("--modes", default="auto,cap64")
+    parser.add_argument("--modes", default="auto,cap64,plugin")
+    parser.add_argument("--plugin-problems", type=int, default=20000, help="problems of the plugin run (plugin)")
+    parser.add_argument("--plugin-root", default=ROOT, help="the checkout whose plugin runs (plugin)")
     args = parser.parse_args()
     if args.serve:
         return serve(args)
@@ -298,6 +391,9 @@ def main() -> None:
     if "auto" in by_mode and "cap64" in by_mode:
         ratio = by_mode["auto"]["trajectories_per_s"] / max(by_mode["cap64"]["trajectories_per_s"], 1e-9)
         print(f"auto / cap64 trajectories/s: {ratio:.1f}x")
+    if "auto" in by_mode and "plugin" in by_mode:
+        ratio = by_mode["plugin"]["trajectories_per_s"] / max(by_mode["auto"]["trajectories_per_s"], 1e-9)
+        print(f"plugin / auto trajectories/s: {ratio:.2f}x")
     print(json.dumps(rows))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(f"peak RSS of this process (all modes): {usage.ru_maxrss / 1024:.0f} MB")

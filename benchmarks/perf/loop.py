@@ -35,10 +35,11 @@ from typing import Any
 
 from tir_harness.engines.base import Completion, GenerationRequest, SamplingConfig
 from tir_harness.records.trajectory import Trajectory
-from tir_harness.run.loop import LoopConfig, run_trajectory
+from tir_harness.run.driver import Driver
+from tir_harness.run.loop import LoopConfig
 from tir_harness.run.problems import load
 from tir_harness.run.prompts import FORMATS, PROMPT_TYPES
-from tir_harness.run.scheduler import Scheduler
+from tir_harness.run.scheduler import driver_workers
 from tir_harness.sandbox.executor import Executor
 
 
@@ -144,22 +145,21 @@ def bound(trajectories: list[Trajectory]) -> tuple[int, int, str]:
 def run(mode: str, engine: Any, executor: Executor, config: LoopConfig, questions: list[str]) -> dict[str, Any]:
     engine.reset_prefix_cache()
     busy0, steps0, seqs0 = engine.busy_seconds, engine.steps, engine.step_sequences
-    scheduler = Scheduler(max_inflight=len(questions))
     barrier = RoundBarrier(engine, len(questions)) if mode == "rounds" else None
     target = Gaps(barrier or engine)
+    driver = Driver(target, executor.session, workers=driver_workers(len(questions)))
 
-    def job(i: int, question: str) -> Trajectory:
-        try:
-            return run_trajectory(question, config, target, executor.session, f"{mode}-{i}")
-        finally:
-            if barrier is not None:
-                barrier.finished_one()
+    def start_one(i: int, question: str) -> Future[Trajectory]:
+        future = driver.start(question, config, f"{mode}-{i}")
+        if barrier is not None:
+            future.add_done_callback(lambda _: barrier.finished_one())
+        return future
 
     start = time.perf_counter()
-    futures = [scheduler.submit(lambda i=i, q=q: job(i, q)) for i, q in enumerate(questions)]
+    futures = [start_one(i, q) for i, q in enumerate(questions)]
     trajectories = [f.result() for f in futures]
     wall = time.perf_counter() - start
-    scheduler.close()
+    driver.close()
     tokens = sum(t.completion_tokens for t in trajectories)
     steps = engine.steps - steps0
     return {

@@ -24,7 +24,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,12 +37,12 @@ from tir_harness.records.trajectory import END_ERROR, Trajectory
 from tir_harness.records.verdict import regraded
 from tir_harness.records.writer import GroupWriter
 from tir_harness.run.boundary import SafeEngine, safe_sessions
+from tir_harness.run.driver import Driver
 from tir_harness.run.loop import (
     LOOP_VERSION,
     MAX_TURN_CHARS,
     REFERENCE_OUTPUT_CHARS,
     LoopConfig,
-    run_trajectory,
     sample_seed,
 )
 from tir_harness.run.problems import Problem
@@ -57,9 +57,15 @@ from tir_harness.run.prompts import (
     format_for_model,
 )
 from tir_harness.run.results import RunContext, make_record
-from tir_harness.run.scheduler import Scheduler, automatic_max_inflight, engine_slots
+from tir_harness.run.scheduler import automatic_max_inflight, driver_workers, engine_slots
 from tir_harness.util.registry import RegistryError
 from tir_harness.util.text import exception_line, sanitize
+
+# The session limit's part of every store key (`keyed_executor`): ExecutorConfig's fixed default until it came
+# from the machine's memory.
+KEYED_MAX_WORKERS = 256
+# Threads that make records (grading) from ended trajectories.
+FINISHERS = 4
 
 
 class StartupError(Exception):
@@ -119,6 +125,16 @@ class RunConfig:
     @property
     def engine_name(self) -> str:
         return self.engine or ("openai" if self.server_urls else "vllm")
+
+
+def keyed_executor(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The sandbox's settings as the store key hashes them.  The session limit changes no observation (a
+    trajectory waits for a session, it never loses one), and chosen from the machine's memory (None) it would
+    differ from machine to machine: keyed as the fixed 256 every run had before, so stored trajectories stay
+    valid across machines and across the change."""
+    if settings.get("max_workers", 0) is None:
+        return {**settings, "max_workers": KEYED_MAX_WORKERS}
+    return dict(settings)
 
 
 def server_urls(urls: Iterable[str]) -> tuple[str, ...]:
@@ -254,7 +270,8 @@ class Evaluation:
         self.engine: Engine | None = None
         self.executor: Any = None
         self.store: Any = None
-        self.scheduler: Scheduler | None = None
+        self.driver: Driver | None = None
+        self._finisher: ThreadPoolExecutor | None = None
         self.context: RunContext | None = None
         self.engine_info: dict[str, Any] = {}
         self.stop_reason: str | None = None
@@ -366,16 +383,26 @@ class Evaluation:
             isolation = self.executor.isolation  # waits for the sandbox to be ready
         except Exception as exc:
             raise StartupError(f"tir-harness: the sandbox cannot start: {exception_line(exc)}") from None
-        if self.scheduler is None:
-            inflight = self.config.max_inflight or automatic_max_inflight(
-                engine_slots(self.engine), getattr(self._executor_config, "max_workers", None)
+        sessions = self.executor.max_workers  # the session limit, from the machine's memory unless given
+        if self.driver is None:
+            inflight = self.config.max_inflight or automatic_max_inflight(engine_slots(self.engine), sessions)
+            # Beyond `sessions`, a trajectory reaching its first code block waits for one to end (never evicts).
+            self.driver = Driver(
+                SafeEngine(self.engine),
+                safe_sessions(self.executor.session),
+                workers=driver_workers(inflight),
+                max_inflight=inflight,
+                max_sessions=sessions,
             )
-            self.scheduler = Scheduler(inflight)
+            # Grading (the sympy verdicts may take seconds) runs here, not in the driver's threads, which
+            # advance every trajectory; it is CPU work under the GIL, so a few threads are as fast as many.
+            self._finisher = ThreadPoolExecutor(FINISHERS, thread_name_prefix="tir-finish")
         self.engine_info = {
             **self.engine.info(),
             "model_identity": self._model.identity,
             "executor_isolation": isolation,
-            "max_inflight": self.scheduler.max_inflight,  # the manifest records what --max-inflight came to
+            "max_inflight": self.driver.max_inflight,  # the manifest records what --max-inflight came to
+            "max_sessions": sessions,  # and what the session limit came to
             "sampling": self.sampling_choice,
         }
         if self.config.engine_args:
@@ -494,7 +521,7 @@ class Evaluation:
                 sample=sample,
                 max_tool_calls=loop.max_tool_calls,
                 max_turn_chars=loop.max_turn_chars,
-                executor=self.context.executor,
+                executor=keyed_executor(self.context.executor),
                 loop_version=LOOP_VERSION,
                 engine_args=self._key_args,
                 reference_quirks=self.config.reference_quirks,
@@ -526,15 +553,30 @@ class Evaluation:
             # Resolved once the record is durable in the store, not when the trajectory ends: nobody is ever told
             # of a trajectory that a crash could still lose.
             future = Future()
-            assert self.scheduler is not None  # start_generation made it
-            self.scheduler.submit(lambda: self._run_one(future, problem, sample, key))
+            assert self.driver is not None and self._finisher is not None  # start_generation made them
+            finisher = self._finisher
+            trajectory = self.driver.start(problem.question, self._loop[sample], f"{problem.id}#s{sample}")
+
+            def finish(done: Future[Trajectory]) -> None:
+                try:
+                    finisher.submit(self._finish_one, future, done, problem, sample, key)
+                except RuntimeError as exc:  # the finishing pool is shut down (a close that gave up waiting)
+                    _settle(future, exception=exc)
+
+            trajectory.add_done_callback(finish)
         self._futures[(problem.id, sample)] = future
         return future
 
-    def _run_one(self, outer: Future[dict[str, Any]], problem: Problem, sample: int, key: str) -> None:
+    def _finish_one(
+        self, outer: Future[dict[str, Any]], done: Future[Trajectory], problem: Problem, sample: int, key: str
+    ) -> None:
+        """A trajectory that ended (or failed, or was dropped) as its record, resolved once it is durable."""
+        if done.cancelled():  # dropped by close(cancel=True) before it started: nothing to keep
+            outer.cancel()
+            return
         try:
-            record = self._solve_one(problem, sample, key)
-        except BaseException as exc:
+            record = self._solve_one(problem, sample, key, done)
+        except BaseException as exc:  # never a future that hangs
             _settle(outer, exception=exc)
             raise
         writer = self._writer
@@ -566,17 +608,11 @@ class Evaluation:
         return make_record(problem, sample, Trajectory("", end_reason=END_ERROR, error=error), self.context, key,
                            sampling)  # fmt: skip
 
-    def _solve_one(self, problem: Problem, sample: int, key: str) -> dict[str, Any]:
-        assert self.engine is not None and self.context is not None
+    def _solve_one(self, problem: Problem, sample: int, key: str, done: Future[Trajectory]) -> dict[str, Any]:
+        assert self.context is not None
         sampling = self._loop[sample].sampling.to_dict()
         try:
-            trajectory = run_trajectory(
-                problem.question,
-                self._loop[sample],
-                SafeEngine(self.engine),
-                safe_sessions(self.executor.session),
-                f"{problem.id}#s{sample}",
-            )
+            trajectory = done.result(timeout=0)  # it is done: raises what broke it
             record = make_record(problem, sample, trajectory, self.context, key, sampling)
         except Exception as exc:
             # Whatever broke, the problem still ends as one record: its test fails with this line, the summary
@@ -603,20 +639,22 @@ class Evaluation:
         aborted: Callable[[], bool] = lambda: False,
         on_slow: Callable[[], None] | None = None,
     ) -> None:
-        """Finish (or, with `cancel`, drop) what is queued, then close engine, scheduler, sandbox and store.
+        """Finish (or, with `cancel`, drop) what is queued, then close engine, driver, sandbox and store.
 
         `aborted` true: stop waiting for the trajectories in flight (the store is left open: a thread may be
         inside a write, and SQLite is crash-safe).  `on_slow` is called once if closing takes more than 0.5 s."""
         for future in self._futures.values():
             future.cancel()
-        engine, scheduler = self.engine, self.scheduler
+        engine, driver, finisher = self.engine, self.driver, self._finisher
 
         def shut_down() -> None:
-            # The engine first: requests in flight fail at once, so trajectory threads end instead of waiting.
+            # The engine first: requests in flight fail at once, so trajectories end instead of waiting.
             if engine is not None:
                 engine.close()
-            if scheduler is not None:
-                scheduler.close(cancel=cancel)
+            if driver is not None:
+                driver.close(cancel=cancel)
+            if finisher is not None:
+                finisher.shutdown(wait=True)  # the records of the last trajectories, handed to the writer
 
         # In a thread of its own, so that a second Ctrl-C or SIGTERM ends the wait at once.
         closer = threading.Thread(target=shut_down, name="tir-harness-close", daemon=True)
@@ -634,7 +672,7 @@ class Evaluation:
             self._writer.close()  # commits what the last trajectories queued
         if self.store is not None and not closer.is_alive():
             self.store.close()
-        self.engine = self.scheduler = self.executor = self.store = self._writer = None
+        self.engine = self.driver = self._finisher = self.executor = self.store = self._writer = None
 
 
 __all__ = [

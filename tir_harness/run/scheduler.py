@@ -1,22 +1,14 @@
-"""Run many trajectories at once, each advancing on its own: no barrier between turns.
+"""How many trajectories a run keeps in flight, and how many threads advance them.
 
-Each trajectory is a plain blocking loop in a worker thread; the engine batches whatever requests are in
-flight, and code runs in the executor while other trajectories generate.  A trajectory's next turn is
-submitted the moment its code has run, and its future resolves the moment it ends.
-
-A thread per trajectory in flight is not what limits a run: measured with an engine that answers at once
-(benchmarks/perf/harness.py), the trajectory threads are idle most of the time and the cost is in pytest's
-per-test work, the sandbox and the store, so the loop stays a readable blocking function.
+The run drives its trajectories with run/driver.py, each advancing on its own (no barrier between turns) and
+none holding a thread while its request is out: the engine batches whatever requests are in flight, code runs
+in the sandbox while other trajectories generate, and a trajectory's future resolves the moment it ends.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 # When the engine does not say how many sequences it batches (a custom engine, a server): vLLM's default
 # max_num_seqs on most GPUs.
@@ -38,8 +30,8 @@ def automatic_max_inflight(engine_slots: int | None, sandbox_slots: int | None) 
     """Trajectories in flight for an engine batching `engine_slots` sequences and a sandbox holding at most
     `sandbox_slots` live sessions (None: unknown).
 
-    A trajectory keeps its session from its first code block to its end, so more trajectories than sessions
-    would evict live sessions (and their variables); fewer than the engine's batch would leave it underfull.
+    A trajectory keeps its session from its first code block to its end, so beyond the sessions some would wait
+    for one (run/driver.py parks them); fewer than the engine's batch would leave it underfull.
     """
     want = math.ceil((engine_slots or DEFAULT_ENGINE_SLOTS) * HEADROOM)
     if sandbox_slots is not None:
@@ -47,18 +39,12 @@ def automatic_max_inflight(engine_slots: int | None, sandbox_slots: int | None) 
     return max(1, want)
 
 
-class Scheduler:
-    """A bounded pool of trajectory jobs, started in submission order, finished in any order."""
+# Code runs in the driver's threads (the sandbox is synchronous), and a cell may take up to the sandbox's timeout
+# (a model's `time.sleep(9)`): with this many, it takes 64 such cells at once to hold up the completions waiting
+# to be advanced, while the threads stay few whatever the number in flight (issue 23: < 100 in all).
+DRIVER_WORKERS = 64
 
-    def __init__(self, max_inflight: int = 256) -> None:
-        if max_inflight < 1:
-            raise ValueError("max_inflight must be at least 1")
-        self.max_inflight = max_inflight
-        self._pool = ThreadPoolExecutor(max_workers=max_inflight, thread_name_prefix="tir-trajectory")
 
-    def submit(self, job: Callable[[], T]) -> Future[T]:
-        return self._pool.submit(job)
-
-    def close(self, cancel: bool = False) -> None:
-        """Wait for running jobs; with cancel, jobs not yet started are dropped (Ctrl-C)."""
-        self._pool.shutdown(wait=True, cancel_futures=cancel)
+def driver_workers(max_inflight: int) -> int:
+    """Threads of the run's driver for `max_inflight` trajectories in flight: never more than trajectories."""
+    return max(1, min(max_inflight, DRIVER_WORKERS))

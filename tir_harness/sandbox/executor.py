@@ -47,6 +47,11 @@ from tir_harness.util.text import sanitize
 
 STATUSES = ("ok", "error", "timeout", "memory", "output_limit", "killed")
 _CLD_EXITED = 1  # si_code of a child that called exit (os.CLD_EXITED is missing on some builds)
+# An idle live session holds about 3.9 MB that only it holds (USS; benchmarks/perf/sessions.py, 1 to 1,024 at
+# once): 8 MB leaves room for what a model's code keeps in it.  Fewer sessions than MIN_SESSIONS would hold
+# back even a small run, and the memory budget (idle sessions' growth) still guards a small machine.
+SESSION_BYTES = 8 * 2**20
+MIN_SESSIONS = 64
 _READY_TIMEOUT = 120.0  # importing numpy and sympy on a loaded machine
 _EXIT_WAIT = 2.0  # how long a failed call waits for the zygote to confirm the worker is gone
 _WATCH_INTERVAL = 0.5  # seconds between two CPU checks of every worker
@@ -72,7 +77,9 @@ class ExecutorConfig:
     replay_timeout: float = reference.REPLAY_SECONDS  # wall-clock seconds per Session.replay(), every cell
     warm_workers: int = 2  # workers kept forked ahead of demand at least
     max_warm_workers: int = 32  # at most: the pool grows to half the sessions open, up to this many
-    max_workers: int = 256  # workers alive at once; beyond that the least recently used idle one goes
+    # Workers alive at once; None: from the machine's memory when the executor starts (`session_limit`).  Beyond
+    # it a new session takes the least recently used idle session's worker (run/driver.py never lets it).
+    max_workers: int | None = None
     memory_budget_mb: int = 0  # memory idle sessions may hold in total before eviction; 0: half of RAM
     preload: tuple[str, ...] = ("math", "numpy", "sympy")  # imported once by the zygote
     isolation: str = "auto"  # "auto": strongest available; "basic": process group and rlimits only
@@ -99,7 +106,11 @@ class ExecutorConfig:
         need(self.replay_timeout > 0, "replay_timeout", "> 0")
         need(self.warm_workers >= 0, "warm_workers", ">= 0")
         need(self.max_warm_workers >= self.warm_workers, "max_warm_workers", ">= warm_workers")
-        need(1 <= self.max_workers <= _isolation.UID_BLOCK, "max_workers", f"in 1..{_isolation.UID_BLOCK}")
+        need(
+            self.max_workers is None or 1 <= self.max_workers <= _isolation.UID_BLOCK,
+            "max_workers",
+            f"None or in 1..{_isolation.UID_BLOCK}",
+        )
         need(self.memory_budget_mb >= 0, "memory_budget_mb", ">= 0")
         need(isinstance(self.preload, tuple), "preload", "a tuple of module names")
         need(self.isolation in ("auto", "basic"), "isolation", "'auto' or 'basic'")
@@ -153,7 +164,10 @@ class Executor:
         if unknown:
             raise TypeError(f"Executor: unknown option(s) {unknown}; known: {sorted(known)}")
         self.config = dataclasses.replace(config or ExecutorConfig(), **options)
+        if self.config.max_workers is None:
+            self.config = dataclasses.replace(self.config, max_workers=session_limit(_available_memory()))
         cfg = self.config
+        self.max_workers: int = cfg.max_workers  # type: ignore[assignment]  # resolved just above
         self.style = observations.get_style(cfg.observation_style)
         replays = self.style.mode == "reference"  # its sessions replay in IPython: the zygote loads it
         if replays and importlib.util.find_spec("IPython") is None:
@@ -172,11 +186,12 @@ class Executor:
         self._pending: dict[int, tuple[socket.socket, int, str, dict | None]] = {}
         self._starting = 0
         self._warm_starting = 0
+        self._dying: set[Worker] = set()  # killed, still counted in _live until the zygote reports its end
         self._open_sessions = 0
-        self._free_slots = list(range(cfg.max_workers - 1, -1, -1))
+        self._free_slots = list(range(self.max_workers - 1, -1, -1))
         self._spawn_error = ""
         self._names = itertools.count()
-        self._budget = cfg.memory_budget_mb * 2**20 or _half_of_available_memory()
+        self._budget = cfg.memory_budget_mb * 2**20 or _available_memory() // 2
         self._base_dir = tempfile.mkdtemp(prefix="tir-exec-")
         os.chmod(self._base_dir, 0o711)  # workers (other uids) reach their own subdirectory only
         basic = cfg.isolation == "basic"
@@ -302,7 +317,7 @@ class Executor:
                 if self._warm:
                     worker = self._warm.pop()
                     break
-                if len(self._live) + self._starting < self.config.max_workers and self._free_slots:
+                if len(self._live) + self._starting < self.max_workers and self._free_slots:
                     # An event of its own: _on_spawned wakes this run() alone; release() and close() too.
                     box: dict = {"event": threading.Event()}
                     self._request(box)
@@ -327,7 +342,10 @@ class Executor:
                     if worker.exited.is_set():
                         continue
                     break
-                if self._idle:  # at capacity: the least recently used idle session loses its worker
+                if self._idle and not self._dying and not self._warm_starting:
+                    # At capacity: the least recently used idle session loses its worker.  Not while a worker
+                    # is ending (a closed session's) or one is being forked for the pool: that room is coming,
+                    # and taking a live session's worker instead would lose its variables for nothing.
                     self._evict(next(iter(self._idle)))
                 self._lock.wait(0.5)
             worker.busy = True
@@ -376,6 +394,8 @@ class Executor:
             if worker is not None:
                 self._idle.pop(worker, None)
                 if worker.busy:  # a run() in another thread: kill it, that thread cleans up
+                    if self._live.get(worker.pid1) is worker:
+                        self._dying.add(worker)
                     self._zygote.kill(worker.pid1)
                     _shutdown(worker.sock)
                 else:
@@ -423,6 +443,8 @@ class Executor:
 
     def _discard(self, worker: Worker) -> None:
         """Kill a worker no session will use again; the zygote does the work, off this thread's path."""
+        if self._live.get(worker.pid1) is worker:
+            self._dying.add(worker)
         self._zygote.kill(worker.pid1)
         _shutdown(worker.sock)
         if not worker.busy:
@@ -521,6 +543,7 @@ class Executor:
             worker = self._live.pop(msg["pid"], None)
             if worker is None:
                 return
+            self._dying.discard(worker)
             worker.exit = msg
             self._free_slots.append(worker.slot)
             if worker in self._warm:
@@ -558,12 +581,12 @@ class Executor:
         sessions open (a trajectory's next session is then ready when it asks), at most `max_warm_workers`."""
         cfg = self.config
         # Demand never takes room that open sessions may need: only workers beyond one per session.
-        demand = min(self._open_sessions // 2, cfg.max_workers - self._open_sessions)
+        demand = min(self._open_sessions // 2, self.max_workers - self._open_sessions)
         target = min(cfg.max_warm_workers, max(cfg.warm_workers, demand))
         while (
             not self._closed
             and len(self._warm) + self._warm_starting < target
-            and len(self._live) + self._starting < cfg.max_workers
+            and len(self._live) + self._starting < self.max_workers
             and self._free_slots
             and not self._zygote.dead
         ):
@@ -602,15 +625,21 @@ class Executor:
                     self._fit_budget()
 
 
-def _half_of_available_memory() -> int:
+def session_limit(available_bytes: int) -> int:
+    """Live sessions at once for a machine with `available_bytes` of memory available: half of it at
+    `SESSION_BYTES` each, within [MIN_SESSIONS, UID_BLOCK] (one uid per live worker)."""
+    return max(MIN_SESSIONS, min(_isolation.UID_BLOCK, available_bytes // 2 // SESSION_BYTES))
+
+
+def _available_memory() -> int:
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 // 2
+                    return int(line.split()[1]) * 1024
     except OSError:
         pass
-    return 4 * 2**30
+    return 8 * 2**30
 
 
 def _shutdown(sock: socket.socket) -> None:

@@ -8,6 +8,7 @@ snippet code), and a zygote that dies is reported through `on_dead` so the pool 
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import os
@@ -186,8 +187,15 @@ class Zygote:
         self.facts: dict | None = None
         self.ready = threading.Event()
         self.dead = False
-        self._send_lock = threading.Lock()
         self._ids = itertools.count()
+        # Requests go out from a thread of their own: the executor asks with its lock held, and a send blocks
+        # when the socket is full, which happens when the zygote is itself blocked writing exits to us, whose
+        # reader waits for that lock (hundreds of sessions ending at once deadlocked so).
+        self._outbox: collections.deque[tuple[dict, int | None] | None] = collections.deque()
+        self._outbox_ready = threading.Condition()
+        self._closing = False
+        self._sender = threading.Thread(target=self._send_all, name="tir-executor-zygote-send", daemon=True)
+        self._sender.start()
         self._thread = threading.Thread(target=self._read, name="tir-executor-zygote", daemon=True)
         self._thread.start()
 
@@ -224,18 +232,39 @@ class Zygote:
         self._on_dead()
         self._on_ready()
 
-    def _send(self, msg: dict, fds: list[int] | None = None) -> bool:
-        with self._send_lock:
-            try:
-                socket.send_fds(self.sock, [json.dumps(msg).encode()], fds or [])
-            except OSError:
+    def _send(self, msg: dict, fd: int | None = None) -> bool:
+        """Queue `msg` (and a descriptor, which the sending closes), never waiting; False if the zygote is gone.
+        A request the zygote never reads is answered by its end: `_read` sees it and calls on_dead."""
+        with self._outbox_ready:
+            if self.dead or self._closing:
+                if fd is not None:
+                    os.close(fd)
                 return False
+            self._outbox.append((msg, fd))
+            self._outbox_ready.notify()
         return True
 
+    def _send_all(self) -> None:
+        while True:
+            with self._outbox_ready:
+                self._outbox_ready.wait_for(lambda: bool(self._outbox))
+                item = self._outbox.popleft()
+            if item is None:  # close(): nothing more to send
+                return
+            msg, fd = item
+            try:
+                socket.send_fds(self.sock, [json.dumps(msg).encode()], [fd] if fd is not None else [])
+            except OSError:
+                pass  # the zygote is gone: its reader says so
+            finally:
+                if fd is not None:
+                    os.close(fd)
+
     def spawn(self, spec: dict, fd: int) -> int | None:
-        """Ask for a worker; the answer comes to on_spawned(id, msg).  None if the zygote is gone."""
+        """Ask for a worker (`fd` is the caller's to close: a copy is sent); the answer comes to
+        on_spawned(id, msg).  None if the zygote is gone."""
         request_id = next(self._ids)
-        return request_id if self._send({"op": "spawn", "id": request_id, "spec": spec}, [fd]) else None
+        return request_id if self._send({"op": "spawn", "id": request_id, "spec": spec}, os.dup(fd)) else None
 
     def kill(self, pid1: int) -> None:
         self._send({"op": "kill", "pid": pid1})
@@ -246,6 +275,10 @@ class Zygote:
         for at most 5 s), so the default wait is far longer: a loaded machine slows it, and a zygote killed
         half-way would leave processes it had not reaped yet."""
         self._send({"op": "shutdown"})
+        with self._outbox_ready:
+            self._closing = True
+            self._outbox.append(None)
+            self._outbox_ready.notify()
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
