@@ -62,6 +62,7 @@ SCRIPT = {
     "ONE:": [TURN, "The answer is \\\\boxed{21}."],
     "LIMIT:": ["```python\\nprint(7)\\n```"] * 6,
     "REF:": ["It is \\\\boxed{0.5}."],
+    "MID:": ["Let me run it: ```python\\nprint(6 * 7)\\n```\\n", "So \\\\boxed{42}."],
 }
 
 def pytest_tir_make_engine(config, model):
@@ -89,6 +90,7 @@ PROBLEMS = [
     {"id": "one", "question": ONE_Q, "answer": "21"},
     {"id": "limit", "question": LIMIT_Q, "answer": "7"},
     {"id": "ref", "question": REF_Q, "answer": "50"},
+    {"id": "mid", "question": "MID: what is 6*7?", "answer": "42"},
 ]
 
 
@@ -140,11 +142,15 @@ def test_the_reference_is_reproduced_through_the_plugin(pytester: pytest.Pyteste
     reads_output = fmt in ("deepseek", "llama3")
     assert records["limit"]["correct"] is True and records["limit"]["reference_correct"] is reads_output
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
-    assert summary["accuracy"]["overall"]["correct"] == 2
-    assert summary["reference_grader"]["overall"]["correct"] == (3 if reads_output else 2)
+    assert summary["accuracy"]["overall"]["correct"] == 3
+    assert summary["reference_grader"]["overall"]["correct"] == (4 if reads_output else 3)
     assert summary["reference_grader"]["disagree"] == (1 if reads_output else 2)
     assert "reference grader" in result.stdout.str()
     assert "Reference implementation's grader" in (tmp_path / "run" / "summary.md").read_text()
+    # The reference's executor, not only its observations' wording: a fence opening mid-line is a block to it
+    # (its fence rule, run by replaying the conversation's blocks), so the model's code runs and it goes on.
+    mid = records["mid"]
+    assert [t["observation"] for t in mid["turns"]] == ["42", None] and mid["correct"] is True
     # Seeds: sample 0 of seed 3 is 3 * 2**20, so seed 4's samples cannot reuse it.
     assert {e["seed"] for e in log} == {3 * 2**20}
 

@@ -101,6 +101,7 @@ CHANGES: dict[str, Any] = {
     "loop_version": "2",
     "engine_args": {"quantization": "fp8"},  # absent from the canonical JSON above while empty
     "reference_quirks": True,  # absent while off, too
+    "execution_mode": "reference",  # absent while "live"
 }
 
 

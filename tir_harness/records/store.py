@@ -75,6 +75,8 @@ class KeyParts:
       which do not: `EngineType.neutral_args`).  The one optional part: left empty, it is not hashed at all,
       so every key made before it existed stays the same.
     - `reference_quirks`: the model's input as the reference built it (--reference-quirks); hashed only when set.
+    - `execution_mode`: how code runs (run/loop.py): "live" in one session, or "reference", every block of the
+      conversation replayed each turn; hashed only when not "live".
 
     Numbers are compared by value (temperature 1 and 1.0 give the same key), tuples equal lists, mapping
     order does not matter.  Strings are taken exactly: a one-character change of the prompt is a new key.
@@ -94,11 +96,12 @@ class KeyParts:
     loop_version: str | int
     engine_args: Mapping[str, Any] = field(default_factory=dict)
     reference_quirks: bool = False
+    execution_mode: str = "live"
 
     def __post_init__(self) -> None:
         if isinstance(self.loop_version, bool) or not isinstance(self.loop_version, (str, int)):
             raise TypeError(f"KeyParts.loop_version must be a str or int, got {self.loop_version!r}")
-        for name in ("model", "prompt_format", "prompt_type", "prompt"):
+        for name in ("model", "prompt_format", "prompt_type", "prompt", "execution_mode"):
             if not isinstance(getattr(self, name), str):
                 raise TypeError(f"KeyParts.{name} must be a str, got {type(getattr(self, name)).__name__}")
         if self.model_revision is not None and not isinstance(self.model_revision, str):
@@ -125,6 +128,8 @@ class KeyParts:
             del data["engine_args"]  # keys from before engine arguments existed stay valid
         if not data["reference_quirks"]:
             del data["reference_quirks"]
+        if data["execution_mode"] == "live":
+            del data["execution_mode"]  # keys from before the reference's replay existed stay valid
         data["key_version"] = KEY_VERSION
         canonical = _canonical(data, "KeyParts")
         return json.dumps(canonical, sort_keys=True, separators=(",", ":"), allow_nan=False)

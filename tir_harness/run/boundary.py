@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any
 
@@ -65,6 +65,10 @@ class _SafeSession:
 
     def run(self, code: str) -> Any:
         observation = self._session.run(code)
+        return dataclasses.replace(observation, text=sanitize(observation.text))
+
+    def replay(self, blocks: Sequence[str]) -> Any:
+        observation = self._session.replay(blocks)
         return dataclasses.replace(observation, text=sanitize(observation.text))
 
 

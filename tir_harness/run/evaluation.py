@@ -43,6 +43,7 @@ from tir_harness.run.loop import (
     MAX_TURN_CHARS,
     REFERENCE_OUTPUT_CHARS,
     LoopConfig,
+    execution_mode,
     sample_seed,
 )
 from tir_harness.run.problems import Problem
@@ -337,7 +338,13 @@ class Evaluation:
         chosen = {name: choice["value"] for name, choice in self.sampling_choice.items() if name != "reasoning_model"}
         sampling = SamplingConfig(**chosen, seed=cfg.seed, stop=fmt.stop)
         base = LoopConfig(
-            fmt, prompt_type, sampling, cfg.max_tool_calls, cfg.max_turn_chars, reference_quirks=cfg.reference_quirks
+            fmt,
+            prompt_type,
+            sampling,
+            cfg.max_tool_calls,
+            cfg.max_turn_chars,
+            execution_mode=execution_mode(style),  # the reference's styles replay the conversation's code
+            reference_quirks=cfg.reference_quirks,
         )
         try:
             # The reference sampled every sample with the run's seed (so its samples repeat): only as a quirk.
@@ -525,6 +532,7 @@ class Evaluation:
                 loop_version=LOOP_VERSION,
                 engine_args=self._key_args,
                 reference_quirks=self.config.reference_quirks,
+                execution_mode=loop.execution_mode,
             )
         )
 
