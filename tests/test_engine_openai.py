@@ -29,7 +29,6 @@ from tir_harness.engines.openai import OpenAIEngine, normalize_url
 from tir_harness.engines.serve import (
     CPU_DEFAULTS,
     ServerPlan,
-    VLLMServer,
     group_gpus,
     parse_gpus,
     plan_servers,
@@ -1049,27 +1048,27 @@ def _tokens(url: str, prompt: str) -> int:
     return int(count)
 
 
-def test_a_real_vllm_server_serves_a_completion(gemma, tmp_path):
-    with VLLMServer(gemma, port=closed_port(), served_model_name="gemma-3-270m", workdir=tmp_path) as server:
-        server.wait_ready(timeout=300)
-        pid = server.pid
-        with OpenAIEngine([server.url]) as engine:
-            assert engine.check() == []
-            prompt = "<bos>Question: What is 2+3?\nAnswer:"
-            completion = result(engine.submit(request(prompt, max_tokens=16, stop=("\n",))))
-            # The prompt already has <bos>: the server must not add a second one.
-            assert completion.prompt_tokens == _tokens(server.url, prompt)
-            assert completion.completion_tokens > 0 and "\n" not in completion.text
-            assert completion.finish_reason in ("stop", "length")
-            if completion.finish_reason == "stop":
-                assert completion.stop_reason == "\n"
-            assert completion.cached_tokens is not None  # serve asks vLLM for prompt token details
-            too_long = failure(engine.submit(request("<bos>" + "one two " * 1500, max_tokens=8)))
-            assert too_long.startswith(f"{server.url}: HTTP 400: ") and "maximum context length" in too_long
-            info = engine.info()
-            assert info["model"] == "gemma-3-270m" and info["server_version"] == _get(server.url, "/version")["version"]
-    assert pid is not None and not _running(pid)
-    assert not (tmp_path / "tmp").exists()  # vLLM's sockets and files went with the server
+def test_a_real_vllm_server_serves_a_completion(vllm_server):
+    # Its lifecycle (the process and its temporary files gone after stop) is checked by
+    # tests/test_real_server.py's test that stops its own server.
+    with OpenAIEngine([vllm_server.url]) as engine:
+        assert engine.check() == []
+        prompt = "<bos>Question: What is 2+3?\nAnswer:"
+        completion = result(engine.submit(request(prompt, max_tokens=16, stop=("\n",))))
+        # The prompt already has <bos>: the server must not add a second one.
+        assert completion.prompt_tokens == _tokens(vllm_server.url, prompt)
+        assert completion.completion_tokens > 0 and "\n" not in completion.text
+        assert completion.finish_reason in ("stop", "length")
+        if completion.finish_reason == "stop":
+            assert completion.stop_reason == "\n"
+        # serve asks vLLM for prompt token details; without a prefix cache (the shared server has none) it
+        # reports 0 cached tokens, not none.
+        assert completion.cached_tokens == 0
+        too_long = failure(engine.submit(request("<bos>" + "one two " * 1500, max_tokens=8)))
+        assert too_long.startswith(f"{vllm_server.url}: HTTP 400: ") and "maximum context length" in too_long
+        info = engine.info()
+        version = _get(vllm_server.url, "/version")["version"]
+        assert info["model"] == "gemma-3-270m" and info["server_version"] == version
 
 
 def test_a_servers_reasoning_token_count_is_the_completions_thinking_tokens(fakes, engines):

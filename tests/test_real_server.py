@@ -1,53 +1,30 @@
-"""`pytest benchmarks/` against a real vLLM OpenAI server started on 127.0.0.1 (Gemma 3 270M on the CPU)."""
+"""`pytest benchmarks/` against a real vLLM OpenAI server on 127.0.0.1 (Gemma 3 270M on the CPU): the session's
+shared one (tests/shared_server.py), and one of its own for the test that kills it."""
 
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 from junitparser.xunit2 import JUnitXml  # the flavour whose test cases carry properties
 
 from tests import realrun
+from tests.shared_server import free_port, server_args
+from tests.test_engine_openai import _running
 from tir_harness.engines.serve import VLLMServer
 
 THREE = "0000 or 0001 or 0002"
 SIX = " or ".join(f"00{n:02d}" for n in range(30, 36))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _server(path: str) -> VLLMServer:
-    # float32: greedy output then does not depend on how requests were batched (checked below).  The server's
-    # own short temporary folder: vLLM's socket paths must stay under 108 characters.
-    return VLLMServer(
-        path,
-        port=_free_port(),
-        served_model_name="gemma-3-270m",
-        extra_args=["--dtype", "float32"],
-        env={"OMP_NUM_THREADS": "2"},
-    )
-
-
-@pytest.fixture(scope="module")
-def server(gemma):
-    with _server(gemma) as running:
-        running.wait_ready(timeout=300)
-        yield running
-
-
 def _args(url: str, *extra: str) -> list[str]:
     return ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", f"--server-url={url}", "--max-tokens=128", *extra]
 
 
-def test_a_run_against_the_server_leaves_jsonl_and_junit(server, tmp_path):
+def test_a_run_against_the_server_leaves_jsonl_and_junit(vllm_server, tmp_path):
     junit = tmp_path / "junit.xml"
     result = realrun.run(
-        _args(server.url, "-k", THREE, f"--report-dir={tmp_path / 'run'}", f"--junitxml={junit}",
+        _args(vllm_server.url, "-k", THREE, f"--report-dir={tmp_path / 'run'}", f"--junitxml={junit}",
               f"--store-dir={tmp_path / 'store'}"),
         tmp_path,
     )  # fmt: skip
@@ -58,17 +35,18 @@ def test_a_run_against_the_server_leaves_jsonl_and_junit(server, tmp_path):
     for record in records:
         assert record["end_reason"] != "error" and all(t["completion_tokens"] > 0 for t in record["turns"])
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["engine"]["kind"] == "openai" and server.url in json.dumps(manifest["engine"])
+    assert manifest["engine"]["kind"] == "openai" and vllm_server.url in json.dumps(manifest["engine"])
     assert len([case for suite in JUnitXml.fromfile(str(junit)) for case in suite]) == 3
 
 
-def test_two_xdist_workers_write_the_same_report_as_one_process(server, tmp_path):
+def test_two_xdist_workers_write_the_same_report_as_one_process(vllm_server, tmp_path):
+    url = vllm_server.url
     single = realrun.run(
-        _args(server.url, "-k", SIX, f"--report-dir={tmp_path / 'one'}", f"--store-dir={tmp_path / 's1'}"),
+        _args(url, "-k", SIX, f"--report-dir={tmp_path / 'one'}", f"--store-dir={tmp_path / 's1'}"),
         tmp_path,
     )  # fmt: skip
     double = realrun.run(
-        _args(server.url, "-k", SIX, "-n", "2", f"--report-dir={tmp_path / 'two'}", f"--store-dir={tmp_path / 's2'}"),
+        _args(url, "-k", SIX, "-n", "2", f"--report-dir={tmp_path / 'two'}", f"--store-dir={tmp_path / 's2'}"),
         tmp_path,
     )  # fmt: skip
     one = realrun.records(tmp_path / "one" / "trajectories.jsonl")
@@ -82,8 +60,12 @@ def test_two_xdist_workers_write_the_same_report_as_one_process(server, tmp_path
 
 
 def test_a_server_that_dies_mid_run_fails_its_problems_instead_of_hanging(gemma, tmp_path):
-    with _server(gemma) as doomed:
-        doomed.wait_ready(timeout=300)
+    # Its own server, in tmp_path (as `tir-harness serve` gives each server its folder): this test stops it.
+    doomed = VLLMServer(gemma, port=free_port(), served_model_name="gemma-3-270m", extra_args=server_args(),
+                        workdir=tmp_path / "server", env={"OMP_NUM_THREADS": "2"})  # fmt: skip
+    with doomed:
+        doomed.wait_ready(timeout=900)
+        pid = doomed.pid
         process = realrun.start(
             _args(doomed.url, "-k", SIX, "-v", "--max-inflight=1", f"--report-dir={tmp_path / 'run'}",
                   f"--store-dir={tmp_path / 'store'}"),
@@ -99,3 +81,6 @@ def test_a_server_that_dies_mid_run_fails_its_problems_instead_of_hanging(gemma,
     errors = [r for r in records if r["end_reason"] == "error"]
     assert errors and all(doomed.url in r["error"] for r in errors)
     assert "tir-harness summary" in output
+    # The server's process is gone, and so are vLLM's sockets and files in its temporary folder.
+    assert pid is not None and not _running(pid)
+    assert (tmp_path / "server" / "server.log").exists() and not (tmp_path / "server" / "tmp").exists()
