@@ -28,7 +28,7 @@ FIVE = "0000 or 0001 or 0002 or 0003 or 0004"
 def test_five_problems_leave_jsonl_and_junit(gemma, tmp_path):
     reports, junit = tmp_path / "run", tmp_path / "junit.xml"
     result = realrun.run(
-        ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=160", "-k", FIVE,
+        ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=128", "-k", FIVE,
          f"--report-dir={reports}", f"--junitxml={junit}", f"--store-dir={tmp_path / 'store'}", "-v"],
         tmp_path,
     )  # fmt: skip
@@ -74,7 +74,7 @@ def test_five_problems_leave_jsonl_and_junit(gemma, tmp_path):
         assert (reports / name).stat().st_size > 0
     # The same run as its own baseline: nothing dropped, so the gate passes whatever the accuracy.
     gated = realrun.run(
-        ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=160", "-k", FIVE,
+        ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=128", "-k", FIVE,
          f"--report-dir={tmp_path / 'gated'}", f"--store-dir={tmp_path / 'store'}",
          f"--baseline={reports / 'trajectories.jsonl'}", "--gate"],
         tmp_path,

@@ -4,6 +4,8 @@ shared one (tests/shared_server.py), and one of its own for the test that kills 
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import pytest
 from junitparser.xunit2 import JUnitXml  # the flavour whose test cases carry properties
@@ -60,20 +62,26 @@ def test_two_xdist_workers_write_the_same_report_as_one_process(vllm_server, tmp
 
 
 def test_a_server_that_dies_mid_run_fails_its_problems_instead_of_hanging(gemma, tmp_path):
-    # Its own server, in tmp_path (as `tir-harness serve` gives each server its folder): this test stops it.
-    doomed = VLLMServer(gemma, port=free_port(), served_model_name="gemma-3-270m", extra_args=server_args(),
-                        workdir=tmp_path / "server", env={"OMP_NUM_THREADS": "2"})  # fmt: skip
-    with doomed:
-        doomed.wait_ready(timeout=900)
-        pid = doomed.pid
-        process = realrun.start(
-            _args(doomed.url, "-k", SIX, "-v", "--max-inflight=1", f"--report-dir={tmp_path / 'run'}",
-                  f"--store-dir={tmp_path / 'store'}"),
-            tmp_path,
-        )  # fmt: skip
-        seen = realrun.wait_for_results(process, 1)
-        doomed.stop()
-        rest, _ = process.communicate(timeout=300)
+    # Its own server (this test stops it), in a folder of ours, as `tir-harness serve` gives each server one: a
+    # short one under the system's temp dir, as vLLM's socket paths in its tmp/ must stay under 108 characters.
+    with tempfile.TemporaryDirectory(prefix="tir-") as workdir:
+        doomed = VLLMServer(gemma, port=free_port(), served_model_name="gemma-3-270m", extra_args=server_args(),
+                            workdir=workdir, env={"OMP_NUM_THREADS": "2"})  # fmt: skip
+        with doomed:
+            doomed.wait_ready(timeout=900)
+            pid = doomed.pid
+            process = realrun.start(
+                _args(doomed.url, "-k", SIX, "-v", "--max-inflight=1", f"--report-dir={tmp_path / 'run'}",
+                      f"--store-dir={tmp_path / 'store'}"),
+                tmp_path,
+            )  # fmt: skip
+            seen = realrun.wait_for_results(process, 1)
+            doomed.stop()
+            rest, _ = process.communicate(timeout=300)
+        # The server's process is gone, and so are vLLM's sockets and files in its temporary folder (the folder,
+        # not the server's, stays, with the log).
+        assert pid is not None and not _running(pid)
+        assert (Path(workdir) / "server.log").exists() and not (Path(workdir) / "tmp").exists()
     output = "".join(seen) + rest
     assert process.returncode == pytest.ExitCode.TESTS_FAILED, output[-3000:]
     records = realrun.records(tmp_path / "run" / "trajectories.jsonl")
@@ -81,6 +89,3 @@ def test_a_server_that_dies_mid_run_fails_its_problems_instead_of_hanging(gemma,
     errors = [r for r in records if r["end_reason"] == "error"]
     assert errors and all(doomed.url in r["error"] for r in errors)
     assert "tir-harness summary" in output
-    # The server's process is gone, and so are vLLM's sockets and files in its temporary folder.
-    assert pid is not None and not _running(pid)
-    assert (tmp_path / "server" / "server.log").exists() and not (tmp_path / "server" / "tmp").exists()
