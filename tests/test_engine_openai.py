@@ -1,4 +1,5 @@
-"""OpenAIEngine against scripted fake servers, `tir-harness serve` planning and lifecycle, one real vLLM server."""
+"""OpenAIEngine against scripted fake servers, `tir-harness serve` planning and lifecycle (the real vLLM server:
+tests/test_real_server.py)."""
 
 from __future__ import annotations
 
@@ -1024,51 +1025,6 @@ def test_serve_reports_a_server_that_dies_while_starting_and_stops_the_others(tm
     assert "CUDA out of memory (fake)" in err  # the log tail
     healthy = json.loads((tmp_path / "records" / f"{port}.json").read_text())
     assert not _running(healthy["pid"]) and not _running(healthy["child"])
-
-
-# ---------------------------------------------------------------------------- a real vLLM server
-
-
-def _get(url: str, path: str) -> Any:
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=WAIT)
-    connection.request("GET", path)
-    data = json.loads(connection.getresponse().read())
-    connection.close()
-    return data
-
-
-def _tokens(url: str, prompt: str) -> int:
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=WAIT)
-    body = json.dumps({"model": "gemma-3-270m", "prompt": prompt, "add_special_tokens": False})
-    connection.request("POST", "/tokenize", body, {"Content-Type": "application/json"})
-    count = json.loads(connection.getresponse().read())["count"]
-    connection.close()
-    return int(count)
-
-
-def test_a_real_vllm_server_serves_a_completion(vllm_server):
-    # Its lifecycle (the process and its temporary files gone after stop) is checked by
-    # tests/test_real_server.py's test that stops its own server.
-    with OpenAIEngine([vllm_server.url]) as engine:
-        assert engine.check() == []
-        prompt = "<bos>Question: What is 2+3?\nAnswer:"
-        completion = result(engine.submit(request(prompt, max_tokens=16, stop=("\n",))))
-        # The prompt already has <bos>: the server must not add a second one.
-        assert completion.prompt_tokens == _tokens(vllm_server.url, prompt)
-        assert completion.completion_tokens > 0 and "\n" not in completion.text
-        assert completion.finish_reason in ("stop", "length")
-        if completion.finish_reason == "stop":
-            assert completion.stop_reason == "\n"
-        # serve asks vLLM for prompt token details; without a prefix cache (the shared server has none) it
-        # reports 0 cached tokens, not none.
-        assert completion.cached_tokens == 0
-        too_long = failure(engine.submit(request("<bos>" + "one two " * 1500, max_tokens=8)))
-        assert too_long.startswith(f"{vllm_server.url}: HTTP 400: ") and "maximum context length" in too_long
-        info = engine.info()
-        version = _get(vllm_server.url, "/version")["version"]
-        assert info["model"] == "gemma-3-270m" and info["server_version"] == version
 
 
 def test_a_servers_reasoning_token_count_is_the_completions_thinking_tokens(fakes, engines):

@@ -39,8 +39,10 @@ def _evaluate(url: str, tmp_path, name: str) -> list[dict]:
 
 
 def test_an_evaluation_through_a_data_parallel_url_equals_one_servers(vllm_server, gemma, tmp_path):
-    one = _evaluate(vllm_server.url, tmp_path, "one")
     with _data_parallel_server(gemma) as both:
+        # The run on the shared server while the data-parallel one starts (about 100 s): the load does not
+        # change what either computes.
+        one = _evaluate(vllm_server.url, tmp_path, "one")
         both.wait_ready(timeout=900)
         two = _evaluate(both.url, tmp_path, "dp")
         served = realrun.finished_per_engine(both.url)

@@ -3,24 +3,70 @@ shared one (tests/shared_server.py), and one of its own for the test that kills 
 
 from __future__ import annotations
 
+import http.client
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from junitparser.xunit2 import JUnitXml  # the flavour whose test cases carry properties
 
 from tests import realrun
 from tests.shared_server import free_port, server_args
-from tests.test_engine_openai import _running
+from tests.test_engine_openai import _running, failure, request, result
+from tir_harness.engines.openai import OpenAIEngine
 from tir_harness.engines.serve import VLLMServer
 
 THREE = "0000 or 0001 or 0002"
 SIX = " or ".join(f"00{n:02d}" for n in range(30, 36))
+WAIT = 30.0  # seconds; a bound against hanging, never a synchronization
+
+
+def _get(url: str, path: str) -> Any:
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=WAIT)
+    connection.request("GET", path)
+    data = json.loads(connection.getresponse().read())
+    connection.close()
+    return data
+
+
+def _tokens(url: str, prompt: str) -> int:
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=WAIT)
+    body = json.dumps({"model": "gemma-3-270m", "prompt": prompt, "add_special_tokens": False})
+    connection.request("POST", "/tokenize", body, {"Content-Type": "application/json"})
+    count = json.loads(connection.getresponse().read())["count"]
+    connection.close()
+    return int(count)
 
 
 def _args(url: str, *extra: str) -> list[str]:
     return ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", f"--server-url={url}", "--max-tokens=128", *extra]
+
+
+def test_a_real_vllm_server_serves_a_completion(vllm_server):
+    # Here, not in test_engine_openai.py (which runs early): the shared server has started meanwhile.  Its
+    # lifecycle (the process and its temporary files gone after stop) is checked by the dies-mid-run test below.
+    with OpenAIEngine([vllm_server.url]) as engine:
+        assert engine.check() == []
+        prompt = "<bos>Question: What is 2+3?\nAnswer:"
+        completion = result(engine.submit(request(prompt, max_tokens=16, stop=("\n",))))
+        # The prompt already has <bos>: the server must not add a second one.
+        assert completion.prompt_tokens == _tokens(vllm_server.url, prompt)
+        assert completion.completion_tokens > 0 and "\n" not in completion.text
+        assert completion.finish_reason in ("stop", "length")
+        if completion.finish_reason == "stop":
+            assert completion.stop_reason == "\n"
+        # serve asks vLLM for prompt token details; without a prefix cache (the shared server has none) it
+        # reports 0 cached tokens, not none.
+        assert completion.cached_tokens == 0
+        too_long = failure(engine.submit(request("<bos>" + "one two " * 1500, max_tokens=8)))
+        assert too_long.startswith(f"{vllm_server.url}: HTTP 400: ") and "maximum context length" in too_long
+        info = engine.info()
+        version = _get(vllm_server.url, "/version")["version"]
+        assert info["model"] == "gemma-3-270m" and info["server_version"] == version
 
 
 def test_a_run_against_the_server_leaves_jsonl_and_junit(vllm_server, tmp_path):
