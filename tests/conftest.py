@@ -20,6 +20,8 @@ import pytest
 from hypothesis import settings
 
 import tir_harness.analysis.plots  # noqa: F401  (numpy, matplotlib's Figure and Agg backend)
+from tests.shared_server import SharedServer
+from tir_harness.engines.serve import VLLMServer
 
 pytest_plugins = ["pytester"]
 
@@ -31,6 +33,14 @@ pytest_plugins = ["pytester"]
 settings.register_profile("tir", derandomize=True, database=None, deadline=None, print_blob=True)
 settings.register_profile("explore", derandomize=False, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "tir"))
+
+SHARED_SERVER = pytest.StashKey[SharedServer]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    shared = SharedServer(config)
+    config.stash[SHARED_SERVER] = shared
+    config.pluginmanager.register(shared, "tir-tests-shared-vllm-server")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -50,6 +60,14 @@ def gemma() -> str:
     from tir_harness.engines.models import resolve_model
 
     return resolve_model("gemma-3-270m").path
+
+
+@pytest.fixture(scope="session")
+def vllm_server(pytestconfig: pytest.Config) -> VLLMServer:
+    """The session's real vLLM OpenAI server (Gemma 3 270M, float32, no prefix cache; tests/shared_server.py),
+    started in the background when collection ended; this waits until it answers.  Use it through its `url`;
+    never stop it (tests that stop a server start their own)."""
+    return pytestconfig.stash[SHARED_SERVER].ready()
 
 
 @pytest.fixture

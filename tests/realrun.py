@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +70,14 @@ def stable(record: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in record.items() if k not in VOLATILE}
     out["turns"] = [{k: v for k, v in t.items() if k not in VOLATILE} for t in record["turns"]]
     return out
+
+
+def finished_per_engine(url: str) -> dict[str, float]:
+    """A vLLM server's finished requests per engine behind its URL (`vllm:request_success_total` on /metrics)."""
+    with urllib.request.urlopen(url + "/metrics", timeout=30) as answer:
+        page = answer.read().decode()
+    counts: dict[str, float] = {}
+    line = re.compile(r'^vllm:request_success_total\{[^}]*engine="(\d+)"[^}]*\} ([0-9.e+]+)$', re.M)
+    for engine, value in line.findall(page):
+        counts[engine] = counts.get(engine, 0.0) + float(value)
+    return counts

@@ -1,4 +1,5 @@
-"""OpenAIEngine against scripted fake servers, `tir-harness serve` planning and lifecycle, one real vLLM server."""
+"""OpenAIEngine against scripted fake servers, `tir-harness serve` planning and lifecycle (the real vLLM server:
+tests/test_real_server.py)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,6 @@ from tir_harness.engines.openai import OpenAIEngine, normalize_url
 from tir_harness.engines.serve import (
     CPU_DEFAULTS,
     ServerPlan,
-    VLLMServer,
     group_gpus,
     parse_gpus,
     plan_servers,
@@ -1025,51 +1025,6 @@ def test_serve_reports_a_server_that_dies_while_starting_and_stops_the_others(tm
     assert "CUDA out of memory (fake)" in err  # the log tail
     healthy = json.loads((tmp_path / "records" / f"{port}.json").read_text())
     assert not _running(healthy["pid"]) and not _running(healthy["child"])
-
-
-# ---------------------------------------------------------------------------- a real vLLM server
-
-
-def _get(url: str, path: str) -> Any:
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=WAIT)
-    connection.request("GET", path)
-    data = json.loads(connection.getresponse().read())
-    connection.close()
-    return data
-
-
-def _tokens(url: str, prompt: str) -> int:
-    host, port = url.removeprefix("http://").split(":")
-    connection = http.client.HTTPConnection(host, int(port), timeout=WAIT)
-    body = json.dumps({"model": "gemma-3-270m", "prompt": prompt, "add_special_tokens": False})
-    connection.request("POST", "/tokenize", body, {"Content-Type": "application/json"})
-    count = json.loads(connection.getresponse().read())["count"]
-    connection.close()
-    return int(count)
-
-
-def test_a_real_vllm_server_serves_a_completion(gemma, tmp_path):
-    with VLLMServer(gemma, port=closed_port(), served_model_name="gemma-3-270m", workdir=tmp_path) as server:
-        server.wait_ready(timeout=300)
-        pid = server.pid
-        with OpenAIEngine([server.url]) as engine:
-            assert engine.check() == []
-            prompt = "<bos>Question: What is 2+3?\nAnswer:"
-            completion = result(engine.submit(request(prompt, max_tokens=16, stop=("\n",))))
-            # The prompt already has <bos>: the server must not add a second one.
-            assert completion.prompt_tokens == _tokens(server.url, prompt)
-            assert completion.completion_tokens > 0 and "\n" not in completion.text
-            assert completion.finish_reason in ("stop", "length")
-            if completion.finish_reason == "stop":
-                assert completion.stop_reason == "\n"
-            assert completion.cached_tokens is not None  # serve asks vLLM for prompt token details
-            too_long = failure(engine.submit(request("<bos>" + "one two " * 1500, max_tokens=8)))
-            assert too_long.startswith(f"{server.url}: HTTP 400: ") and "maximum context length" in too_long
-            info = engine.info()
-            assert info["model"] == "gemma-3-270m" and info["server_version"] == _get(server.url, "/version")["version"]
-    assert pid is not None and not _running(pid)
-    assert not (tmp_path / "tmp").exists()  # vLLM's sockets and files went with the server
 
 
 def test_a_servers_reasoning_token_count_is_the_completions_thinking_tokens(fakes, engines):

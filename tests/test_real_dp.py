@@ -1,35 +1,28 @@
 """One URL in front of two engines: vLLM's own data parallelism (`--data-parallel-size 2`, which the CPU build
-0.32 supports), against one server, Gemma 3 270M on the CPU."""
+0.32 supports), against one server (the session's shared one), Gemma 3 270M on the CPU."""
 
 from __future__ import annotations
 
 import json
-import re
-import socket
-import urllib.request
 
 from tests import realrun
+from tests.shared_server import free_port, server_args
 from tir_harness.engines.serve import VLLMServer
 
 FOUR = "0000 or 0001 or 0002 or 0003"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _server(path: str, data_parallel_size: int) -> VLLMServer:
+def _data_parallel_server(path: str) -> VLLMServer:
     # Greedy output is the same on both only when each request is computed alike: float32, no prefix cache (one
-    # engine would reuse a prefix that the other computes afresh) and one request at a time (--max-inflight=1:
-    # a batch's shape changes the CPU kernels' rounding).  On CI's machine, batched runs differed.
+    # engine would reuse a prefix that the other computes afresh; the shared server has the same settings) and
+    # one request at a time (--max-inflight=1: a batch's shape changes the CPU kernels' rounding).  On CI's
+    # machine, batched runs differed.
     return VLLMServer(
         path,
-        port=_free_port(),
+        port=free_port(),
         served_model_name="gemma-3-270m",
-        data_parallel_size=data_parallel_size,
-        extra_args=["--dtype", "float32", "--no-enable-prefix-caching"],
+        data_parallel_size=2,
+        extra_args=server_args(),
         env={"OMP_NUM_THREADS": "1"},
     )
 
@@ -45,24 +38,14 @@ def _evaluate(url: str, tmp_path, name: str) -> list[dict]:
     return records
 
 
-def _finished_per_engine(url: str) -> dict[str, float]:
-    with urllib.request.urlopen(url + "/metrics", timeout=30) as answer:
-        page = answer.read().decode()
-    counts: dict[str, float] = {}
-    line = re.compile(r'^vllm:request_success_total\{[^}]*engine="(\d+)"[^}]*\} ([0-9.e+]+)$', re.M)
-    for engine, value in line.findall(page):
-        counts[engine] = counts.get(engine, 0.0) + float(value)
-    return counts
-
-
-def test_an_evaluation_through_a_data_parallel_url_equals_one_servers(gemma, tmp_path):
-    with _server(gemma, 1) as single:
-        single.wait_ready(timeout=600)
-        one = _evaluate(single.url, tmp_path, "one")
-    with _server(gemma, 2) as both:
+def test_an_evaluation_through_a_data_parallel_url_equals_one_servers(vllm_server, gemma, tmp_path):
+    with _data_parallel_server(gemma) as both:
+        # The run on the shared server while the data-parallel one starts (about 100 s): the load does not
+        # change what either computes.
+        one = _evaluate(vllm_server.url, tmp_path, "one")
         both.wait_ready(timeout=900)
         two = _evaluate(both.url, tmp_path, "dp")
-        served = _finished_per_engine(both.url)
+        served = realrun.finished_per_engine(both.url)
     assert {r["problem_id"]: realrun.stable(r) for r in two} == {r["problem_id"]: realrun.stable(r) for r in one}
     # Both engines behind the one URL answered some of the requests: vLLM balanced them, not the harness.
     assert set(served) == {"0", "1"} and all(count > 0 for count in served.values()), served

@@ -1,4 +1,6 @@
-"""`pytest benchmarks/` on the real in-process vLLM engine with Gemma 3 270M on the CPU.
+"""`pytest benchmarks/` on the real vLLM engine with Gemma 3 270M on the CPU: in-process (the default engine) for
+what tests that path, and the session's shared vLLM server (tests/shared_server.py) for what holds on either
+engine (resuming after a kill, regrading, samples and their metrics), which saves starting an engine each time.
 
 The model is a small base model: it writes code with the few-shot prompt but is almost never right, so these
 tests check the whole tool loop and the files, never accuracy.
@@ -26,7 +28,7 @@ FIVE = "0000 or 0001 or 0002 or 0003 or 0004"
 def test_five_problems_leave_jsonl_and_junit(gemma, tmp_path):
     reports, junit = tmp_path / "run", tmp_path / "junit.xml"
     result = realrun.run(
-        ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=160", "-k", FIVE,
+        ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=128", "-k", FIVE,
          f"--report-dir={reports}", f"--junitxml={junit}", f"--store-dir={tmp_path / 'store'}", "-v"],
         tmp_path,
     )  # fmt: skip
@@ -72,7 +74,7 @@ def test_five_problems_leave_jsonl_and_junit(gemma, tmp_path):
         assert (reports / name).stat().st_size > 0
     # The same run as its own baseline: nothing dropped, so the gate passes whatever the accuracy.
     gated = realrun.run(
-        ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=160", "-k", FIVE,
+        ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=128", "-k", FIVE,
          f"--report-dir={tmp_path / 'gated'}", f"--store-dir={tmp_path / 'store'}",
          f"--baseline={reports / 'trajectories.jsonl'}", "--gate"],
         tmp_path,
@@ -90,11 +92,12 @@ def _gsm8k():
 EIGHT = " or ".join(f"00{n:02d}" for n in range(10, 18))
 
 
-def test_kill_9_mid_run_loses_nothing_and_the_rerun_resumes(gemma, tmp_path):
+def test_kill_9_mid_run_loses_nothing_and_the_rerun_resumes(vllm_server, tmp_path):
     store = tmp_path / "store"
-    args = ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=128", "-k", EIGHT,
-            f"--store-dir={store}", "-v", "--max-inflight=2"]  # fmt: skip
-    process = realrun.start([*args, f"--report-dir={tmp_path / 'killed'}"], tmp_path)
+    args = ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", f"--server-url={vllm_server.url}", "--max-tokens=128",
+            "-k", EIGHT, f"--store-dir={store}", "-v"]  # fmt: skip
+    # Two at a time: the kill lands after two results with most of the eight not yet generated.
+    process = realrun.start([*args, "--max-inflight=2", f"--report-dir={tmp_path / 'killed'}"], tmp_path)
     realrun.wait_for_results(process, 2)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=60)
@@ -103,15 +106,13 @@ def test_kill_9_mid_run_loses_nothing_and_the_rerun_resumes(gemma, tmp_path):
     with ResultStore(store) as results:
         finished = len(results)
     assert 2 <= finished < 8
+    # That a resumed run's trajectories equal a fresh run's is the determinism test_real_server's xdist test and
+    # test_real_dp prove; here: nothing finished is lost, and only the rest is generated.
     resumed = realrun.run([*args, f"--report-dir={tmp_path / 'resumed'}"], tmp_path)
     after = realrun.records(tmp_path / "resumed" / "trajectories.jsonl")
     assert len(after) == 8, resumed.stdout[-3000:]
     assert sum(r["cached"] for r in after) == finished  # only the rest was generated
-    fresh = realrun.run([*args, f"--report-dir={tmp_path / 'fresh'}", f"--store-dir={tmp_path / 'other'}"], tmp_path)
-    clean = realrun.records(tmp_path / "fresh" / "trajectories.jsonl")
-    assert resumed.returncode == fresh.returncode
-    by_id = {r["problem_id"]: realrun.stable(r) for r in clean}
-    assert {r["problem_id"]: realrun.stable(r) for r in after} == by_id
+    assert all(r["end_reason"] != "error" for r in after), resumed.stdout[-3000:]
 
 
 def test_ctrl_c_prints_the_summary_and_keeps_finished_work(gemma, tmp_path):
@@ -134,9 +135,9 @@ def test_ctrl_c_prints_the_summary_and_keeps_finished_work(gemma, tmp_path):
         assert len(results) >= len(written)
 
 
-def test_a_grader_change_regrades_without_regenerating(gemma, tmp_path):
+def test_a_grader_change_regrades_without_regenerating(vllm_server, tmp_path):
     store = tmp_path / "store"
-    args = ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=128",
+    args = ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", f"--server-url={vllm_server.url}", "--max-tokens=128",
             "-k", "0020 or 0021 or 0022", f"--store-dir={store}"]  # fmt: skip
     realrun.run([*args, f"--report-dir={tmp_path / 'first'}"], tmp_path)
     first = realrun.records(tmp_path / "first" / "trajectories.jsonl")
@@ -146,10 +147,12 @@ def test_a_grader_change_regrades_without_regenerating(gemma, tmp_path):
         for record in list(results.records()):
             results.put(record["key"], {**record, "correct": not record["correct"], "prediction": "stale",
                                         "grader_version": "0"})  # fmt: skip
+    served = sum(realrun.finished_per_engine(vllm_server.url).values())
     second = realrun.run([*args, f"--report-dir={tmp_path / 'second'}", "-v"], tmp_path)
     again = realrun.records(tmp_path / "second" / "trajectories.jsonl")
     assert all(r["cached"] for r in again), second.stdout[-2000:]
-    assert "Loading weights" not in second.stdout + second.stderr  # no engine was even started
+    # Nothing was generated: the server finished no request during the second run (tests use it one at a time).
+    assert sum(realrun.finished_per_engine(vllm_server.url).values()) == served > 0
     now = {r["problem_id"]: r for r in again}
     for record in first:
         regraded = now[record["problem_id"]]
@@ -203,14 +206,15 @@ def test_ini_settings_a_negative_seed_and_the_reference_quirks_on_the_real_engin
     assert reference[:2] == [2, 2] and first["prompt_tokens"] == len(reference)
 
 
-def test_aime24_with_two_samples_reports_avg_pass_and_maj_at_k_consistent_with_the_records(gemma, tmp_path):
+def test_aime24_with_two_samples_reports_avg_pass_and_maj_at_k_consistent_with_the_records(vllm_server, tmp_path):
     # AIME 2024 is not shipped (licence): a --data-dir holding the real rows kept for the tests.
     data = tmp_path / "data" / "aime24"
     data.mkdir(parents=True)
     shutil.copy(realrun.REPO / "tests" / "data" / "benchmarks" / "aime24" / "test.jsonl", data / "test.jsonl")
     reports = tmp_path / "run"
     result = realrun.run(
-        ["benchmarks/test_aime24.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=64", "--samples=2",
+        ["benchmarks/test_aime24.py", "--model=gemma-3-270m", f"--server-url={vllm_server.url}", "--max-tokens=64",
+         "--samples=2",
          "--temperature=0.6", f"--data-dir={data.parent}", "-k", "60 or 61 or 62", f"--report-dir={reports}",
          f"--store-dir={tmp_path / 'store'}", "-v"],
         tmp_path,

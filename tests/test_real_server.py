@@ -1,53 +1,78 @@
-"""`pytest benchmarks/` against a real vLLM OpenAI server started on 127.0.0.1 (Gemma 3 270M on the CPU)."""
+"""`pytest benchmarks/` against a real vLLM OpenAI server on 127.0.0.1 (Gemma 3 270M on the CPU): the session's
+shared one (tests/shared_server.py), and one of its own for the test that kills it."""
 
 from __future__ import annotations
 
+import http.client
 import json
-import socket
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import pytest
 from junitparser.xunit2 import JUnitXml  # the flavour whose test cases carry properties
 
 from tests import realrun
+from tests.shared_server import free_port, server_args
+from tests.test_engine_openai import _running, failure, request, result
+from tir_harness.engines.openai import OpenAIEngine
 from tir_harness.engines.serve import VLLMServer
 
 THREE = "0000 or 0001 or 0002"
 SIX = " or ".join(f"00{n:02d}" for n in range(30, 36))
+WAIT = 30.0  # seconds; a bound against hanging, never a synchronization
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _get(url: str, path: str) -> Any:
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=WAIT)
+    connection.request("GET", path)
+    data = json.loads(connection.getresponse().read())
+    connection.close()
+    return data
 
 
-def _server(path: str) -> VLLMServer:
-    # float32: greedy output then does not depend on how requests were batched (checked below).  The server's
-    # own short temporary folder: vLLM's socket paths must stay under 108 characters.
-    return VLLMServer(
-        path,
-        port=_free_port(),
-        served_model_name="gemma-3-270m",
-        extra_args=["--dtype", "float32"],
-        env={"OMP_NUM_THREADS": "2"},
-    )
-
-
-@pytest.fixture(scope="module")
-def server(gemma):
-    with _server(gemma) as running:
-        running.wait_ready(timeout=300)
-        yield running
+def _tokens(url: str, prompt: str) -> int:
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=WAIT)
+    body = json.dumps({"model": "gemma-3-270m", "prompt": prompt, "add_special_tokens": False})
+    connection.request("POST", "/tokenize", body, {"Content-Type": "application/json"})
+    count = json.loads(connection.getresponse().read())["count"]
+    connection.close()
+    return int(count)
 
 
 def _args(url: str, *extra: str) -> list[str]:
     return ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", f"--server-url={url}", "--max-tokens=128", *extra]
 
 
-def test_a_run_against_the_server_leaves_jsonl_and_junit(server, tmp_path):
+def test_a_real_vllm_server_serves_a_completion(vllm_server):
+    # Here, not in test_engine_openai.py (which runs early): the shared server has started meanwhile.  Its
+    # lifecycle (the process and its temporary files gone after stop) is checked by the dies-mid-run test below.
+    with OpenAIEngine([vllm_server.url]) as engine:
+        assert engine.check() == []
+        prompt = "<bos>Question: What is 2+3?\nAnswer:"
+        completion = result(engine.submit(request(prompt, max_tokens=16, stop=("\n",))))
+        # The prompt already has <bos>: the server must not add a second one.
+        assert completion.prompt_tokens == _tokens(vllm_server.url, prompt)
+        assert completion.completion_tokens > 0 and "\n" not in completion.text
+        assert completion.finish_reason in ("stop", "length")
+        if completion.finish_reason == "stop":
+            assert completion.stop_reason == "\n"
+        # serve asks vLLM for prompt token details; without a prefix cache (the shared server has none) it
+        # reports 0 cached tokens, not none.
+        assert completion.cached_tokens == 0
+        too_long = failure(engine.submit(request("<bos>" + "one two " * 1500, max_tokens=8)))
+        assert too_long.startswith(f"{vllm_server.url}: HTTP 400: ") and "maximum context length" in too_long
+        info = engine.info()
+        version = _get(vllm_server.url, "/version")["version"]
+        assert info["model"] == "gemma-3-270m" and info["server_version"] == version
+
+
+def test_a_run_against_the_server_leaves_jsonl_and_junit(vllm_server, tmp_path):
     junit = tmp_path / "junit.xml"
     result = realrun.run(
-        _args(server.url, "-k", THREE, f"--report-dir={tmp_path / 'run'}", f"--junitxml={junit}",
+        _args(vllm_server.url, "-k", THREE, f"--report-dir={tmp_path / 'run'}", f"--junitxml={junit}",
               f"--store-dir={tmp_path / 'store'}"),
         tmp_path,
     )  # fmt: skip
@@ -58,17 +83,18 @@ def test_a_run_against_the_server_leaves_jsonl_and_junit(server, tmp_path):
     for record in records:
         assert record["end_reason"] != "error" and all(t["completion_tokens"] > 0 for t in record["turns"])
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["engine"]["kind"] == "openai" and server.url in json.dumps(manifest["engine"])
+    assert manifest["engine"]["kind"] == "openai" and vllm_server.url in json.dumps(manifest["engine"])
     assert len([case for suite in JUnitXml.fromfile(str(junit)) for case in suite]) == 3
 
 
-def test_two_xdist_workers_write_the_same_report_as_one_process(server, tmp_path):
+def test_two_xdist_workers_write_the_same_report_as_one_process(vllm_server, tmp_path):
+    url = vllm_server.url
     single = realrun.run(
-        _args(server.url, "-k", SIX, f"--report-dir={tmp_path / 'one'}", f"--store-dir={tmp_path / 's1'}"),
+        _args(url, "-k", SIX, f"--report-dir={tmp_path / 'one'}", f"--store-dir={tmp_path / 's1'}"),
         tmp_path,
     )  # fmt: skip
     double = realrun.run(
-        _args(server.url, "-k", SIX, "-n", "2", f"--report-dir={tmp_path / 'two'}", f"--store-dir={tmp_path / 's2'}"),
+        _args(url, "-k", SIX, "-n", "2", f"--report-dir={tmp_path / 'two'}", f"--store-dir={tmp_path / 's2'}"),
         tmp_path,
     )  # fmt: skip
     one = realrun.records(tmp_path / "one" / "trajectories.jsonl")
@@ -82,16 +108,26 @@ def test_two_xdist_workers_write_the_same_report_as_one_process(server, tmp_path
 
 
 def test_a_server_that_dies_mid_run_fails_its_problems_instead_of_hanging(gemma, tmp_path):
-    with _server(gemma) as doomed:
-        doomed.wait_ready(timeout=300)
-        process = realrun.start(
-            _args(doomed.url, "-k", SIX, "-v", "--max-inflight=1", f"--report-dir={tmp_path / 'run'}",
-                  f"--store-dir={tmp_path / 'store'}"),
-            tmp_path,
-        )  # fmt: skip
-        seen = realrun.wait_for_results(process, 1)
-        doomed.stop()
-        rest, _ = process.communicate(timeout=300)
+    # Its own server (this test stops it), in a folder of ours, as `tir-harness serve` gives each server one: a
+    # short one under the system's temp dir, as vLLM's socket paths in its tmp/ must stay under 108 characters.
+    with tempfile.TemporaryDirectory(prefix="tir-") as workdir:
+        doomed = VLLMServer(gemma, port=free_port(), served_model_name="gemma-3-270m", extra_args=server_args(),
+                            workdir=workdir, env={"OMP_NUM_THREADS": "2"})  # fmt: skip
+        with doomed:
+            doomed.wait_ready(timeout=900)
+            pid = doomed.pid
+            process = realrun.start(
+                _args(doomed.url, "-k", SIX, "-v", "--max-inflight=1", f"--report-dir={tmp_path / 'run'}",
+                      f"--store-dir={tmp_path / 'store'}"),
+                tmp_path,
+            )  # fmt: skip
+            seen = realrun.wait_for_results(process, 1)
+            doomed.stop()
+            rest, _ = process.communicate(timeout=300)
+        # The server's process is gone, and so are vLLM's sockets and files in its temporary folder (the folder,
+        # not the server's, stays, with the log).
+        assert pid is not None and not _running(pid)
+        assert (Path(workdir) / "server.log").exists() and not (Path(workdir) / "tmp").exists()
     output = "".join(seen) + rest
     assert process.returncode == pytest.ExitCode.TESTS_FAILED, output[-3000:]
     records = realrun.records(tmp_path / "run" / "trajectories.jsonl")
