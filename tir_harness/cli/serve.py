@@ -93,15 +93,19 @@ class _Stop(Exception):
 
 
 @contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
+def _signals_raise() -> Iterator[None]:
+    """SIGTERM raises _Stop and SIGINT KeyboardInterrupt, whatever was inherited: a background job of a
+    non-interactive shell starts with SIGINT ignored, and `kill -INT` must still stop the servers."""
+
     def handler(signum: int, frame: FrameType | None) -> None:
         raise _Stop()
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = signal.signal(signal.SIGTERM, handler), signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
 
 
 def _say(message: str) -> None:
@@ -148,7 +152,7 @@ def main(argv: Sequence[str]) -> int:
         )
         for plan in plans
     ]
-    with _sigterm_raises():
+    with _signals_raise():
         try:
             return _run(servers, args.ready_timeout, log_dir)
         except (KeyboardInterrupt, _Stop):
