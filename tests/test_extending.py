@@ -108,6 +108,17 @@ def test_an_engine_registered_from_a_conftest_runs_a_problem_end_to_end(tmp_path
     assert manifest["options"]["engine"] == "llamacpp"
 
 
+def test_an_engine_and_its_arguments_from_the_ini_reach_the_engine(tmp_path: Path, llamacpp: str) -> None:
+    project = _project(tmp_path)
+    run_dir = tmp_path / "run"
+    args = json.dumps({"url": llamacpp, "slots": 3})
+    done = _pytest(project, "-o", "tir_engine=llamacpp", "-o", f"tir_engine_arg={args}", f"--report-dir={run_dir}")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["engine"]["kind"] == "llamacpp" and manifest["engine"]["slots"] == 3
+    assert manifest["engine"]["engine_args"] == {"url": llamacpp, "slots": 3}
+
+
 def test_an_unknown_engine_or_engine_arg_is_one_line_before_anything_runs(tmp_path: Path, llamacpp: str) -> None:
     project = _project(tmp_path)
     done = _pytest(project, "--engine=llamacpp", "--engine-arg=slot=8")

@@ -160,9 +160,15 @@ def test_a_grader_change_regrades_without_regenerating(vllm_server, tmp_path):
         assert (regraded["prediction"], regraded["correct"]) == (record["prediction"], record["correct"])
 
 
-def test_engine_args_reach_vllm_and_the_manifest_and_a_wrong_one_stops_before_the_engine(gemma, tmp_path):
+def test_engine_args_and_ini_settings_reach_vllm_and_a_wrong_one_stops_before_the_engine(gemma, tmp_path):
+    """Engine arguments reach vLLM's EngineArgs; settings given as ini values (`-o`, as a project's pyproject.toml
+    would) reach the run; a negative run seed starts the engine; with the quirks the real tokenizer path sends
+    the reference's ids (two BOS).  One engine start for all of them (engine arguments from the ini are checked
+    against a registered engine in tests/test_extending.py)."""
+    from transformers import AutoTokenizer
+
     store, reports = tmp_path / "store", tmp_path / "run"
-    base = ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "--max-tokens=32", "-k", "0000",
+    base = ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "-k", "0000",
             f"--store-dir={store}"]  # fmt: skip
     typo = realrun.run([*base, "--engine-arg=max_num_seq=3"], tmp_path)
     assert typo.returncode == 4, typo.stdout[-3000:]
@@ -173,35 +179,18 @@ def test_engine_args_reach_vllm_and_the_manifest_and_a_wrong_one_stops_before_th
     # max_num_seqs reaches vLLM's EngineArgs (the engine reports what vLLM's scheduler took), an argument agreeing
     # with its shorthand (--dtype=float32) is taken, and the manifest records them.
     done = realrun.run(
-        [*base, "--engine-arg", '{"max_num_seqs": 3, "dtype": "float32"}', f"--report-dir={reports}"], tmp_path
-    )
+        [*base, "--engine-arg", '{"max_num_seqs": 3, "dtype": "float32"}', "--prompt-format=gemma",
+         f"--report-dir={reports}", "-o", "tir_max_tokens=16", "-o", "tir_seed=-1", "-o", "tir_reference_quirks=true"],
+        tmp_path,
+    )  # fmt: skip
     assert done.returncode in (0, 1), done.stdout[-3000:]
     engine = json.loads((reports / "manifest.json").read_text())["engine"]
     assert engine["max_num_seqs"] == 3 and engine["max_inflight"] == 4  # 3 + 25%
     assert engine["engine_args"] == {"max_num_seqs": 3, "dtype": "float32"}
     (record,) = realrun.records(reports / "trajectories.jsonl")
-    assert record["turns"] and record["turns"][0]["completion_tokens"] > 0
-
-
-def test_ini_settings_a_negative_seed_and_the_reference_quirks_on_the_real_engine(gemma, tmp_path):
-    """Settings given as ini values (`-o`, as a project's pyproject.toml would) reach vLLM; a negative run seed
-    starts the engine; with the quirks the real tokenizer path sends the reference's ids (two BOS)."""
-    from transformers import AutoTokenizer
-
-    reports = tmp_path / "run"
-    done = realrun.run(
-        ["benchmarks/test_gsm8k.py", "--model=gemma-3-270m", *realrun.VLLM_CPU, "-k", "0000",
-         "--prompt-format=gemma", f"--store-dir={tmp_path / 'store'}", f"--report-dir={reports}",
-         "-o", "tir_engine_arg=max_num_seqs=2",
-         "-o", "tir_max_tokens=16", "-o", "tir_seed=-1", "-o", "tir_reference_quirks=true"],
-        tmp_path,
-    )  # fmt: skip
-    assert done.returncode in (0, 1), done.stdout[-3000:]
-    manifest = json.loads((reports / "manifest.json").read_text())
-    assert manifest["engine"]["max_num_seqs"] == 2 and manifest["engine"]["engine_args"] == {"max_num_seqs": 2}
-    (record,) = realrun.records(reports / "trajectories.jsonl")
     assert record["sampling"]["seed"] == -1 and record["sampling"]["max_tokens"] == 16
     first = record["turns"][0]
+    assert first["completion_tokens"] > 0
     reference = AutoTokenizer.from_pretrained(gemma)(record["prompt"])["input_ids"]  # vLLM's generate(text)
     assert reference[:2] == [2, 2] and first["prompt_tokens"] == len(reference)
 
